@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Installs what building, serving and testing need, once; quick when all is there.
+# Sourced by scripts/serve.sh and scripts/test.sh. Afterwards:
+#   wasm_cargo_env   - the environment for wasm32 builds (an array of VAR=value)
+#   WASM_PACK_MODE   - the wasm-pack --mode for builds (normal, or force on the Debian route)
+#   WASM_TEST_MODE   - the wasm-pack --mode for tests
+#   WASM_CARGO_ARGS  - extra cargo arguments for wasm32 builds (an array)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+mkdir -p "$TOOLS"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  local missing=()
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+have_debian_packages() { command -v apt-get >/dev/null; }
+
+# Browsers and data for the tests.
+if have_debian_packages; then
+  apt_install chromium chromium-driver
+fi
+export CHROME_BIN="${CHROME_BIN:-$(command -v chromium || command -v google-chrome || echo /usr/bin/chromium)}"
+export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver || echo /usr/bin/chromedriver)}"
+
+# The wasm32 standard library: rustup's where it can be had, else Debian's Rust with std built
+# from source (rustup cannot download the wasm32 target on some machines).
+route_file="$TOOLS/wasm-route"
+if [ ! -f "$route_file" ]; then
+  if rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$' \
+    || timeout 120 rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
+    echo rustup > "$route_file"
+  else
+    echo debian > "$route_file"
+  fi
+fi
+WASM_ROUTE="$(cat "$route_file")"
+if [ "$WASM_ROUTE" = debian ]; then
+  apt_install rustc-web cargo-web rust-web-src rust-web-llvm lld-22
+  rustup toolchain list | grep -q '^debian' || rustup toolchain link debian /usr
+  wasm_cargo_env=(RUSTUP_TOOLCHAIN=debian RUSTC_BOOTSTRAP=1)
+  # `test` is in the std set for builds too, so `wasm-pack test` reuses every dependency.
+  WASM_CARGO_ARGS=(-Zbuild-std=std,panic_abort,test)
+  WASM_PACK_MODE=force
+  WASM_TEST_MODE=no-install
+else
+  wasm_cargo_env=()
+  WASM_CARGO_ARGS=()
+  WASM_PACK_MODE=normal
+  WASM_TEST_MODE=normal
+fi
+log "wasm32 route: $WASM_ROUTE"
+
+# wasm-bindgen-cli must be exactly the version in Cargo.lock.
+bindgen_version="$(grep -A1 '^name = "wasm-bindgen"$' "$ROOT/Cargo.lock" | sed -n 's/^version = "\(.*\)"$/\1/p')"
+if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$bindgen_version" ]; then
+  log "installing wasm-bindgen-cli $bindgen_version (about 10 minutes)"
+  cargo install -q wasm-bindgen-cli --version "=$bindgen_version"
+fi
+if ! command -v wasm-pack >/dev/null; then
+  log "installing wasm-pack (about 4 minutes)"
+  cargo install -q --locked wasm-pack
+fi

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# README command 2, and CI's only step: the single gate.
+# fmt, clippy -D warnings, native tests, the wasm32 build, then the in-browser tests
+# (WebGPU and CPU) in headless Chromium. Exits non-zero at the first failure.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/setup.sh"
+cd "$ROOT"
+ARTIFACTS="$ROOT/artifacts"
+mkdir -p "$ARTIFACTS"
+
+step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }
+
+# Native and wasm32 builds use separate target directories so that neither waits on the
+# other's lock, and neither evicts the other's artefacts.
+native() { CARGO_TARGET_DIR="$ROOT/target/native" "$@"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (native, -D warnings)"
+native cargo clippy --release --all-targets -q -- -D warnings
+
+step "native tests"
+native cargo test --release 2>&1 | tee "$ARTIFACTS/native-tests.log"
+
+step "wasm32 build (the page's pkg/, -D warnings)"
+"$ROOT/scripts/build-wasm.sh" 2>&1 | tee "$ARTIFACTS/wasm-build.log"
+if grep -q '^warning' "$ARTIFACTS/wasm-build.log"; then
+  echo "the wasm32 build has warnings (see above)" >&2
+  exit 1
+fi
+
+step "in-browser tests: wasm-pack test --headless --chrome (WebGPU and CPU)"
+export WASM_BINDGEN_TEST_TIMEOUT=900
+env "${wasm_cargo_env[@]}" wasm-pack test --headless --chrome --release \
+  --mode "$WASM_TEST_MODE" -- "${WASM_CARGO_ARGS[@]}" 2>&1 | tee "$ARTIFACTS/browser-tests.log"
+
+count() { # sums "N passed" / "N ignored" of every "test result:" line of a log
+  grep -h 'test result:' "$1" | sed -n "s/.* \([0-9]\+\) $2.*/\1/p" | awk '{ sum += $1 } END { print sum + 0 }'
+}
+native_passed=$(count "$ARTIFACTS/native-tests.log" passed)
+native_ignored=$(count "$ARTIFACTS/native-tests.log" ignored)
+browser_passed=$(count "$ARTIFACTS/browser-tests.log" passed)
+browser_ignored=$(count "$ARTIFACTS/browser-tests.log" ignored)
+step "summary"
+echo "native tests:     $native_passed passed, $native_ignored ignored"
+echo "in-browser tests: $browser_passed passed, $browser_ignored ignored"
+grep -h 'BENCH' "$ARTIFACTS/browser-tests.log" || true
+if [ "$native_ignored" != 0 ] || [ "$browser_ignored" != 0 ] || [ "$browser_passed" = 0 ]; then
+  echo "no test may be skipped, and the browser tests must have run" >&2
+  exit 1
+fi

@@ -1,0 +1,69 @@
+//! The one error type of the crate: every message says what went wrong and what to do about it.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// An architecture name that is not one of the presets.
+    UnknownArch(String),
+    /// A model configuration that cannot be built (zero classes, zero channels, ...).
+    InvalidConfig(String),
+    /// A file could not be read or written.
+    Io { path: String, message: String },
+    /// The bytes are not a weight file this crate can read.
+    WeightFormat(String),
+    /// The weight file lacks a tensor the model needs.
+    MissingKey { key: String, arch: String },
+    /// The weight file holds a tensor the model does not have.
+    UnexpectedKey { key: String, arch: String },
+    /// A tensor of the weight file has the wrong shape for this model.
+    ShapeMismatch {
+        key: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    /// An input (array, image, tensor) that the model cannot take.
+    InvalidInput(String),
+    /// The backend failed (device lost, adapter refused, read back failed).
+    Backend(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::UnknownArch(name) => write!(
+                f,
+                "unknown architecture '{name}': use one of {}",
+                crate::resnet::Arch::NAMES.join(", ")
+            ),
+            Error::InvalidConfig(message) => write!(f, "invalid model configuration: {message}"),
+            Error::Io { path, message } => write!(f, "cannot access '{path}': {message}"),
+            Error::WeightFormat(message) => write!(f, "not a readable weight file: {message}"),
+            Error::MissingKey { key, arch } => write!(
+                f,
+                "the weight file has no tensor '{key}', which {arch} needs: \
+                 is it a {arch} file, with the same class and input channel counts?"
+            ),
+            Error::UnexpectedKey { key, arch } => write!(
+                f,
+                "the weight file has a tensor '{key}' that {arch} does not have: \
+                 the file is probably for another architecture"
+            ),
+            Error::ShapeMismatch {
+                key,
+                expected,
+                found,
+            } => write!(
+                f,
+                "tensor '{key}' has shape {found:?} in the weight file but the model needs \
+                 {expected:?}: check --num-classes, --in-channels and the architecture"
+            ),
+            Error::InvalidInput(message) => write!(f, "invalid input: {message}"),
+            Error::Backend(message) => write!(f, "backend failure: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

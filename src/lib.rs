@@ -1,0 +1,18 @@
+//! resnet-web: ResNets in Rust with burn, for the browser (WebGPU or CPU, through wasm) and
+//! for the command line.
+//!
+//! - [`resnet`]: the model family, backend-generic.
+//! - [`weights`]: torchvision and burnpack weight files.
+//! - [`inference`]: turning arrays into input tensors and logits back into arrays.
+//! - `web` (wasm32 only): the `#[wasm_bindgen]` surface.
+
+pub mod error;
+pub mod inference;
+pub mod npy;
+pub mod resnet;
+pub mod weights;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+pub use error::{Error, Result};

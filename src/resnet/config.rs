@@ -1,0 +1,202 @@
+use crate::error::{Error, Result};
+
+/// The presets: torchvision's ImageNet ResNets and He et al.'s CIFAR ResNets (section 4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arch {
+    ResNet18,
+    ResNet34,
+    ResNet50,
+    ResNet101,
+    ResNet152,
+    ResNet20,
+    ResNet32,
+    ResNet44,
+    ResNet56,
+    ResNet110,
+}
+
+/// How the network starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stem {
+    /// 7x7/2 convolution then 3x3/2 max-pool (torchvision).
+    ImageNet,
+    /// 3x3/1 convolution, no pooling (He et al. on CIFAR-10).
+    Cifar,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Two 3x3 convolutions.
+    Basic,
+    /// 1x1, 3x3, 1x1 with 4x expansion; the stride sits on the 3x3 (torchvision's "v1.5").
+    Bottleneck,
+}
+
+/// The shortcut where a block changes resolution or width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shortcut {
+    /// Option A: subsample and pad the new channels with zeros; no parameters.
+    ZeroPad,
+    /// Option B: 1x1 strided convolution and BatchNorm (torchvision's `downsample`).
+    Projection,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 10] = [
+        Arch::ResNet18,
+        Arch::ResNet34,
+        Arch::ResNet50,
+        Arch::ResNet101,
+        Arch::ResNet152,
+        Arch::ResNet20,
+        Arch::ResNet32,
+        Arch::ResNet44,
+        Arch::ResNet56,
+        Arch::ResNet110,
+    ];
+    pub const NAMES: [&'static str; 10] = [
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "resnet20",
+        "resnet32",
+        "resnet44",
+        "resnet56",
+        "resnet110",
+    ];
+
+    pub fn name(self) -> &'static str {
+        let index = Self::ALL.iter().position(|arch| *arch == self);
+        Self::NAMES[index.expect("every Arch is in ALL")]
+    }
+
+    pub fn parse(name: &str) -> Result<Arch> {
+        let wanted = name.trim().to_ascii_lowercase().replace(['-', '_'], "");
+        Self::NAMES
+            .iter()
+            .position(|candidate| *candidate == wanted)
+            .map(|index| Self::ALL[index])
+            .ok_or_else(|| Error::UnknownArch(name.to_string()))
+    }
+
+    pub fn stem(self) -> Stem {
+        match self {
+            Arch::ResNet18
+            | Arch::ResNet34
+            | Arch::ResNet50
+            | Arch::ResNet101
+            | Arch::ResNet152 => Stem::ImageNet,
+            _ => Stem::Cifar,
+        }
+    }
+
+    pub fn block_kind(self) -> BlockKind {
+        match self {
+            Arch::ResNet50 | Arch::ResNet101 | Arch::ResNet152 => BlockKind::Bottleneck,
+            _ => BlockKind::Basic,
+        }
+    }
+
+    /// Blocks in each stage.
+    pub fn stage_depths(self) -> &'static [usize] {
+        match self {
+            Arch::ResNet18 => &[2, 2, 2, 2],
+            Arch::ResNet34 | Arch::ResNet50 => &[3, 4, 6, 3],
+            Arch::ResNet101 => &[3, 4, 23, 3],
+            Arch::ResNet152 => &[3, 8, 36, 3],
+            Arch::ResNet20 => &[3, 3, 3],
+            Arch::ResNet32 => &[5, 5, 5],
+            Arch::ResNet44 => &[7, 7, 7],
+            Arch::ResNet56 => &[9, 9, 9],
+            Arch::ResNet110 => &[18, 18, 18],
+        }
+    }
+
+    /// Width (before bottleneck expansion) of each stage.
+    pub fn stage_widths(self) -> &'static [usize] {
+        match self.stem() {
+            Stem::ImageNet => &[64, 128, 256, 512],
+            Stem::Cifar => &[16, 32, 64],
+        }
+    }
+
+    /// The preset with this stem, block kind and stage depths, if any.
+    pub fn from_layout(stem: Stem, block: BlockKind, depths: &[usize]) -> Option<Arch> {
+        Self::ALL.into_iter().find(|arch| {
+            arch.stem() == stem && arch.block_kind() == block && arch.stage_depths() == depths
+        })
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything needed to build a ResNet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResNetConfig {
+    pub arch: Arch,
+    pub num_classes: usize,
+    pub in_channels: usize,
+    /// Option A for the CIFAR family by default, as in the paper; the ImageNet family always
+    /// uses option B, as torchvision does.
+    pub shortcut: Shortcut,
+}
+
+impl ResNetConfig {
+    /// The preset with its usual shortcut: ImageNet family B, CIFAR family A.
+    pub fn new(arch: Arch, num_classes: usize, in_channels: usize) -> Self {
+        let shortcut = match arch.stem() {
+            Stem::ImageNet => Shortcut::Projection,
+            Stem::Cifar => Shortcut::ZeroPad,
+        };
+        Self {
+            arch,
+            num_classes,
+            in_channels,
+            shortcut,
+        }
+    }
+
+    pub fn with_shortcut(mut self, shortcut: Shortcut) -> Self {
+        self.shortcut = shortcut;
+        self
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.num_classes == 0 {
+            return Err(Error::InvalidConfig(
+                "the class count must be at least 1".into(),
+            ));
+        }
+        if self.in_channels == 0 {
+            return Err(Error::InvalidConfig(
+                "the input channel count must be at least 1".into(),
+            ));
+        }
+        if self.arch.stem() == Stem::ImageNet && self.shortcut == Shortcut::ZeroPad {
+            return Err(Error::InvalidConfig(format!(
+                "{} uses projection shortcuts (option B) only",
+                self.arch
+            )));
+        }
+        Ok(())
+    }
+
+    /// Channels out of the last stage, what the classifier sees.
+    pub fn feature_channels(&self) -> usize {
+        let width = *self
+            .arch
+            .stage_widths()
+            .last()
+            .expect("every preset has stages");
+        match self.arch.block_kind() {
+            BlockKind::Basic => width,
+            BlockKind::Bottleneck => width * 4,
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The ResNet family, backend-generic: tensors carry their device, so nothing here knows
+//! whether it runs on WebGPU, on the CPU, or with autodiff.
+
+mod block;
+mod config;
+mod model;
+
+pub use block::{BasicBlock, Bottleneck, DownsampleLayer, PadShortcut, ResidualBlock};
+pub use config::{Arch, BlockKind, ResNetConfig, Shortcut, Stem};
+pub use model::{ResNet, is_running_statistic};

@@ -1,0 +1,91 @@
+use std::cell::RefCell;
+
+use burn::prelude::*;
+use burn::tensor::wgpu::wgpu;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// burn's wgpu backend on the browser's WebGPU.
+    WebGpu,
+    /// burn's flex backend: pure Rust on the CPU, in wasm.
+    Cpu,
+    /// burn's ndarray backend, kept to measure against flex.
+    CpuNdarray,
+}
+
+impl BackendKind {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "webgpu" => Ok(BackendKind::WebGpu),
+            "cpu" => Ok(BackendKind::Cpu),
+            "cpu-ndarray" => Ok(BackendKind::CpuNdarray),
+            other => Err(Error::InvalidInput(format!(
+                "unknown backend '{other}': use webgpu, cpu or cpu-ndarray"
+            ))),
+        }
+    }
+}
+
+/// A ready device, and what it runs on in words.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub kind: BackendKind,
+    pub device: Device,
+    pub description: String,
+    /// For WebGPU: the adapter, so callers can tell a real WebGPU adapter from a fallback.
+    pub adapter: Option<wgpu::AdapterInfo>,
+}
+
+thread_local! {
+    // burn's wgpu runtime can be initialised once per page; later callers share it.
+    static WEBGPU: RefCell<Option<Backend>> = const { RefCell::new(None) };
+}
+
+impl Backend {
+    pub async fn init(kind: BackendKind) -> Result<Self> {
+        match kind {
+            BackendKind::WebGpu => Self::webgpu().await,
+            BackendKind::Cpu => Ok(Self {
+                kind,
+                device: Device::flex(),
+                description: "CPU (burn flex, wasm)".into(),
+                adapter: None,
+            }),
+            #[allow(deprecated)] // ndarray is kept only as a point of comparison
+            BackendKind::CpuNdarray => Ok(Self {
+                kind,
+                device: Device::ndarray(),
+                description: "CPU (burn ndarray, wasm)".into(),
+                adapter: None,
+            }),
+        }
+    }
+
+    async fn webgpu() -> Result<Self> {
+        if let Some(ready) = WEBGPU.with(|cell| cell.borrow().clone()) {
+            return Ok(ready);
+        }
+        let (device, setup) = Device::wgpu_options()
+            .init_with_setup_async()
+            .await
+            .map_err(|e| {
+                Error::Backend(format!(
+                    "WebGPU is not available ({e}): use the CPU backend, or a browser with WebGPU enabled"
+                ))
+            })?;
+        let info = setup.adapter.get_info();
+        let backend = Self {
+            kind: BackendKind::WebGpu,
+            device,
+            description: format!(
+                "WebGPU: {} {} ({:?})",
+                info.driver, info.name, info.device_type
+            ),
+            adapter: Some(info),
+        };
+        WEBGPU.with(|cell| *cell.borrow_mut() = Some(backend.clone()));
+        Ok(backend)
+    }
+}

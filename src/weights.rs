@@ -1,0 +1,343 @@
+//! Weight files in and out: torchvision `state_dict`s (`.safetensors` everywhere, `.pth`
+//! natively) under torchvision's own key names, and the project's own burnpack format.
+
+use std::collections::BTreeMap;
+
+use burn::prelude::*;
+use burn::store::{
+    ApplyError, ApplyResult, BurnpackStore, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
+    SafetensorsStore,
+};
+use burn::tensor::Bytes;
+
+use crate::error::{Error, Result};
+use crate::resnet::{Arch, BlockKind, ResNet, ResNetConfig, Shortcut, Stem, is_running_statistic};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// safetensors, as written by `safetensors.torch.save_file(model.state_dict(), ...)`.
+    Safetensors,
+    /// `torch.save(model.state_dict(), ...)`.
+    PyTorch,
+    /// burn's burnpack, the project's own format.
+    Burnpack,
+}
+
+impl WeightFormat {
+    /// Recognises a weight file by its first bytes, whatever its name.
+    pub fn detect(bytes: &[u8]) -> Result<Self> {
+        if bytes.starts_with(b"BURN") || bytes.starts_with(b"NRUB") {
+            return Ok(WeightFormat::Burnpack);
+        }
+        // A zip archive (torch >= 1.6) or a legacy pickle stream.
+        if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(&[0x80, 0x02]) {
+            return Ok(WeightFormat::PyTorch);
+        }
+        if bytes.len() >= 9 {
+            let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+            if bytes[8] == b'{' && header_len <= (bytes.len() - 8) as u64 {
+                return Ok(WeightFormat::Safetensors);
+            }
+        }
+        Err(Error::WeightFormat(
+            "expected a .safetensors, .pth or .bpk (burnpack) file; the first bytes match none"
+                .into(),
+        ))
+    }
+}
+
+/// What a weight file describes, read from its tensor names and shapes alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightsInfo {
+    pub format: WeightFormat,
+    pub config: ResNetConfig,
+    /// Trainable parameters (running statistics excluded), as torchvision counts them.
+    pub num_params: usize,
+    pub num_tensors: usize,
+}
+
+/// Torchvision's name for a tensor path of burn's: no enum variants, BatchNorm's
+/// gamma/beta as weight/bias.
+pub fn torchvision_key(burn_path: &str) -> String {
+    let segments: Vec<&str> = burn_path
+        .split('.')
+        .filter(|segment| !segment.starts_with(|c: char| c.is_ascii_uppercase()))
+        .collect();
+    let mut key = segments.join(".");
+    for (from, to) in [(".gamma", ".weight"), (".beta", ".bias")] {
+        if let Some(stem) = key.strip_suffix(from) {
+            key = format!("{stem}{to}");
+        }
+    }
+    key
+}
+
+/// Loads any supported weight file into a new model of `config`.
+pub fn load(bytes: Vec<u8>, config: &ResNetConfig, device: &Device) -> Result<ResNet> {
+    let mut model = ResNet::new(config, device)?;
+    let arch = config.arch.name();
+    let result = match WeightFormat::detect(&bytes)? {
+        WeightFormat::Safetensors => {
+            let mut store = torchvision_safetensors(bytes);
+            model.load_from(&mut store).map_err(|e| format_error(&e))?
+        }
+        WeightFormat::Burnpack => {
+            let mut store = burnpack(bytes).allow_partial(true).validate(false);
+            model.load_from(&mut store).map_err(|e| format_error(&e))?
+        }
+        WeightFormat::PyTorch => return load_pytorch_bytes(model, bytes, arch),
+    };
+    check_applied(&result, arch)?;
+    Ok(model)
+}
+
+/// Serialises a model to burnpack bytes. Reads tensors synchronously: on wasm, read the
+/// model's tensors back with the async API first.
+pub fn save_burnpack(model: &ResNet, config: &ResNetConfig) -> Result<Vec<u8>> {
+    let mut store = BurnpackStore::from_bytes(None)
+        .metadata("arch", config.arch.name())
+        .metadata("num_classes", config.num_classes.to_string())
+        .metadata("in_channels", config.in_channels.to_string());
+    model
+        .save_into(&mut store)
+        .map_err(|e| Error::Backend(format!("cannot serialise the model: {e}")))?;
+    let bytes = store
+        .get_bytes()
+        .map_err(|e| Error::Backend(format!("cannot serialise the model: {e}")))?;
+    Ok(bytes.to_vec())
+}
+
+/// Reads names and shapes only, and infers the architecture from them.
+pub fn inspect(bytes: Vec<u8>) -> Result<WeightsInfo> {
+    let format = WeightFormat::detect(&bytes)?;
+    let shapes = match format {
+        WeightFormat::Safetensors => tensor_shapes(&mut torchvision_safetensors(bytes))?,
+        WeightFormat::Burnpack => tensor_shapes(&mut burnpack(bytes))?,
+        WeightFormat::PyTorch => pytorch_shapes(bytes)?,
+    };
+    infer_layout(format, &shapes)
+}
+
+fn torchvision_safetensors(bytes: Vec<u8>) -> SafetensorsStore {
+    SafetensorsStore::from_bytes(Some(bytes))
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .skip_enum_variants(true)
+        .allow_partial(true)
+        .validate(false)
+}
+
+fn burnpack(bytes: Vec<u8>) -> BurnpackStore {
+    BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)))
+}
+
+fn format_error(error: &dyn std::fmt::Display) -> Error {
+    Error::WeightFormat(error.to_string())
+}
+
+/// Tensor shapes under torchvision names.
+fn tensor_shapes<S: ModuleStore>(store: &mut S) -> Result<BTreeMap<String, Vec<usize>>>
+where
+    S::Error: std::fmt::Display,
+{
+    let tensors = store.get_all_tensors().map_err(|e| format_error(&e))?;
+    Ok(tensors
+        .iter()
+        .map(|(name, tensor)| (torchvision_key(name), tensor.shape.to_vec()))
+        .collect())
+}
+
+/// Turns burn's loading report into the first problem, named by torchvision's key.
+fn check_applied(result: &ApplyResult, arch: &str) -> Result<()> {
+    if let Some(error) = result.errors.first() {
+        return Err(match error {
+            ApplyError::ShapeMismatch {
+                path,
+                expected,
+                found,
+            } => {
+                let key = torchvision_key(path);
+                let (mut expected, mut found) = (expected.to_vec(), found.to_vec());
+                // burn stores Linear weights transposed; report torchvision's layout.
+                if key.ends_with("fc.weight") {
+                    expected.reverse();
+                    found.reverse();
+                }
+                Error::ShapeMismatch {
+                    key,
+                    expected,
+                    found,
+                }
+            }
+            other => Error::WeightFormat(other.to_string()),
+        });
+    }
+    if let Some((path, _)) = result.missing.first() {
+        return Err(Error::MissingKey {
+            key: torchvision_key(path),
+            arch: arch.to_string(),
+        });
+    }
+    // torchvision saves a step counter with every BatchNorm; inference has no use for it.
+    if let Some(path) = result
+        .unused
+        .iter()
+        .find(|path| !path.ends_with("num_batches_tracked"))
+    {
+        return Err(Error::UnexpectedKey {
+            key: torchvision_key(path),
+            arch: arch.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn infer_layout(
+    format: WeightFormat,
+    shapes: &BTreeMap<String, Vec<usize>>,
+) -> Result<WeightsInfo> {
+    let unrecognised = |what: &str| Error::WeightFormat(format!("not a ResNet state_dict: {what}"));
+    let stem_weight = shapes
+        .get("conv1.weight")
+        .ok_or_else(|| unrecognised("no 'conv1.weight' tensor"))?;
+    let [_, in_channels, kernel, _] = stem_weight[..] else {
+        return Err(unrecognised(
+            "'conv1.weight' is not a 4-d convolution weight",
+        ));
+    };
+    let stem = match kernel {
+        7 => Stem::ImageNet,
+        3 => Stem::Cifar,
+        _ => return Err(unrecognised("the first convolution is neither 7x7 nor 3x3")),
+    };
+    let num_classes = match shapes.get("fc.bias").map(Vec::as_slice) {
+        Some(&[classes]) => classes,
+        _ => return Err(unrecognised("no 1-d 'fc.bias' tensor")),
+    };
+    let mut depths = Vec::new();
+    for stage in 1..=4 {
+        let prefix = format!("layer{stage}.");
+        let blocks = shapes
+            .keys()
+            .filter_map(|key| {
+                key.strip_prefix(&prefix)?
+                    .split('.')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .max();
+        match blocks {
+            Some(last) => depths.push(last + 1),
+            None => break,
+        }
+    }
+    let block = if shapes.keys().any(|key| key.contains(".conv3.")) {
+        BlockKind::Bottleneck
+    } else {
+        BlockKind::Basic
+    };
+    let arch = Arch::from_layout(stem, block, &depths).ok_or_else(|| {
+        unrecognised(&format!(
+            "no preset has a {stem:?} stem, {block:?} blocks and stage depths {depths:?}"
+        ))
+    })?;
+    let shortcut = if shapes.keys().any(|key| key.contains(".downsample.")) {
+        Shortcut::Projection
+    } else {
+        Shortcut::ZeroPad
+    };
+    let num_params = shapes
+        .iter()
+        .filter(|(key, _)| !is_running_statistic(key))
+        .map(|(_, shape)| shape.iter().product::<usize>())
+        .sum();
+    Ok(WeightsInfo {
+        format,
+        config: ResNetConfig::new(arch, num_classes, in_channels).with_shortcut(shortcut),
+        num_params,
+        num_tensors: shapes.len(),
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod pytorch {
+    //! `.pth` files: burn's reader takes a path, so bytes go through a temporary file.
+    use super::*;
+    use burn::store::PytorchStore;
+
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn write(bytes: &[u8]) -> Result<Self> {
+            let unique = format!(
+                "resnet-web-{}-{:?}.pth",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default()
+            );
+            let path = std::env::temp_dir().join(unique);
+            std::fs::write(&path, bytes).map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            Ok(Self(path))
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn store(path: &std::path::Path) -> PytorchStore {
+        PytorchStore::from_file(path)
+            .skip_enum_variants(true)
+            .allow_partial(true)
+    }
+
+    pub(super) fn load(mut model: ResNet, bytes: Vec<u8>, arch: &str) -> Result<ResNet> {
+        let file = TempFile::write(&bytes)?;
+        let result = model
+            .load_from(&mut store(&file.0))
+            .map_err(|e| format_error(&e))?;
+        check_applied(&result, arch)?;
+        Ok(model)
+    }
+
+    pub(super) fn shapes(bytes: Vec<u8>) -> Result<BTreeMap<String, Vec<usize>>> {
+        let file = TempFile::write(&bytes)?;
+        tensor_shapes(&mut store(&file.0))
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn load_pytorch_bytes(model: ResNet, bytes: Vec<u8>, arch: &str) -> Result<ResNet> {
+    pytorch::load(model, bytes, arch)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn pytorch_shapes(bytes: Vec<u8>) -> Result<BTreeMap<String, Vec<usize>>> {
+    pytorch::shapes(bytes)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn load_pytorch_bytes(_: ResNet, _: Vec<u8>, _: &str) -> Result<ResNet> {
+    Err(pth_unsupported())
+}
+
+#[cfg(target_arch = "wasm32")]
+fn pytorch_shapes(_: Vec<u8>) -> Result<BTreeMap<String, Vec<usize>>> {
+    Err(pth_unsupported())
+}
+
+#[cfg(target_arch = "wasm32")]
+fn pth_unsupported() -> Error {
+    Error::WeightFormat(
+        "PyTorch .pth files are read by the command-line tool only: in the browser, use \
+         a .safetensors file (safetensors.torch.save_file(model.state_dict(), path))"
+            .into(),
+    )
+}

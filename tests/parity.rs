@@ -1,0 +1,189 @@
+//! Logits of the library and of the `resnet` tool against PyTorch's, on the same weights.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use burn::prelude::*;
+use common::*;
+use resnet_web::inference::{images_tensor, logits};
+use resnet_web::resnet::{Arch, ResNetConfig};
+use resnet_web::{npy, weights};
+
+const TOLERANCE: f32 = 1e-4;
+
+fn library_logits(weights_file: Vec<u8>, arch: Arch, input: [usize; 4]) -> Vec<f32> {
+    let device = Device::flex();
+    let config = ResNetConfig::new(arch, 1000, 3);
+    let config = if arch == Arch::ResNet20 {
+        ResNetConfig::new(arch, 10, 3)
+    } else {
+        config
+    };
+    let model = weights::load(weights_file, &config, &device).expect("weights load");
+    let images = images_tensor(synthetic_images(input), input, &device).unwrap();
+    logits(&model, images).unwrap()
+}
+
+#[test]
+fn resnet18_matches_pytorch() {
+    let file = synthetic_safetensors(RESNET18_KEYS, &[], &[]);
+    let ours = library_logits(file, Arch::ResNet18, IMAGENET_INPUT);
+    let error = max_abs_difference(&ours, &fixture_logits(RESNET18_LOGITS));
+    println!("resnet18 max |ours - pytorch| = {error:e}");
+    assert!(
+        error < TOLERANCE,
+        "resnet18 differs from PyTorch by {error}"
+    );
+}
+
+#[test]
+fn resnet50_matches_pytorch() {
+    let file = synthetic_safetensors(RESNET50_KEYS, &[], &[]);
+    let ours = library_logits(file, Arch::ResNet50, IMAGENET_INPUT);
+    let error = max_abs_difference(&ours, &fixture_logits(RESNET50_LOGITS));
+    println!("resnet50 max |ours - pytorch| = {error:e}");
+    assert!(
+        error < TOLERANCE,
+        "resnet50 differs from PyTorch by {error}"
+    );
+}
+
+#[test]
+fn resnet20_from_pytorch_written_safetensors_and_pth_matches_pytorch() {
+    let expected = fixture_logits(RESNET20_LOGITS);
+    let pth = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/resnet20.pth"
+    ))
+    .unwrap();
+    for file in [RESNET20_SAFETENSORS.to_vec(), pth] {
+        let ours = library_logits(file, Arch::ResNet20, CIFAR_INPUT);
+        let error = max_abs_difference(&ours, &expected);
+        assert!(
+            error < TOLERANCE,
+            "resnet20 differs from PyTorch by {error}"
+        );
+    }
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("resnet-web-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+    fn file(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn resnet_tool(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_resnet"))
+        .args(args)
+        .output()
+        .expect("the resnet binary runs")
+}
+
+#[test]
+fn cli_logits_match_pytorch_for_resnet18_and_resnet50() {
+    let dir = TempDir::new("cli-logits");
+    let input = dir.file("input.npy");
+    std::fs::write(
+        &input,
+        npy::write_f32(&IMAGENET_INPUT, &synthetic_images(IMAGENET_INPUT)),
+    )
+    .unwrap();
+    for (arch, keys, expected) in [
+        ("resnet18", RESNET18_KEYS, RESNET18_LOGITS),
+        ("resnet50", RESNET50_KEYS, RESNET50_LOGITS),
+    ] {
+        let weights_path = dir.file(&format!("{arch}.safetensors"));
+        std::fs::write(&weights_path, synthetic_safetensors(keys, &[], &[])).unwrap();
+        let output = dir.file(&format!("{arch}.logits.npy"));
+        let run = resnet_tool(&[
+            "logits",
+            "--arch",
+            arch,
+            "--weights",
+            &weights_path,
+            "--input",
+            &input,
+            "--output",
+            &output,
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let ours = npy::read_f32(&std::fs::read(&output).unwrap()).unwrap();
+        assert_eq!(ours.shape, vec![2, 1000]);
+        let error = max_abs_difference(&ours.data, &fixture_logits(expected));
+        assert!(
+            error < TOLERANCE,
+            "{arch} via the CLI differs from PyTorch by {error}"
+        );
+    }
+}
+
+#[test]
+fn cli_reports_bad_input_without_panicking() {
+    let dir = TempDir::new("cli-errors");
+    let weights_path = dir.file("resnet20.safetensors");
+    std::fs::write(&weights_path, RESNET20_SAFETENSORS).unwrap();
+    let input = dir.file("gray.npy");
+    std::fs::write(&input, npy::write_f32(&[1, 1, 32, 32], &[0.5; 1024])).unwrap();
+    let output = dir.file("out.npy");
+    let run = resnet_tool(&[
+        "logits",
+        "--arch",
+        "resnet20",
+        "--weights",
+        &weights_path,
+        "--input",
+        &input,
+        "--output",
+        &output,
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains("3 input channel(s) but the input has 1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let run = resnet_tool(&["logits", "--arch", "resnet99", "--weights", &weights_path]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("unknown architecture 'resnet99'"));
+}
+
+#[test]
+fn cli_info_describes_weight_files() {
+    let dir = TempDir::new("cli-info");
+    let path = dir.file("resnet50.safetensors");
+    std::fs::write(&path, synthetic_safetensors(RESNET50_KEYS, &[], &[])).unwrap();
+    let run = resnet_tool(&["info", &path]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("architecture:   resnet50"), "{stdout}");
+    assert!(stdout.contains("parameters:     25557032"), "{stdout}");
+    assert!(stdout.contains("classes:        1000"), "{stdout}");
+
+    let pth = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/resnet20.pth");
+    let stdout = String::from_utf8(resnet_tool(&["info", pth]).stdout).unwrap();
+    assert!(stdout.contains("architecture:   resnet20"), "{stdout}");
+    assert!(stdout.contains("format:         PyTorch"), "{stdout}");
+    assert!(stdout.contains("parameters:     269722"), "{stdout}");
+}
