@@ -145,9 +145,37 @@ def cifar_fixture():
     print(f"resnet20: {params} parameters, max |logit| {np.abs(logits).max():.3f}")
 
 
+# (width, height) of the preprocessing fixtures: wider, taller, and smaller than 256.
+PREPROCESS_SIZES = [(300, 200), (200, 300), (100, 80)]
+
+
+def synthetic_rgba(width, height):
+    """Noise, the hardest case for resampling: byte = floor(u * 256), alpha opaque."""
+    rgba = np.floor(uniform01(f"image-{width}x{height}", width * height * 4) * 256).astype(np.uint8)
+    rgba = rgba.reshape(height, width, 4)
+    rgba[:, :, 3] = 255
+    return rgba
+
+
+def preprocess_fixture():
+    """torchvision's ImageNet eval transform on float tensors (antialiased bilinear, as on PIL
+    images); every 7th row and column of the output is kept to keep the fixture small."""
+    from torchvision.transforms.v2 import functional as TF
+
+    for width, height in PREPROCESS_SIZES:
+        rgb = torch.from_numpy(synthetic_rgba(width, height)[:, :, :3].copy())
+        image = rgb.permute(2, 0, 1).float() / 255.0
+        image = TF.resize(image, [256], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+        image = TF.center_crop(image, [224])
+        image = TF.normalize(image, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+        save_npy(f"imagenet-{width}x{height}.npy", image[:, ::7, ::7].numpy())
+    print(f"preprocessing: {len(PREPROCESS_SIZES)} images")
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     torch.set_num_threads(2)
     torchvision_fixture("resnet18", [2, 3, 64, 64])
     torchvision_fixture("resnet50", [2, 3, 64, 64])
     cifar_fixture()
+    preprocess_fixture()

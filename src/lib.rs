@@ -4,11 +4,13 @@
 //! - [`resnet`]: the model family, backend-generic.
 //! - [`weights`]: torchvision and burnpack weight files.
 //! - [`inference`]: turning arrays into input tensors and logits back into arrays.
+//! - [`preprocess`]: canvas pixels to model input, per model family.
 //! - `web` (wasm32 only): the `#[wasm_bindgen]` surface.
 
 pub mod error;
 pub mod inference;
 pub mod npy;
+pub mod preprocess;
 pub mod resnet;
 pub mod weights;
 

@@ -22,7 +22,7 @@ fn fnv1a(text: &str) -> u64 {
 }
 
 /// splitmix64 of (fnv1a(name) + (i + 1) * golden), top 53 bits, in [0, 1).
-fn uniform01(name: &str, count: usize) -> impl Iterator<Item = f64> {
+pub fn uniform01(name: &str, count: usize) -> impl Iterator<Item = f64> {
     let seed = fnv1a(name);
     (0..count as u64).map(move |index| {
         let mut z = seed.wrapping_add((index + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));

@@ -1,0 +1,231 @@
+//! Canvas pixels to model input. RGBA bytes of any size in (what `ImageData` holds),
+//! `[channels, height, width]` floats out, prepared the way each model family was trained.
+
+use crate::error::{Error, Result};
+
+/// torchvision's ImageNet normalisation.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// torchvision's evaluation transform: Resize(256), CenterCrop(224).
+pub const IMAGENET_RESIZE: usize = 256;
+pub const IMAGENET_CROP: usize = 224;
+/// MNIST: the digit's box is scaled into 20x20 and centred by mass in 28x28.
+pub const DIGIT_SIZE: usize = 28;
+const DIGIT_BOX: usize = 20;
+/// Larger images are refused rather than risk the tab's memory.
+pub const MAX_PIXELS: usize = 8192 * 8192;
+
+/// A borrowed RGBA image, checked on construction.
+#[derive(Debug, Clone, Copy)]
+pub struct Rgba<'a> {
+    pixels: &'a [u8],
+    width: usize,
+    height: usize,
+}
+
+impl<'a> Rgba<'a> {
+    pub fn new(pixels: &'a [u8], width: usize, height: usize) -> Result<Self> {
+        if width == 0 || height == 0 {
+            return Err(Error::InvalidInput(format!(
+                "the image is empty ({width}x{height} pixels)"
+            )));
+        }
+        if width.saturating_mul(height) > MAX_PIXELS {
+            return Err(Error::InvalidInput(format!(
+                "the image is {width}x{height} pixels; the limit is {MAX_PIXELS} pixels: scale it down first"
+            )));
+        }
+        if pixels.len() != width * height * 4 {
+            return Err(Error::InvalidInput(format!(
+                "a {width}x{height} RGBA image has {} bytes, not {}",
+                width * height * 4,
+                pixels.len()
+            )));
+        }
+        Ok(Self {
+            pixels,
+            width,
+            height,
+        })
+    }
+
+    /// Channel `c` (0 red, 1 green, 2 blue) of pixel (x, y), in [0, 1]. Alpha is ignored,
+    /// as PIL's `convert("RGB")` ignores it.
+    fn channel(&self, x: usize, y: usize, c: usize) -> f32 {
+        f32::from(self.pixels[(y * self.width + x) * 4 + c]) / 255.0
+    }
+
+    /// PIL's luma ("L" mode), composited over white so that a transparent canvas is paper.
+    fn luma_over_white(&self, x: usize, y: usize) -> f32 {
+        let offset = (y * self.width + x) * 4;
+        let [r, g, b, alpha] = [0, 1, 2, 3].map(|i| f32::from(self.pixels[offset + i]) / 255.0);
+        let luma = r * 0.299 + g * 0.587 + b * 0.114;
+        luma * alpha + (1.0 - alpha)
+    }
+}
+
+/// One output sample of a separable resampling: the first input index and the weights.
+struct Taps {
+    first: usize,
+    weights: Vec<f32>,
+}
+
+/// PIL's antialiased bilinear resampling (also torchvision's `antialias=True`): a triangle
+/// filter widened by the downscaling factor, so shrinking averages instead of aliasing.
+fn resample_taps(input: usize, output: usize) -> Vec<Taps> {
+    let scale = input as f64 / output as f64;
+    let stretch = scale.max(1.0);
+    let support = stretch; // the triangle's support is 1, widened when shrinking
+    (0..output)
+        .map(|index| {
+            let center = (index as f64 + 0.5) * scale;
+            let first = (center - support + 0.5).floor().max(0.0) as usize;
+            let last = ((center + support + 0.5).floor() as usize).min(input);
+            let raw: Vec<f64> = (first..last)
+                .map(|j| {
+                    let distance = (j as f64 - center + 0.5) / stretch;
+                    (1.0 - distance.abs()).max(0.0)
+                })
+                .collect();
+            let total: f64 = raw.iter().sum();
+            let weights = raw
+                .iter()
+                .map(|w| if total > 0.0 { (w / total) as f32 } else { 0.0 })
+                .collect();
+            Taps { first, weights }
+        })
+        .collect()
+}
+
+/// Resamples a planar single-channel image `[height][width]` to `[rows.len()][cols.len()]`.
+fn resample_plane(plane: &[f32], width: usize, columns: &[Taps], rows: &[Taps]) -> Vec<f32> {
+    let height = plane.len() / width;
+    // Horizontal pass over every input row, then vertical over the wanted rows only.
+    let mut horizontal = vec![0.0f32; height * columns.len()];
+    for y in 0..height {
+        let row = &plane[y * width..(y + 1) * width];
+        for (x, taps) in columns.iter().enumerate() {
+            horizontal[y * columns.len() + x] = taps
+                .weights
+                .iter()
+                .zip(&row[taps.first..])
+                .map(|(w, v)| w * v)
+                .sum();
+        }
+    }
+    let mut output = Vec::with_capacity(rows.len() * columns.len());
+    for taps in rows {
+        for x in 0..columns.len() {
+            output.push(
+                taps.weights
+                    .iter()
+                    .enumerate()
+                    .map(|(k, w)| w * horizontal[(taps.first + k) * columns.len() + x])
+                    .sum(),
+            );
+        }
+    }
+    output
+}
+
+/// torchvision's ImageNet evaluation transform: Resize(256) with antialiased bilinear
+/// resampling, CenterCrop(224), ToTensor, Normalize. Returns `[3, 224, 224]`.
+pub fn imagenet(image: &Rgba) -> Vec<f32> {
+    let (width, height) = (image.width, image.height);
+    // The shorter side becomes 256; the longer one is truncated as torchvision does.
+    let (resized_width, resized_height) = if width <= height {
+        (IMAGENET_RESIZE, IMAGENET_RESIZE * height / width)
+    } else {
+        (IMAGENET_RESIZE * width / height, IMAGENET_RESIZE)
+    };
+    let crop_start =
+        |size: usize| ((size as f64 - IMAGENET_CROP as f64) / 2.0).round_ties_even() as usize;
+    let window = |taps: Vec<Taps>, size: usize| -> Vec<Taps> {
+        let start = crop_start(size);
+        // Smaller than 224 after resizing cannot happen: the shorter side is 256.
+        taps.into_iter().skip(start).take(IMAGENET_CROP).collect()
+    };
+    let columns = window(resample_taps(width, resized_width), resized_width);
+    let rows = window(resample_taps(height, resized_height), resized_height);
+    let mut output = Vec::with_capacity(3 * IMAGENET_CROP * IMAGENET_CROP);
+    for channel in 0..3 {
+        let plane: Vec<f32> = (0..height)
+            .flat_map(|y| (0..width).map(move |x| (x, y)))
+            .map(|(x, y)| image.channel(x, y, channel))
+            .collect();
+        let (mean, std) = (IMAGENET_MEAN[channel], IMAGENET_STD[channel]);
+        output.extend(
+            resample_plane(&plane, width, &columns, &rows)
+                .into_iter()
+                .map(|value| (value - mean) / std),
+        );
+    }
+    output
+}
+
+/// A handwritten digit prepared as MNIST's were: grayscale, light ink on a dark ground
+/// (inverted when the image's border is light), cropped to the ink, scaled to fit 20x20
+/// keeping its aspect, and placed in 28x28 with its centre of mass at the centre.
+/// Returns `[1, 28, 28]` in [0, 1]; all zeros when there is no ink.
+pub fn digit(image: &Rgba) -> Vec<f32> {
+    let (width, height) = (image.width, image.height);
+    let mut gray: Vec<f32> = (0..height)
+        .flat_map(|y| (0..width).map(move |x| (x, y)))
+        .map(|(x, y)| image.luma_over_white(x, y))
+        .collect();
+    let border: Vec<f32> = (0..width)
+        .flat_map(|x| [gray[x], gray[(height - 1) * width + x]])
+        .chain((0..height).flat_map(|y| [gray[y * width], gray[y * width + width - 1]]))
+        .collect();
+    if border.iter().sum::<f32>() / border.len() as f32 > 0.5 {
+        gray.iter_mut().for_each(|value| *value = 1.0 - *value);
+    }
+    // The ink's bounding box: pixels clearly above the ground.
+    const INK: f32 = 0.2;
+    let inked = |x: usize, y: usize| gray[y * width + x] > INK;
+    let columns: Vec<usize> = (0..width)
+        .filter(|&x| (0..height).any(|y| inked(x, y)))
+        .collect();
+    let rows: Vec<usize> = (0..height)
+        .filter(|&y| (0..width).any(|x| inked(x, y)))
+        .collect();
+    let mut output = vec![0.0f32; DIGIT_SIZE * DIGIT_SIZE];
+    let (Some(&left), Some(&right), Some(&top), Some(&bottom)) =
+        (columns.first(), columns.last(), rows.first(), rows.last())
+    else {
+        return output;
+    };
+    let (box_width, box_height) = (right - left + 1, bottom - top + 1);
+    let cropped: Vec<f32> = (top..=bottom)
+        .flat_map(|y| gray[y * width + left..=y * width + right].iter().copied())
+        .collect();
+    let longest = box_width.max(box_height) as f64;
+    let fit = |size: usize| ((size as f64 * DIGIT_BOX as f64 / longest).round() as usize).max(1);
+    let (scaled_width, scaled_height) = (fit(box_width), fit(box_height));
+    let scaled = resample_plane(
+        &cropped,
+        box_width,
+        &resample_taps(box_width, scaled_width),
+        &resample_taps(box_height, scaled_height),
+    );
+    // Centre of mass of the scaled digit, then the shift that puts it at (14, 14).
+    let mass: f32 = scaled.iter().sum();
+    let (mut sum_x, mut sum_y) = (0.0f32, 0.0f32);
+    for (index, value) in scaled.iter().enumerate() {
+        sum_x += value * ((index % scaled_width) as f32 + 0.5);
+        sum_y += value * ((index / scaled_width) as f32 + 0.5);
+    }
+    let place = |center: f32, size: usize| -> usize {
+        let start = (DIGIT_SIZE as f32 / 2.0 - center).round();
+        start.clamp(0.0, (DIGIT_SIZE - size) as f32) as usize
+    };
+    let left = place(sum_x / mass, scaled_width);
+    let top = place(sum_y / mass, scaled_height);
+    for y in 0..scaled_height {
+        for x in 0..scaled_width {
+            output[(top + y) * DIGIT_SIZE + left + x] =
+                scaled[y * scaled_width + x].clamp(0.0, 1.0);
+        }
+    }
+    output
+}

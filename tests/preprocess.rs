@@ -1,0 +1,146 @@
+//! Pixels to model input: torchvision's ImageNet transform to the reference values, and
+//! MNIST's digit preparation.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use common::*;
+use resnet_web::preprocess::{self, DIGIT_SIZE, Rgba};
+
+/// Noise with opaque alpha (`synthetic_rgba` in make_fixtures.py).
+fn synthetic_rgba(width: usize, height: usize) -> Vec<u8> {
+    uniform01(&format!("image-{width}x{height}"), width * height * 4)
+        .enumerate()
+        .map(|(index, u)| {
+            if index % 4 == 3 {
+                255
+            } else {
+                (u * 256.0).floor() as u8
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn imagenet_transform_matches_torchvision() {
+    for (width, height, fixture) in [
+        (
+            300,
+            200,
+            &include_bytes!("fixtures/imagenet-300x200.npy")[..],
+        ),
+        (
+            200,
+            300,
+            &include_bytes!("fixtures/imagenet-200x300.npy")[..],
+        ),
+        (100, 80, &include_bytes!("fixtures/imagenet-100x80.npy")[..]),
+    ] {
+        let pixels = synthetic_rgba(width, height);
+        let ours = preprocess::imagenet(&Rgba::new(&pixels, width, height).unwrap());
+        assert_eq!(ours.len(), 3 * 224 * 224);
+        // The fixture keeps every 7th row and column.
+        let sampled: Vec<f32> = (0..3)
+            .flat_map(|c| (0..224).step_by(7).map(move |y| (c, y)))
+            .flat_map(|(c, y)| (0..224).step_by(7).map(move |x| (c, y, x)))
+            .map(|(c, y, x)| ours[(c * 224 + y) * 224 + x])
+            .collect();
+        let error = max_abs_difference(&sampled, &fixture_logits(fixture));
+        assert!(
+            error < 1e-4,
+            "{width}x{height}: differs from torchvision by {error}"
+        );
+    }
+}
+
+/// A white canvas with a black filled rectangle (a stand-in for a stroke).
+fn drawing(width: usize, height: usize, ink: (usize, usize, usize, usize)) -> Vec<u8> {
+    let (left, top, right, bottom) = ink;
+    let mut pixels = vec![255u8; width * height * 4];
+    for y in top..bottom {
+        for x in left..right {
+            let offset = (y * width + x) * 4;
+            pixels[offset..offset + 3].fill(0);
+        }
+    }
+    pixels
+}
+
+fn center_of_mass(image: &[f32]) -> (f32, f32) {
+    let mass: f32 = image.iter().sum();
+    let (mut x, mut y) = (0.0, 0.0);
+    for (index, value) in image.iter().enumerate() {
+        x += value * ((index % DIGIT_SIZE) as f32 + 0.5);
+        y += value * ((index / DIGIT_SIZE) as f32 + 0.5);
+    }
+    (x / mass, y / mass)
+}
+
+fn ink_box(image: &[f32]) -> (usize, usize) {
+    let inked: Vec<usize> = (0..image.len()).filter(|&i| image[i] > 0.5).collect();
+    let xs = inked.iter().map(|i| i % DIGIT_SIZE);
+    let ys = inked.iter().map(|i| i / DIGIT_SIZE);
+    (
+        xs.clone().max().unwrap() - xs.min().unwrap() + 1,
+        ys.clone().max().unwrap() - ys.min().unwrap() + 1,
+    )
+}
+
+#[test]
+fn digit_is_inverted_scaled_to_20_and_centred_by_mass() {
+    // Dark ink on white, tall and off-centre, in a large canvas.
+    let pixels = drawing(200, 150, (20, 10, 60, 110));
+    let digit = preprocess::digit(&Rgba::new(&pixels, 200, 150).unwrap());
+    assert_eq!(digit.len(), DIGIT_SIZE * DIGIT_SIZE);
+    assert_eq!(digit[0], 0.0, "the ground is dark, as in MNIST");
+    let (x, y) = center_of_mass(&digit);
+    assert!(
+        (x - 14.0).abs() <= 0.5 && (y - 14.0).abs() <= 0.5,
+        "centre of mass ({x}, {y})"
+    );
+    // 40x100 ink keeps its aspect: 20 tall, 8 wide.
+    assert_eq!(ink_box(&digit), (8, 20));
+}
+
+#[test]
+fn digit_on_a_transparent_canvas_is_ink_on_paper() {
+    let mut pixels = vec![0u8; 64 * 64 * 4]; // transparent black: empty canvas
+    for y in 20..40 {
+        for x in 30..36 {
+            pixels[(y * 64 + x) * 4 + 3] = 255; // opaque black stroke
+        }
+    }
+    let transparent = preprocess::digit(&Rgba::new(&pixels, 64, 64).unwrap());
+    let white = preprocess::digit(&Rgba::new(&drawing(64, 64, (30, 20, 36, 40)), 64, 64).unwrap());
+    assert_eq!(transparent, white);
+    assert!(transparent.iter().any(|&v| v > 0.9));
+}
+
+#[test]
+fn light_ink_on_dark_ground_is_kept() {
+    let mut pixels = drawing(50, 50, (10, 10, 40, 40));
+    pixels
+        .chunks_mut(4)
+        .for_each(|p| p[..3].iter_mut().for_each(|v| *v = 255 - *v));
+    let digit = preprocess::digit(&Rgba::new(&pixels, 50, 50).unwrap());
+    assert_eq!(ink_box(&digit), (20, 20));
+}
+
+#[test]
+fn blank_image_gives_an_empty_digit() {
+    let digit = preprocess::digit(&Rgba::new(&[255; 16 * 16 * 4], 16, 16).unwrap());
+    assert!(digit.iter().all(|&v| v == 0.0));
+}
+
+#[test]
+fn bad_images_are_errors() {
+    let error = Rgba::new(&[], 0, 10).unwrap_err().to_string();
+    assert!(error.contains("empty"), "{error}");
+    let error = Rgba::new(&[0; 12], 2, 2).unwrap_err().to_string();
+    assert!(error.contains("has 16 bytes, not 12"), "{error}");
+    // Refused by its dimensions, before anything is allocated.
+    let error = Rgba::new(&[0; 4], 100_000, 100_000)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("scale it down"), "{error}");
+}
