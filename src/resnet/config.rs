@@ -1,6 +1,7 @@
 use crate::error::{Error, Result};
 
-/// The presets: torchvision's ImageNet ResNets and He et al.'s CIFAR ResNets (section 4.2).
+/// The presets: torchvision's ImageNet ResNets and He et al.'s CIFAR ResNets (section 4.2,
+/// 6n+2 layers; resnet8 and resnet14 are the small members, for training in a tab).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Arch {
     ResNet18,
@@ -8,6 +9,8 @@ pub enum Arch {
     ResNet50,
     ResNet101,
     ResNet152,
+    ResNet8,
+    ResNet14,
     ResNet20,
     ResNet32,
     ResNet44,
@@ -42,24 +45,28 @@ pub enum Shortcut {
 }
 
 impl Arch {
-    pub const ALL: [Arch; 10] = [
+    pub const ALL: [Arch; 12] = [
         Arch::ResNet18,
         Arch::ResNet34,
         Arch::ResNet50,
         Arch::ResNet101,
         Arch::ResNet152,
+        Arch::ResNet8,
+        Arch::ResNet14,
         Arch::ResNet20,
         Arch::ResNet32,
         Arch::ResNet44,
         Arch::ResNet56,
         Arch::ResNet110,
     ];
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 12] = [
         "resnet18",
         "resnet34",
         "resnet50",
         "resnet101",
         "resnet152",
+        "resnet8",
+        "resnet14",
         "resnet20",
         "resnet32",
         "resnet44",
@@ -106,6 +113,8 @@ impl Arch {
             Arch::ResNet34 | Arch::ResNet50 => &[3, 4, 6, 3],
             Arch::ResNet101 => &[3, 4, 23, 3],
             Arch::ResNet152 => &[3, 8, 36, 3],
+            Arch::ResNet8 => &[1, 1, 1],
+            Arch::ResNet14 => &[2, 2, 2],
             Arch::ResNet20 => &[3, 3, 3],
             Arch::ResNet32 => &[5, 5, 5],
             Arch::ResNet44 => &[7, 7, 7],

