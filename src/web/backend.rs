@@ -79,10 +79,12 @@ impl Backend {
         let backend = Self {
             kind: BackendKind::WebGpu,
             device,
-            description: format!(
-                "WebGPU: {} {} ({:?})",
-                info.driver, info.name, info.device_type
-            ),
+            // Browsers hide the adapter's name; its type still tells a software renderer
+            // (SwiftShader, in headless Chromium) from a GPU.
+            description: match info.device_type {
+                wgpu::DeviceType::Cpu => "WebGPU (software adapter on the CPU)".to_string(),
+                other => format!("WebGPU ({other:?} GPU)"),
+            },
             adapter: Some(info),
         };
         WEBGPU.with(|cell| *cell.borrow_mut() = Some(backend.clone()));
