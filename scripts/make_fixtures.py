@@ -172,6 +172,18 @@ def preprocess_fixture():
     print(f"preprocessing: {len(PREPROCESS_SIZES)} images")
 
 
+def imagenet_class_names():
+    """The page names ImageNet classes as torchvision does."""
+    import json
+
+    from torchvision.models import ResNet18_Weights
+
+    names = ResNet18_Weights.DEFAULT.meta["categories"]
+    www = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "www")
+    with open(os.path.join(www, "imagenet-classes.json"), "w") as out:
+        json.dump(names, out)
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     torch.set_num_threads(2)
@@ -179,3 +191,4 @@ if __name__ == "__main__":
     torchvision_fixture("resnet50", [2, 3, 64, 64])
     cifar_fixture()
     preprocess_fixture()
+    imagenet_class_names()

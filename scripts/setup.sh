@@ -43,8 +43,11 @@ export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver || echo /usr/bin/
 
 # The wasm32 standard library: rustup's where it can be had, else Debian's Rust with std built
 # from source (rustup cannot download the wasm32 target on some machines).
+# RESNET_WEB_WASM_ROUTE=rustup|debian forces a route (to test the other one).
 route_file="$TOOLS/wasm-route"
-if [ ! -f "$route_file" ]; then
+if [ -n "${RESNET_WEB_WASM_ROUTE:-}" ]; then
+  echo "$RESNET_WEB_WASM_ROUTE" > "$route_file"
+elif [ ! -f "$route_file" ]; then
   if rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$' \
     || timeout 120 rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
     echo rustup > "$route_file"

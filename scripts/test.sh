@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 2, and CI's only step: the single gate.
-# fmt, clippy -D warnings, native tests, the wasm32 build, then the in-browser tests
-# (WebGPU and CPU) in headless Chromium. Exits non-zero at the first failure.
+# fmt, clippy -D warnings, native tests, the wasm32 build, the in-browser tests (WebGPU and
+# CPU) in headless Chromium, then the page itself end to end. Exits non-zero at the first
+# failure; artefacts (logs, a screenshot) go to artifacts/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
@@ -37,6 +38,13 @@ export WASM_BINDGEN_TEST_TIMEOUT=900
 env "${wasm_cargo_env[@]}" wasm-pack test --headless --chrome --release \
   --mode "$WASM_TEST_MODE" -- "${WASM_CARGO_ARGS[@]}" -- --nocapture 2>&1 | tee "$ARTIFACTS/browser-tests.log"
 
+step "page tests: the page in headless Chromium (playwright-core)"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 -m http.server "$port" --bind 127.0.0.1 --directory "$ROOT" >/dev/null 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+node tests/page.mjs "http://127.0.0.1:$port/" "$ARTIFACTS" 2>&1 | tee "$ARTIFACTS/page-tests.log"
+
 count() { # sums "N passed" / "N ignored" of every "test result:" line of a log
   grep -h 'test result:' "$1" | sed -n "s/.* \([0-9]\+\) $2.*/\1/p" | awk '{ sum += $1 } END { print sum + 0 }'
 }
@@ -47,6 +55,8 @@ browser_ignored=$(count "$ARTIFACTS/browser-tests.log" ignored)
 step "summary"
 echo "native tests:     $native_passed passed, $native_ignored ignored"
 echo "in-browser tests: $browser_passed passed, $browser_ignored ignored"
+grep -h '^page tests:' "$ARTIFACTS/page-tests.log"
+grep -h 'time to first prediction' "$ARTIFACTS/page-tests.log" || true
 grep -h 'BENCH' "$ARTIFACTS/browser-tests.log" || true
 if [ "$native_ignored" != 0 ] || [ "$browser_ignored" != 0 ] || [ "$browser_passed" = 0 ]; then
   echo "no test may be skipped, and the browser tests must have run" >&2

@@ -168,6 +168,22 @@ pub fn imagenet(image: &Rgba) -> Vec<f32> {
 /// keeping its aspect, and placed in 28x28 with its centre of mass at the centre.
 /// Returns `[1, 28, 28]` in [0, 1]; all zeros when there is no ink.
 pub fn digit(image: &Rgba) -> Vec<f32> {
+    fit_to_field(image, DIGIT_BOX, Centre::Mass)
+}
+
+/// A garment prepared as Fashion-MNIST's were: grayscale, light on dark, cropped to the
+/// object, its long side scaled to 28 and centred in 28x28. Returns `[1, 28, 28]`.
+pub fn fashion(image: &Rgba) -> Vec<f32> {
+    fit_to_field(image, DIGIT_SIZE, Centre::Box)
+}
+
+#[derive(Clone, Copy)]
+enum Centre {
+    Mass,
+    Box,
+}
+
+fn fit_to_field(image: &Rgba, box_size: usize, centre: Centre) -> Vec<f32> {
     let (width, height) = (image.width, image.height);
     let mut gray: Vec<f32> = (0..height)
         .flat_map(|y| (0..width).map(move |x| (x, y)))
@@ -200,7 +216,9 @@ pub fn digit(image: &Rgba) -> Vec<f32> {
         .flat_map(|y| gray[y * width + left..=y * width + right].iter().copied())
         .collect();
     let longest = box_width.max(box_height) as f64;
-    let fit = |size: usize| ((size as f64 * DIGIT_BOX as f64 / longest).round() as usize).max(1);
+    let fit = |size: usize| {
+        ((size as f64 * box_size as f64 / longest).round() as usize).clamp(1, box_size)
+    };
     let (scaled_width, scaled_height) = (fit(box_width), fit(box_height));
     let scaled = resample_plane(
         &cropped,
@@ -208,19 +226,25 @@ pub fn digit(image: &Rgba) -> Vec<f32> {
         &resample_taps(box_width, scaled_width),
         &resample_taps(box_height, scaled_height),
     );
-    // Centre of mass of the scaled digit, then the shift that puts it at (14, 14).
-    let mass: f32 = scaled.iter().sum();
-    let (mut sum_x, mut sum_y) = (0.0f32, 0.0f32);
-    for (index, value) in scaled.iter().enumerate() {
-        sum_x += value * ((index % scaled_width) as f32 + 0.5);
-        sum_y += value * ((index / scaled_width) as f32 + 0.5);
-    }
+    // The point to put at (14, 14): the centre of mass, or the middle of the box.
+    let (centre_x, centre_y) = match centre {
+        Centre::Box => (scaled_width as f32 / 2.0, scaled_height as f32 / 2.0),
+        Centre::Mass => {
+            let mass: f32 = scaled.iter().sum::<f32>().max(f32::MIN_POSITIVE);
+            let (mut sum_x, mut sum_y) = (0.0f32, 0.0f32);
+            for (index, value) in scaled.iter().enumerate() {
+                sum_x += value * ((index % scaled_width) as f32 + 0.5);
+                sum_y += value * ((index / scaled_width) as f32 + 0.5);
+            }
+            (sum_x / mass, sum_y / mass)
+        }
+    };
     let place = |center: f32, size: usize| -> usize {
         let start = (DIGIT_SIZE as f32 / 2.0 - center).round();
         start.clamp(0.0, (DIGIT_SIZE - size) as f32) as usize
     };
-    let left = place(sum_x / mass, scaled_width);
-    let top = place(sum_y / mass, scaled_height);
+    let left = place(centre_x, scaled_width);
+    let top = place(centre_y, scaled_height);
     for y in 0..scaled_height {
         for x in 0..scaled_width {
             output[(top + y) * DIGIT_SIZE + left + x] =

@@ -144,3 +144,15 @@ fn bad_images_are_errors() {
         .to_string();
     assert!(error.contains("scale it down"), "{error}");
 }
+
+#[test]
+fn garment_fills_the_field_and_is_centred_by_its_box() {
+    // A wide dark object on a light ground, off-centre.
+    let pixels = drawing(300, 200, (10, 120, 190, 180));
+    let garment = preprocess::fashion(&Rgba::new(&pixels, 300, 200).unwrap());
+    // 180x60 scales to 28x9, centred: columns 0..28, rows 10..19 (or 9..18).
+    let (width, height) = ink_box(&garment);
+    assert_eq!((width, height), (28, 9));
+    let first_row = (0..garment.len()).find(|&i| garment[i] > 0.5).unwrap() / DIGIT_SIZE;
+    assert!((9..=10).contains(&first_row), "first inked row {first_row}");
+}

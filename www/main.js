@@ -1,71 +1,88 @@
-// The page: picks a backend, loads weights, classifies an uploaded image.
-import init, { Classifier, WeightsDescription } from '../pkg/resnet_web.js';
-
+// The page: draws inputs, posts their pixels to the worker, shows what comes back.
 const $ = (id) => document.getElementById(id);
-// torchvision's ImageNet normalisation; the CIFAR family takes plain [0, 1] pixels here.
-const IMAGENET_MEAN = [0.485, 0.456, 0.406];
-const IMAGENET_STD = [0.229, 0.224, 0.225];
+const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
 
-let classifier = null;
-let model = { arch: 'resnet20', numClasses: 10, inChannels: 3, weights: undefined };
+const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
+const BUILT_IN = {
+  digits: { url: new URL('../models/mnist-resnet8.bpk', import.meta.url).href, input: 'digit', classNames: DIGITS },
+};
 
-function showStatus(message, isError = false) {
-  $('status').textContent = message;
-  $('status').className = isError ? 'error' : '';
+// One request at a time: a source that produces frames faster than the model waits.
+let nextId = 1;
+const pending = new Map();
+let busy = false;
+
+function request(message, transfer = []) {
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject });
+    worker.postMessage({ ...message, id }, transfer);
+  });
 }
 
-async function createClassifier() {
-  const wanted = $('backend-choice').value;
+worker.onmessage = ({ data }) => {
+  const waiting = pending.get(data.id);
+  if (!waiting) return;
+  pending.delete(data.id);
+  if (data.type === 'error') waiting.reject(new Error(data.message));
+  else waiting.resolve(data);
+};
+worker.onerror = (event) => showNotice(`The model worker failed: ${event.message}`, true);
+
+function showNotice(message, isError = false) {
+  $('notice').textContent = message;
+  $('notice').className = isError ? 'error' : '';
+}
+
+let model = null; // { classNames, input }
+
+async function loadModel(load) {
+  showNotice('Loading the model…');
+  const loaded = await request({ type: 'load', backend: $('backend-choice').value, ...load });
+  model = { classNames: loaded.classNames, input: load.input };
+  $('backend').textContent = loaded.backend;
+  if (loaded.backend.startsWith('CPU')) $('backend-choice').value = 'cpu';
+  showNotice(loaded.notice ?? 'Ready: draw, drop an image, or start the webcam.', Boolean(loaded.notice));
+}
+
+async function classifyCanvas(canvas) {
+  if (!model || busy) return false;
+  busy = true;
   try {
-    classifier = await Classifier.create(model.arch, model.numClasses, model.inChannels, wanted, model.weights);
-  } catch (error) {
-    if (wanted !== 'webgpu') throw error;
-    showStatus(`WebGPU failed (${error.message}); using the CPU instead.`, true);
-    $('backend-choice').value = 'cpu';
-    classifier = await Classifier.create(model.arch, model.numClasses, model.inChannels, 'cpu', model.weights);
-  }
-  $('backend').textContent = classifier.backend;
-  const source = model.weights ? 'loaded weights' : 'random weights';
-  $('model-summary').textContent = `${model.arch}, ${model.numClasses} classes, ${source}`;
-}
-
-function inputSize() {
-  return model.arch === 'resnet18' || model.arch.match(/resnet(34|50|101|152)$/) ? 224 : 32;
-}
-
-// Draws the image scaled to the model's input and returns CHW floats.
-function imageToInput(image) {
-  const size = inputSize();
-  const canvas = $('model-input');
-  canvas.width = canvas.height = size;
-  const context = canvas.getContext('2d');
-  context.drawImage(image, 0, 0, size, size);
-  const { data } = context.getImageData(0, 0, size, size);
-  const imagenet = size === 224;
-  const input = new Float32Array(model.inChannels * size * size);
-  for (let c = 0; c < model.inChannels; c++) {
-    for (let i = 0; i < size * size; i++) {
-      const value = model.inChannels === 1
-        ? (data[4 * i] + data[4 * i + 1] + data[4 * i + 2]) / (3 * 255)
-        : data[4 * i + c] / 255;
-      input[c * size * size + i] = imagenet ? (value - IMAGENET_MEAN[c]) / IMAGENET_STD[c] : value;
+    const { width, height } = canvas;
+    const pixels = canvas.getContext('2d', { willReadFrequently: true }).getImageData(0, 0, width, height);
+    const result = await request(
+      { type: 'classify', rgba: pixels.data.buffer, width, height, withInput: true },
+      [pixels.data.buffer],
+    );
+    showPredictions(result.probabilities);
+    showModelInput(result.modelInput);
+    $('latency').textContent = `${result.milliseconds.toFixed(1)} ms per prediction`;
+    if (result.notice) {
+      showNotice(result.notice, true);
+      $('backend').textContent = result.backend;
+      $('backend-choice').value = 'cpu';
     }
+    return true;
+  } catch (error) {
+    showNotice(error.message, true);
+    return false;
+  } finally {
+    busy = false;
   }
-  return { input, size };
 }
 
-function showPredictions(logits) {
-  const max = Math.max(...logits);
-  const exp = Array.from(logits, (v) => Math.exp(v - max));
-  const total = exp.reduce((a, b) => a + b, 0);
-  const top = exp.map((e, index) => ({ index, prob: e / total }))
-    .sort((a, b) => b.prob - a.prob).slice(0, 5);
-  $('predictions').replaceChildren(...top.map(({ index, prob }) => {
+function showPredictions(probabilities) {
+  const top = Array.from(probabilities, (prob, index) => ({ prob, index }))
+    .sort((a, b) => b.prob - a.prob)
+    .slice(0, 5);
+  $('predictions').replaceChildren(...top.map(({ prob, index }) => {
+    const label = model.classNames[index] ?? `class ${index}`;
     const item = document.createElement('li');
-    item.dataset.label = `class ${index}`;
+    item.dataset.label = label;
     item.dataset.prob = prob.toFixed(6);
     const name = document.createElement('span');
-    name.textContent = `class ${index}`;
+    name.textContent = label; // text, never HTML: names come from files
     const bar = document.createElement('div');
     bar.className = 'bar';
     bar.style.width = `${(prob * 100).toFixed(1)}%`;
@@ -76,45 +93,165 @@ function showPredictions(logits) {
   }));
 }
 
-async function classify(image) {
-  const { input, size } = imageToInput(image);
-  const start = performance.now();
-  const logits = await classifier.logits(input, 1, model.inChannels, size, size);
-  $('latency').textContent = `${(performance.now() - start).toFixed(1)} ms per prediction`;
-  showPredictions(logits);
+// The model input, [channels, size, size], back to pixels.
+function showModelInput(input) {
+  if (!input) return;
+  const channels = model.input === 'imagenet' ? 3 : 1;
+  const size = Math.round(Math.sqrt(input.length / channels));
+  const canvas = $('model-input');
+  canvas.width = canvas.height = size;
+  const context = canvas.getContext('2d');
+  const image = context.createImageData(size, size);
+  const mean = [0.485, 0.456, 0.406];
+  const std = [0.229, 0.224, 0.225];
+  for (let i = 0; i < size * size; i++) {
+    for (let c = 0; c < 3; c++) {
+      const value = channels === 3 ? input[c * size * size + i] * std[c] + mean[c] : input[i];
+      image.data[4 * i + c] = Math.max(0, Math.min(255, Math.round(value * 255)));
+    }
+    image.data[4 * i + 3] = 255;
+  }
+  context.putImageData(image, 0, 0);
 }
 
-async function guarded(action) {
+// Drawing: black ink on white, mouse, touch or pen.
+const drawing = $('drawing');
+const pen = drawing.getContext('2d', { willReadFrequently: true });
+function clearDrawing() {
+  pen.fillStyle = '#fff';
+  pen.fillRect(0, 0, drawing.width, drawing.height);
+}
+clearDrawing();
+let lastPoint = null;
+drawing.addEventListener('pointerdown', (event) => {
+  drawing.setPointerCapture(event.pointerId);
+  lastPoint = [event.offsetX, event.offsetY];
+});
+drawing.addEventListener('pointermove', (event) => {
+  if (!lastPoint) return;
+  pen.strokeStyle = '#000';
+  pen.lineWidth = 18;
+  pen.lineCap = 'round';
+  pen.beginPath();
+  pen.moveTo(...lastPoint);
+  pen.lineTo(event.offsetX, event.offsetY);
+  pen.stroke();
+  lastPoint = [event.offsetX, event.offsetY];
+  classifyCanvas(drawing);
+});
+const endStroke = () => {
+  if (!lastPoint) return;
+  lastPoint = null;
+  // The last move may have been skipped while the model was busy.
+  setTimeout(() => classifyCanvas(drawing), 0);
+};
+drawing.addEventListener('pointerup', endStroke);
+drawing.addEventListener('pointercancel', endStroke);
+$('clear-drawing').addEventListener('click', () => {
+  clearDrawing();
+  $('predictions').replaceChildren();
+});
+
+// Images: file picker, drag and drop, paste.
+const imageView = $('image-view');
+async function classifyFile(file) {
+  if (!file) return;
+  let bitmap;
   try {
-    await action();
-  } catch (error) {
-    showStatus(error.message ?? String(error), true);
+    bitmap = await createImageBitmap(file);
+  } catch {
+    showNotice(`${file.name || 'The pasted file'} is not an image this browser can decode.`, true);
+    return;
+  }
+  // Large photos are scaled down on the way in; the model needs at most 256 pixels.
+  const scale = Math.min(1, 1024 / Math.max(bitmap.width, bitmap.height));
+  imageView.width = Math.max(1, Math.round(bitmap.width * scale));
+  imageView.height = Math.max(1, Math.round(bitmap.height * scale));
+  const context = imageView.getContext('2d', { willReadFrequently: true });
+  context.fillStyle = '#fff';
+  context.fillRect(0, 0, imageView.width, imageView.height);
+  context.drawImage(bitmap, 0, 0, imageView.width, imageView.height);
+  bitmap.close();
+  await classifyCanvas(imageView);
+}
+$('image-input').addEventListener('change', (event) => classifyFile(event.target.files[0]));
+const dropZone = $('drop-zone');
+dropZone.addEventListener('dragover', (event) => { event.preventDefault(); dropZone.classList.add('over'); });
+dropZone.addEventListener('dragleave', () => dropZone.classList.remove('over'));
+dropZone.addEventListener('drop', (event) => {
+  event.preventDefault();
+  dropZone.classList.remove('over');
+  classifyFile(event.dataTransfer.files[0]);
+});
+document.addEventListener('paste', (event) => {
+  const item = Array.from(event.clipboardData?.items ?? []).find((i) => i.type.startsWith('image/'));
+  if (item) classifyFile(item.getAsFile());
+});
+
+// Webcam: asked for only on a click; frames are classified one after another.
+const video = $('webcam');
+const frame = document.createElement('canvas');
+let stream = null;
+async function webcamLoop() {
+  const started = performance.now();
+  let frames = 0;
+  while (stream) {
+    if (video.readyState >= 2 && video.videoWidth > 0) {
+      frame.width = video.videoWidth;
+      frame.height = video.videoHeight;
+      frame.getContext('2d', { willReadFrequently: true }).drawImage(video, 0, 0);
+      if (await classifyCanvas(frame)) {
+        frames += 1;
+        const seconds = (performance.now() - started) / 1000;
+        $('fps').textContent = `${(frames / seconds).toFixed(1)} frames/s`;
+      }
+    }
+    await new Promise((resolve) => requestAnimationFrame(resolve));
   }
 }
-
-$('backend-choice').addEventListener('change', () => guarded(createClassifier));
-
-$('weights-input').addEventListener('change', (event) => guarded(async () => {
-  const file = event.target.files[0];
-  if (!file) return;
-  const bytes = new Uint8Array(await file.arrayBuffer());
-  const description = WeightsDescription.describe(bytes);
-  model = { arch: description.arch, numClasses: description.numClasses, inChannels: description.inChannels, weights: bytes };
-  await createClassifier();
-  showStatus(`Loaded ${file.name}: ${description.arch}, ${description.numParams.toLocaleString()} parameters.`);
-}));
-
-$('image-input').addEventListener('change', (event) => guarded(async () => {
-  const file = event.target.files[0];
-  if (!file) return;
-  const image = await createImageBitmap(file).catch(() => {
-    throw new Error(`${file.name} is not an image this browser can decode`);
-  });
-  await classify(image);
-}));
-
-guarded(async () => {
-  await init();
-  await createClassifier();
-  showStatus('Ready: pick an image, or load torchvision .safetensors weights.');
+$('webcam-toggle').addEventListener('click', async () => {
+  if (stream) {
+    stream.getTracks().forEach((track) => track.stop());
+    stream = null;
+    $('webcam-toggle').textContent = 'Start the webcam';
+    return;
+  }
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: true });
+  } catch (error) {
+    showNotice(`No webcam: ${error.message}`, true);
+    return;
+  }
+  video.srcObject = stream;
+  await video.play();
+  $('webcam-toggle').textContent = 'Stop the webcam';
+  webcamLoop();
 });
+
+// Models: the built-in ones, or torchvision weights from a file.
+let imagenetClasses = null;
+let loadedWeights = null;
+$('model-choice').addEventListener('change', () => {
+  loadedWeights = null;
+  loadModel(BUILT_IN[$('model-choice').value]).catch((e) => showNotice(e.message, true));
+});
+$('backend-choice').addEventListener('change', () => loadModel(currentLoad()).catch((e) => showNotice(e.message, true)));
+function currentLoad() {
+  return loadedWeights ?? BUILT_IN[$('model-choice').value];
+}
+$('weights-input').addEventListener('change', async (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  try {
+    imagenetClasses ??= await (await fetch(new URL('./imagenet-classes.json', import.meta.url))).json();
+    const weights = new Uint8Array(await file.arrayBuffer());
+    loadedWeights = { weights, input: 'imagenet', classNames: imagenetClasses };
+    await loadModel(loadedWeights);
+    showNotice(`Loaded ${file.name}: classifying into the 1,000 ImageNet classes.`);
+  } catch (error) {
+    loadedWeights = null;
+    showNotice(`${file.name}: ${error.message}`, true);
+  }
+});
+
+loadModel(BUILT_IN.digits).catch((error) => showNotice(error.message, true));
