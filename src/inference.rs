@@ -26,25 +26,39 @@ pub fn images_tensor(data: Vec<f32>, shape: [usize; 4], device: &Device) -> Resu
     Ok(Tensor::from_data(TensorData::new(data, shape), device))
 }
 
+/// A tensor's values as f32, read back synchronously (native backends only: on WebGPU in
+/// the browser a synchronous read panics).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_floats<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    let data = tensor
+        .try_into_data()
+        .map_err(|e| Error::Backend(format!("reading a tensor back failed: {e:?}")))?;
+    floats(data)
+}
+
+/// A tensor's values as f32, read back asynchronously (any backend).
+pub async fn read_floats_async<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    let data = tensor
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Backend(format!("reading a tensor back failed: {e:?}")))?;
+    floats(data)
+}
+
+fn floats(data: TensorData) -> Result<Vec<f32>> {
+    data.convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::Backend(format!("unexpected tensor data: {e:?}")))
+}
+
 /// Logits `[batch, classes]` as a flat vector, read back synchronously (native backends).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn logits(model: &ResNet, images: Tensor<4>) -> Result<Vec<f32>> {
-    let data = model
-        .try_forward(images)?
-        .try_into_data()
-        .map_err(|e| Error::Backend(format!("reading the logits failed: {e:?}")))?;
-    data.try_to_vec::<f32>()
-        .map_err(|e| Error::Backend(format!("the logits are not float32: {e:?}")))
+    read_floats(model.try_forward(images)?)
 }
 
 /// Logits `[batch, classes]` as a flat vector, read back asynchronously (any backend,
 /// required on WebGPU in the browser).
 pub async fn logits_async(model: &ResNet, images: Tensor<4>) -> Result<Vec<f32>> {
-    let data = model
-        .try_forward(images)?
-        .into_data_async()
-        .await
-        .map_err(|e| Error::Backend(format!("reading the logits failed: {e:?}")))?;
-    data.try_to_vec::<f32>()
-        .map_err(|e| Error::Backend(format!("the logits are not float32: {e:?}")))
+    read_floats_async(model.try_forward(images)?).await
 }

@@ -7,17 +7,14 @@ use std::io::Write;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use resnet_web::data::{DIGIT_CLASSES, Dataset};
+use resnet_web::inference::read_floats;
 use resnet_web::resnet::{Arch, BlockKind, ResNet, ResNetConfig, ResidualBlock, Shortcut};
 use resnet_web::train::{
     Augment, OptimizerKind, Schedule, SplitMix, TrainConfig, Trainer, batch_tensors, predictions,
 };
 
 fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-    tensor
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap()
+    read_floats(tensor).unwrap()
 }
 
 fn random_input(shape: [usize; 4], seed: u64) -> Vec<f32> {

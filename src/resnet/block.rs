@@ -56,8 +56,6 @@ pub struct PadShortcut {
     pub extra_channels: usize,
 }
 
-pub(crate) const BOTTLENECK_EXPANSION: usize = 4;
-
 /// torchvision initialises convolutions with Kaiming normal, fan-out, ReLU gain.
 pub(crate) fn conv(
     in_channels: usize,
@@ -106,10 +104,7 @@ impl ResidualBlock {
         shortcut: Shortcut,
         device: &Device,
     ) -> Self {
-        let out_channels = match kind {
-            BlockKind::Basic => width,
-            BlockKind::Bottleneck => width * BOTTLENECK_EXPANSION,
-        };
+        let out_channels = width * kind.expansion();
         let reshapes = stride != 1 || in_channels != out_channels;
         let downsample = if reshapes && shortcut == Shortcut::Projection {
             projection(in_channels, out_channels, stride, device)

@@ -35,6 +35,16 @@ pub enum BlockKind {
     Bottleneck,
 }
 
+impl BlockKind {
+    /// Output channels per unit of stage width.
+    pub fn expansion(self) -> usize {
+        match self {
+            BlockKind::Basic => 1,
+            BlockKind::Bottleneck => 4,
+        }
+    }
+}
+
 /// The shortcut where a block changes resolution or width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shortcut {

@@ -5,8 +5,8 @@ use burn::prelude::*;
 use burn::store::ModuleSnapshot;
 use burn::tensor::activation::relu;
 
-use super::block::{BOTTLENECK_EXPANSION, batch_norm, conv};
-use super::{BlockKind, ResNetConfig, ResidualBlock, Stem};
+use super::block::{batch_norm, conv};
+use super::{ResNetConfig, ResidualBlock, Stem};
 use crate::error::{Error, Result};
 
 /// BatchNorm's running statistics and torchvision's batch counter: state saved with the
@@ -50,12 +50,8 @@ impl ResNet {
             ),
             Stem::Cifar => (conv(config.in_channels, widths[0], 3, 1, device), None),
         };
-        let expansion = match arch.block_kind() {
-            BlockKind::Basic => 1,
-            BlockKind::Bottleneck => BOTTLENECK_EXPANSION,
-        };
         let mut in_channels = widths[0];
-        let mut stages: Vec<Vec<ResidualBlock>> = Vec::new();
+        let mut stages = Vec::new();
         for (stage, (&depth, &width)) in arch.stage_depths().iter().zip(widths).enumerate() {
             let first_stride = if stage == 0 { 1 } else { 2 };
             let blocks = (0..depth)
@@ -69,23 +65,22 @@ impl ResNet {
                         config.shortcut,
                         device,
                     );
-                    in_channels = width * expansion;
+                    in_channels = width * arch.block_kind().expansion();
                     block
                 })
-                .collect();
+                .collect::<Vec<_>>();
             stages.push(blocks);
         }
-        stages.resize_with(4, Vec::new);
+        // The CIFAR family has three stages: its layer4 stays empty.
         let mut stages = stages.into_iter();
-        let mut next_stage = || stages.next().unwrap_or_default();
         Ok(Self {
             conv1,
             bn1: batch_norm(widths[0], device),
             maxpool,
-            layer1: next_stage(),
-            layer2: next_stage(),
-            layer3: next_stage(),
-            layer4: next_stage(),
+            layer1: stages.next().unwrap_or_default(),
+            layer2: stages.next().unwrap_or_default(),
+            layer3: stages.next().unwrap_or_default(),
+            layer4: stages.next().unwrap_or_default(),
             avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             fc: LinearConfig::new(config.feature_channels(), config.num_classes).init(device),
         })

@@ -7,7 +7,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::{Backend, BackendKind, js_error};
 use crate::error::{Error, Result};
-use crate::inference::{images_tensor, logits_async};
+use crate::inference::{images_tensor, logits_async, read_floats_async};
 use crate::preprocess::{self, Rgba};
 use crate::resnet::{Arch, ResNet, ResNetConfig};
 use crate::weights;
@@ -142,14 +142,7 @@ impl Classifier {
     ) -> Result<Vec<f32>> {
         let (input, shape) = self.input_kind()?.prepare(&Rgba::new(rgba, width, height)?);
         let images = images_tensor(input, shape, &self.backend.device)?;
-        let probabilities = softmax(self.model.try_forward(images)?, 1);
-        probabilities
-            .into_data_async()
-            .await
-            .map_err(|e| Error::Backend(format!("reading the probabilities failed: {e:?}")))?
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .map_err(|e| Error::Backend(format!("the probabilities are not float32: {e:?}")))
+        read_floats_async(softmax(self.model.try_forward(images)?, 1)).await
     }
 }
 
