@@ -89,12 +89,17 @@ fn required<'a>(flags: &'a HashMap<String, String>, name: &str) -> Result<&'a st
         .ok_or_else(|| usage_error(&format!("--{name} is required")))
 }
 
-fn count_flag(flags: &HashMap<String, String>, name: &str, default: usize) -> Result<usize> {
+/// A numeric flag, or its default when absent.
+fn number_flag<T: std::str::FromStr>(
+    flags: &HashMap<String, String>,
+    name: &str,
+    default: T,
+) -> Result<T> {
     match flags.get(name) {
         None => Ok(default),
         Some(text) => text
             .parse()
-            .map_err(|_| usage_error(&format!("--{name} takes a whole number, not '{text}'"))),
+            .map_err(|_| usage_error(&format!("--{name} takes a number, not '{text}'"))),
     }
 }
 
@@ -113,8 +118,8 @@ fn model_config(flags: &HashMap<String, String>) -> Result<ResNetConfig> {
     };
     let config = ResNetConfig::new(
         arch,
-        count_flag(flags, "num-classes", default_classes)?,
-        count_flag(flags, "in-channels", 3)?,
+        number_flag(flags, "num-classes", default_classes)?,
+        number_flag(flags, "in-channels", 3)?,
     );
     Ok(match flags.get("shortcut").map(String::as_str) {
         None => config,
@@ -219,15 +224,6 @@ fn load_data(flags: &HashMap<String, String>) -> Result<(Dataset, Dataset)> {
     }
 }
 
-fn float_flag(flags: &HashMap<String, String>, name: &str, default: f64) -> Result<f64> {
-    match flags.get(name) {
-        None => Ok(default),
-        Some(text) => text
-            .parse()
-            .map_err(|_| usage_error(&format!("--{name} takes a number, not '{text}'"))),
-    }
-}
-
 /// Accuracy of `model` on every image of `dataset`.
 fn accuracy(model: &ResNet, dataset: &Dataset, device: &Device) -> Result<f64> {
     let mut correct = 0;
@@ -262,14 +258,14 @@ fn run_train(flags: &HashMap<String, String>) -> Result<()> {
     )?;
     let output = required(flags, "output")?.to_string();
     let (mut train_set, held_out) = load_data(flags)?;
-    let seed = count_flag(flags, "seed", 1)? as u64;
+    let seed = number_flag(flags, "seed", 1u64)?;
     let mut rng = SplitMix::new(seed);
-    if let Some(limit) = flags.get("limit") {
-        let limit = count_flag(flags, "limit", 0)
-            .map_err(|_| usage_error(&format!("bad --limit {limit}")))?;
+    // --limit N trains on a random subset of N images.
+    let limit = number_flag(flags, "limit", train_set.len())?;
+    if limit < train_set.len() {
         let mut order: Vec<usize> = (0..train_set.len()).collect();
         rng.shuffle(&mut order);
-        order.truncate(limit.min(train_set.len()));
+        order.truncate(limit);
         train_set = train_set.select(&order);
     }
     let config = ResNetConfig::new(
@@ -279,10 +275,10 @@ fn run_train(flags: &HashMap<String, String>) -> Result<()> {
     );
     let data_name = required(flags, "data")?;
     let train_config = TrainConfig {
-        epochs: count_flag(flags, "epochs", 4)?,
-        batch_size: count_flag(flags, "batch-size", 64)?,
-        learning_rate: float_flag(flags, "lr", 0.003)?,
-        weight_decay: float_flag(flags, "weight-decay", 5e-4)?,
+        epochs: number_flag(flags, "epochs", 4)?,
+        batch_size: number_flag(flags, "batch-size", 64)?,
+        learning_rate: number_flag(flags, "lr", 0.003)?,
+        weight_decay: number_flag(flags, "weight-decay", 5e-4)?,
         optimizer: match flags.get("optimizer").map(String::as_str) {
             None | Some("adam") => OptimizerKind::Adam,
             Some("sgd") => OptimizerKind::Sgd { momentum: 0.9 },
