@@ -12,8 +12,10 @@ pub const IMAGENET_CROP: usize = 224;
 /// MNIST: the digit's box is scaled into 20x20 and centred by mass in 28x28.
 pub const DIGIT_SIZE: usize = 28;
 const DIGIT_BOX: usize = 20;
-/// Larger images are refused rather than risk the tab's memory.
-pub const MAX_PIXELS: usize = 8192 * 8192;
+/// Larger images are refused rather than risk the tab's memory: a plane of this many f32
+/// values is 64 MB. (The page scales images down to 1024 pixels before sending them.)
+pub const MAX_SIDE: usize = 4096;
+pub const MAX_PIXELS: usize = MAX_SIDE * MAX_SIDE;
 
 /// A borrowed RGBA image, checked on construction.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +34,7 @@ impl<'a> Rgba<'a> {
         }
         if width.saturating_mul(height) > MAX_PIXELS {
             return Err(Error::InvalidInput(format!(
-                "the image is {width}x{height} pixels; the limit is {MAX_PIXELS} pixels: scale it down first"
+                "the image is {width}x{height} pixels, more than {MAX_SIDE}x{MAX_SIDE}: scale it down first"
             )));
         }
         if pixels.len() != width * height * 4 {
