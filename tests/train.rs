@@ -13,6 +13,18 @@ use resnet_web::train::{
     Augment, OptimizerKind, Schedule, SplitMix, TrainConfig, Trainer, batch_tensors, predictions,
 };
 
+/// burn's random numbers come from one generator per device, shared by the tests that run in
+/// parallel: a test that seeds it holds this lock until its random draws are done.
+static RANDOM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn seeded(device: &Device, seed: u64) -> std::sync::MutexGuard<'static, ()> {
+    let guard = RANDOM
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    device.seed(seed);
+    guard
+}
+
 fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
     read_floats(tensor).unwrap()
 }
@@ -36,7 +48,7 @@ fn gradient_error(
     let input = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), device).require_grad();
     let gradients = loss(input.clone()).backward();
     let gradient = values(input.grad(&gradients).expect("the input has a gradient"));
-    let epsilon = 3e-3;
+    let epsilon = 3e-4;
     let mut rng = SplitMix::new(3);
     let (mut error, mut size) = (0.0f64, 0.0f64);
     for _ in 0..6 {
@@ -62,16 +74,16 @@ fn gradient_error(
     (error / size).sqrt()
 }
 
-/// ReLU kinks crossed by the finite step add noise of a few percent (measured: 1-5% at this
-/// step); a wrong backward pass is off by the derivatives' own size.
+/// ReLU kinks crossed by the finite step add noise of a few percent (measured: 1.5% to 3.3%
+/// for these seeds); a wrong backward pass is off by the derivatives' own size.
 const WITH_RELU: f64 = 0.1;
-/// Without kinks only f32 rounding remains (measured: about 0.1%).
+/// Without kinks only f32 rounding remains (measured: 0.5% at this step).
 const SMOOTH: f64 = 0.01;
 
 #[test]
 fn convolution_and_train_mode_batch_norm_gradients_match_finite_differences() {
     let device = Device::flex().autodiff();
-    device.seed(4);
+    let _random = seeded(&device, 4);
     let shape = [8, 4, 6, 6];
     let conv = burn::nn::conv::Conv2dConfig::new([4, 4], [3, 3])
         .with_padding(burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -96,7 +108,7 @@ fn convolution_and_train_mode_batch_norm_gradients_match_finite_differences() {
 #[test]
 fn residual_block_gradient_matches_finite_differences_in_train_mode() {
     let device = Device::flex().autodiff();
-    device.seed(1);
+    let _random = seeded(&device, 1);
     for (kind, shortcut) in [
         (BlockKind::Basic, Shortcut::Projection),
         (BlockKind::Basic, Shortcut::ZeroPad),
@@ -130,7 +142,7 @@ fn residual_block_gradient_matches_finite_differences_in_train_mode() {
 #[test]
 fn network_and_cross_entropy_gradient_matches_finite_differences() {
     let device = Device::flex().autodiff();
-    device.seed(2);
+    let _random = seeded(&device, 2);
     let model = ResNet::new(&ResNetConfig::new(Arch::ResNet8, 5, 2), &device)
         .unwrap()
         .train();
@@ -299,8 +311,9 @@ fn training_learns_three_patterns_with_adam_and_sgd() {
             seed: 1,
         };
         let training_device = device.clone().autodiff();
-        training_device.seed(config.seed);
+        let random = seeded(&training_device, config.seed);
         let model = ResNet::new(&ResNetConfig::new(Arch::ResNet8, 3, 1), &training_device).unwrap();
+        drop(random); // training draws from SplitMix, not from burn
         let steps = config.epochs * train_set.len().div_ceil(config.batch_size);
         let mut trainer = Trainer::new(model, config.clone(), steps).unwrap();
         let mut rng = SplitMix::new(config.seed);
@@ -343,6 +356,9 @@ fn training_learns_three_patterns_with_adam_and_sgd() {
 #[test]
 fn bad_training_settings_are_errors() {
     let device = Device::flex().autodiff();
+    let _random = RANDOM
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let model = ResNet::new(&ResNetConfig::new(Arch::ResNet8, 3, 1), &device).unwrap();
     let config = TrainConfig {
         epochs: 1,
