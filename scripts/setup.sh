@@ -4,7 +4,7 @@
 #   wasm_cargo_env   - the environment for wasm32 builds (an array of VAR=value)
 #   WASM_PACK_MODE   - the wasm-pack --mode for builds (normal, or force on the Debian route)
 #   WASM_TEST_MODE   - the wasm-pack --mode for tests
-#   WASM_CARGO_ARGS  - extra cargo arguments for wasm32 builds (an array)
+#   WASM_TEST_ARGS   - what follows the crate path in `wasm-pack test` (an array)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,16 +60,20 @@ WASM_ROUTE="$(cat "$route_file")"
 if [ "$WASM_ROUTE" = debian ]; then
   apt_install rustc-web cargo-web rust-web-src rust-web-llvm lld-22
   rustup toolchain list | grep -q '^debian' || rustup toolchain link debian /usr
-  wasm_cargo_env=(RUSTUP_TOOLCHAIN=debian RUSTC_BOOTSTRAP=1)
-  # `test` is in the std set for builds too, so `wasm-pack test` reuses every dependency.
-  WASM_CARGO_ARGS=(-Zbuild-std=std,panic_abort,test)
+  # build-std through the environment: `wasm-pack test` drops extra cargo arguments on its
+  # first build. `test` is in the std set for builds too, so tests reuse every dependency.
+  wasm_cargo_env=(RUSTUP_TOOLCHAIN=debian RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort,test)
   WASM_PACK_MODE=force
   WASM_TEST_MODE=no-install
+  # In no-install mode wasm-pack hands `-- -- --nocapture` on so that every test is filtered
+  # out ("no tests to run!"): the browser's console output is not shown on this route.
+  WASM_TEST_ARGS=()
 else
   wasm_cargo_env=()
-  WASM_CARGO_ARGS=()
   WASM_PACK_MODE=normal
   WASM_TEST_MODE=normal
+  # Show the tests' console output (the BENCH lines).
+  WASM_TEST_ARGS=(-- -- --nocapture)
 fi
 log "wasm32 route: $WASM_ROUTE"
 

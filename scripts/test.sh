@@ -36,7 +36,7 @@ fi
 step "in-browser tests: wasm-pack test --headless --chrome (WebGPU and CPU)"
 export WASM_BINDGEN_TEST_TIMEOUT=900
 env "${wasm_cargo_env[@]}" wasm-pack test --headless --chrome --release \
-  --mode "$WASM_TEST_MODE" "$ROOT" -- "${WASM_CARGO_ARGS[@]}" -- --nocapture 2>&1 | tee "$ARTIFACTS/browser-tests.log"
+  --mode "$WASM_TEST_MODE" "$ROOT" "${WASM_TEST_ARGS[@]}" 2>&1 | tee "$ARTIFACTS/browser-tests.log"
 
 step "page tests: the page in headless Chromium (playwright-core)"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -8,8 +8,8 @@ import { chromium } from 'playwright-core';
 const [url, artifacts = 'artifacts'] = process.argv.slice(2);
 const HELD_OUT_PER_CLASS = 200; // src/data.rs: MNIST_HELD_OUT_PER_CLASS
 const PER_CLASS = 10; // 100 uploads per backend
-// `resnet eval --data mnist --weights models/mnist-resnet8.bpk`, minus the 2 points allowed.
-const HELD_OUT_ACCURACY = 0.986;
+// `resnet eval --data mnist --weights models/mnist-resnet14.bpk`; the test allows 2 points less.
+const HELD_OUT_ACCURACY = 0.989;
 
 const results = [];
 async function test(name, body) {

@@ -4,7 +4,7 @@ const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'modu
 
 const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
 const BUILT_IN = {
-  digits: { url: new URL('../models/mnist-resnet8.bpk', import.meta.url).href, input: 'digit', classNames: DIGITS },
+  digits: { url: new URL('../models/mnist-resnet14.bpk', import.meta.url).href, input: 'digit', classNames: DIGITS },
 };
 
 // One request at a time: a source that produces frames faster than the model waits.
