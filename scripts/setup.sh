@@ -80,10 +80,10 @@ log "wasm32 route: $WASM_ROUTE"
 # wasm-bindgen-cli must be exactly the version in Cargo.lock.
 bindgen_version="$(grep -A1 '^name = "wasm-bindgen"$' "$ROOT/Cargo.lock" | sed -n 's/^version = "\(.*\)"$/\1/p')"
 if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$bindgen_version" ]; then
-  log "installing wasm-bindgen-cli $bindgen_version (about 10 minutes)"
+  log "installing wasm-bindgen-cli $bindgen_version (a few minutes)"
   cargo install -q wasm-bindgen-cli --version "=$bindgen_version"
 fi
 if ! command -v wasm-pack >/dev/null; then
-  log "installing wasm-pack (about 4 minutes)"
+  log "installing wasm-pack (a few minutes)"
   cargo install -q --locked wasm-pack
 fi
