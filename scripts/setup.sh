@@ -4,7 +4,6 @@
 #   wasm_cargo_env   - the environment for wasm32 builds (an array of VAR=value)
 #   WASM_PACK_MODE   - the wasm-pack --mode for builds (normal, or force on the Debian route)
 #   WASM_TEST_MODE   - the wasm-pack --mode for tests
-#   WASM_TEST_ARGS   - what follows the crate path in `wasm-pack test` (an array)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -65,15 +64,10 @@ if [ "$WASM_ROUTE" = debian ]; then
   wasm_cargo_env=(RUSTUP_TOOLCHAIN=debian RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort,test)
   WASM_PACK_MODE=force
   WASM_TEST_MODE=no-install
-  # In no-install mode wasm-pack hands `-- -- --nocapture` on so that every test is filtered
-  # out ("no tests to run!"): the browser's console output is not shown on this route.
-  WASM_TEST_ARGS=()
 else
   wasm_cargo_env=()
   WASM_PACK_MODE=normal
   WASM_TEST_MODE=normal
-  # Show the tests' console output (the BENCH lines).
-  WASM_TEST_ARGS=(-- -- --nocapture)
 fi
 log "wasm32 route: $WASM_ROUTE"
 

@@ -34,9 +34,11 @@ if grep -q 'generated [0-9]* warning' "$ARTIFACTS/wasm-build.log"; then
 fi
 
 step "in-browser tests: wasm-pack test --headless --chrome (WebGPU and CPU)"
+# After the crate path, one `--`: what follows reaches the test runner (--nocapture shows the
+# BENCH lines). A second `--` would make "--nocapture" a test filter that matches nothing.
 export WASM_BINDGEN_TEST_TIMEOUT=900
 env "${wasm_cargo_env[@]}" wasm-pack test --headless --chrome --release \
-  --mode "$WASM_TEST_MODE" "$ROOT" "${WASM_TEST_ARGS[@]}" 2>&1 | tee "$ARTIFACTS/browser-tests.log"
+  --mode "$WASM_TEST_MODE" "$ROOT" -- --nocapture 2>&1 | tee "$ARTIFACTS/browser-tests.log"
 
 step "page tests: the page in headless Chromium (playwright-core)"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
