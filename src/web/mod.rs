@@ -5,7 +5,7 @@ mod backend;
 mod classifier;
 
 pub use backend::{Backend, BackendKind};
-pub use classifier::{Classifier, InputKind, WeightsDescription};
+pub use classifier::{Classifier, InputKind};
 
 use wasm_bindgen::prelude::*;
 
