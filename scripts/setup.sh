@@ -38,6 +38,12 @@ if ! cmp -s "$ROOT/package-lock.json" "$TOOLS/npm-installed.lock"; then
   (cd "$ROOT" && npm ci --silent --no-audit --no-fund)
   cp "$ROOT/package-lock.json" "$TOOLS/npm-installed.lock"
 fi
+# The page's training panel reads Fashion-MNIST from the server, as data/fashion-mnist/.
+FASHION_DIR="${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"
+if [ -d "$FASHION_DIR" ] && [ ! -e "$ROOT/data/fashion-mnist" ]; then
+  mkdir -p "$ROOT/data"
+  ln -s "$FASHION_DIR" "$ROOT/data/fashion-mnist"
+fi
 export CHROME_BIN="${CHROME_BIN:-$(command -v chromium || command -v google-chrome || echo /usr/bin/chromium)}"
 export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver || echo /usr/bin/chromedriver)}"
 

@@ -3,10 +3,10 @@ use std::process::ExitCode;
 
 use burn::prelude::*;
 use resnet_web::data::{Dataset, FASHION_CLASSES, MNIST_HELD_OUT_PER_CLASS};
-use resnet_web::inference::{images_tensor, logits, read_floats};
+use resnet_web::inference::{block_on, images_tensor, logits};
 use resnet_web::resnet::{Arch, ResNet, ResNetConfig, Shortcut, Stem};
 use resnet_web::train::{
-    Augment, OptimizerKind, Schedule, SplitMix, TrainConfig, Trainer, batch_tensors, predictions,
+    Augment, OptimizerKind, Schedule, SplitMix, TrainConfig, TrainingRun, evaluate,
 };
 use resnet_web::{Error, Result, npy, weights};
 
@@ -29,6 +29,9 @@ USAGE:
   resnet eval --data mnist|fashion --weights MODEL [--data-dir DIR]
       Prints the accuracy on the held-out images: mnist's last 200 digits of every class
       (2,000, never trained on), or Fashion-MNIST's own 10,000-image test set.
+  resnet export --weights MODEL --output FILE.safetensors
+      Writes any weight file as a torchvision state_dict that PyTorch loads
+      (model.load_state_dict(safetensors.torch.load_file(FILE))).
 
 ARCH: resnet18 resnet34 resnet50 resnet101 resnet152 (ImageNet) or
       resnet8 resnet14 resnet20 resnet32 resnet44 resnet56 resnet110 (CIFAR)
@@ -55,6 +58,7 @@ fn run(args: &[String]) -> Result<()> {
         },
         Some("train") => run_train(&parse_flags(&args[1..])?),
         Some("eval") => run_eval(&parse_flags(&args[1..])?),
+        Some("export") => run_export(&parse_flags(&args[1..])?),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
             Ok(())
@@ -226,15 +230,7 @@ fn load_data(flags: &HashMap<String, String>) -> Result<(Dataset, Dataset)> {
 
 /// Accuracy of `model` on every image of `dataset`.
 fn accuracy(model: &ResNet, dataset: &Dataset, device: &Device) -> Result<f64> {
-    let mut correct = 0;
-    let indices: Vec<usize> = (0..dataset.len()).collect();
-    for chunk in indices.chunks(500) {
-        let (images, labels) =
-            batch_tensors(dataset, chunk, Augment::NONE, &mut SplitMix::new(0), device);
-        let hits = predictions(model, images).equal(labels).float().sum();
-        correct += read_floats(hits)?[0] as usize;
-    }
-    Ok(correct as f64 / dataset.len().max(1) as f64)
+    Ok(block_on(evaluate(model, dataset, device))?.accuracy())
 }
 
 fn run_train(flags: &HashMap<String, String>) -> Result<()> {
@@ -317,49 +313,63 @@ fn run_train(flags: &HashMap<String, String>) -> Result<()> {
     let training_device = device.clone().autodiff();
     // Seeded initialisation: the same seed gives the same run.
     training_device.seed(seed);
-    let batches_per_epoch = train_set.len().div_ceil(train_config.batch_size);
-    let mut trainer = Trainer::new(
+    let epochs = train_config.epochs;
+    let mut run = TrainingRun::new(
         ResNet::new(&config, &training_device)?,
-        train_config.clone(),
-        batches_per_epoch * train_config.epochs,
+        train_set,
+        train_config,
     )?;
     println!(
-        "training {} on {} {data_name} images ({} held out), {} epochs",
+        "training {} on {} {data_name} images ({} held out), {epochs} epochs",
         config.arch,
-        train_set.len(),
+        run.train_set().len(),
         held_out.len(),
-        train_config.epochs
     );
-    for epoch in 1..=train_config.epochs {
-        let started = std::time::Instant::now();
-        let mut order: Vec<usize> = (0..train_set.len()).collect();
-        rng.shuffle(&mut order);
-        let mut loss_sum = 0.0;
-        for batch in order.chunks(train_config.batch_size) {
-            let (images, labels) = batch_tensors(
-                &train_set,
-                batch,
-                train_config.augment,
-                &mut rng,
-                &training_device,
+    let mut started = std::time::Instant::now();
+    let (mut loss_sum, mut batches) = (0.0, 0);
+    while !run.is_finished() {
+        let report = block_on(run.step(&training_device))?;
+        loss_sum += f64::from(report.loss);
+        batches += 1;
+        if report.epoch_finished {
+            let seconds = started.elapsed().as_secs_f64();
+            let model = run.inference_model().to_device(&device);
+            println!(
+                "epoch {}: loss {:.4}, held-out accuracy {:.2}%, {:.0} images/s",
+                report.epoch,
+                loss_sum / f64::from(batches),
+                100.0 * accuracy(&model, &held_out, &device)?,
+                run.train_set().len() as f64 / seconds
             );
-            loss_sum += f64::from(read_floats(trainer.step(images, labels))?[0]);
+            (loss_sum, batches) = (0.0, 0);
+            started = std::time::Instant::now();
         }
-        let seconds = started.elapsed().as_secs_f64();
-        let model = trainer.inference_model().to_device(&device);
-        println!(
-            "epoch {epoch}: loss {:.4}, held-out accuracy {:.2}%, {:.0} images/s",
-            loss_sum / batches_per_epoch as f64,
-            100.0 * accuracy(&model, &held_out, &device)?,
-            train_set.len() as f64 / seconds
-        );
     }
-    let model = trainer.inference_model().to_device(&device);
-    std::fs::write(&output, weights::save_burnpack(&model, &config)?).map_err(|e| Error::Io {
-        path: output.clone(),
-        message: e.to_string(),
-    })?;
+    let model = run.inference_model().to_device(&device);
+    write_file(&output, &weights::save_burnpack(&model, &config)?)?;
     println!("saved {} to {output}", config.arch);
+    Ok(())
+}
+
+fn write_file(path: &str, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| Error::Io {
+        path: path.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Writes any weight file as a torchvision `state_dict` in safetensors.
+fn run_export(flags: &HashMap<String, String>) -> Result<()> {
+    check_flags(flags, &["weights", "output"])?;
+    let bytes = read_file(required(flags, "weights")?)?;
+    let config = weights::inspect(bytes.clone())?.config;
+    let model = weights::load(bytes, &config, &Device::flex())?;
+    let output = required(flags, "output")?;
+    write_file(output, &block_on(weights::torchvision_safetensors(&model))?)?;
+    println!(
+        "wrote {} as torchvision safetensors to {output}",
+        config.arch
+    );
     Ok(())
 }
 

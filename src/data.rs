@@ -195,6 +195,85 @@ impl Dataset {
         (self.select(&kept), self.select(&held_out))
     }
 
+    /// A set that can be trained on: images, and at least one of every named class, of which
+    /// there are two or more.
+    pub fn check_trainable(&self) -> Result<()> {
+        if self.num_classes() < 2 {
+            return Err(Error::Training(format!(
+                "{} class(es): a classifier needs at least two",
+                self.num_classes()
+            )));
+        }
+        let counts = self.class_counts();
+        if let Some(empty) = counts.iter().position(|&count| count == 0) {
+            return Err(Error::Training(format!(
+                "class '{}' has no examples: add some, or remove the class",
+                self.class_names[empty]
+            )));
+        }
+        Ok(())
+    }
+
+    /// Splits off about `fraction` of every class as a validation set, chosen by `seed`;
+    /// every class with two or more images keeps one for training and gives one.
+    pub fn split_validation(&self, fraction: f64, seed: u64) -> (Self, Self) {
+        let mut rng = crate::train::SplitMix::new(seed);
+        let (mut train, mut validation) = (Vec::new(), Vec::new());
+        for class in 0..self.num_classes() {
+            let mut members: Vec<usize> = (0..self.len())
+                .filter(|&i| usize::from(self.labels[i]) == class)
+                .collect();
+            rng.shuffle(&mut members);
+            let wanted = (members.len() as f64 * fraction.clamp(0.0, 1.0)).round() as usize;
+            let taken = if members.len() >= 2 {
+                wanted.clamp(1, members.len() - 1)
+            } else {
+                0
+            };
+            validation.extend_from_slice(&members[..taken]);
+            train.extend_from_slice(&members[taken..]);
+        }
+        train.sort_unstable();
+        validation.sort_unstable();
+        (self.select(&train), self.select(&validation))
+    }
+
+    /// An empty set of `channels x size x size` images of the named classes.
+    pub fn empty(channels: usize, size: usize, class_names: Vec<String>) -> Self {
+        Self {
+            images: Vec::new(),
+            labels: Vec::new(),
+            channels,
+            height: size,
+            width: size,
+            class_names,
+        }
+    }
+
+    /// Adds an image given as `[channels, height, width]` floats in [0, 1].
+    pub fn push(&mut self, image: &[f32], label: usize) -> Result<()> {
+        if image.len() != self.image_len() {
+            return Err(bad_data(format!(
+                "an image of {} values where {} were expected",
+                image.len(),
+                self.image_len()
+            )));
+        }
+        if label >= self.num_classes() {
+            return Err(bad_data(format!(
+                "label {label} for {} classes",
+                self.num_classes()
+            )));
+        }
+        self.images.extend(
+            image
+                .iter()
+                .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8),
+        );
+        self.labels.push(label as u8);
+        Ok(())
+    }
+
     /// Counts of each class, for reports and checks.
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.num_classes()];

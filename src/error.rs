@@ -26,6 +26,8 @@ pub enum Error {
     InvalidInput(String),
     /// The backend failed (device lost, adapter refused, read back failed).
     Backend(String),
+    /// Training data that cannot be trained on, or a run that cannot go on.
+    Training(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -62,6 +64,7 @@ impl fmt::Display for Error {
             ),
             Error::InvalidInput(message) => write!(f, "invalid input: {message}"),
             Error::Backend(message) => write!(f, "backend failure: {message}"),
+            Error::Training(message) => write!(f, "training: {message}"),
         }
     }
 }

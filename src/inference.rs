@@ -45,6 +45,17 @@ pub async fn read_floats_async<const D: usize>(tensor: Tensor<D>) -> Result<Vec<
     floats(data)
 }
 
+/// An integer tensor's values, read back asynchronously (any backend).
+pub async fn read_ints_async<const D: usize>(tensor: Tensor<D, Int>) -> Result<Vec<i64>> {
+    let data = tensor
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Backend(format!("reading a tensor back failed: {e:?}")))?;
+    data.convert::<i64>()
+        .try_to_vec::<i64>()
+        .map_err(|e| Error::Backend(format!("unexpected tensor data: {e:?}")))
+}
+
 fn floats(data: TensorData) -> Result<Vec<f32>> {
     data.convert::<f32>()
         .try_to_vec::<f32>()
@@ -61,4 +72,18 @@ pub fn logits(model: &ResNet, images: Tensor<4>) -> Result<Vec<f32>> {
 /// required on WebGPU in the browser).
 pub async fn logits_async(model: &ResNet, images: Tensor<4>) -> Result<Vec<f32>> {
     read_floats_async(model.try_forward(images)?).await
+}
+
+/// Runs a future to completion on this thread. For native callers of the async API: on the
+/// CPU backend every read is ready at once.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::yield_now();
+    }
 }

@@ -165,6 +165,32 @@ pub fn imagenet(image: &Rgba) -> Vec<f32> {
     output
 }
 
+/// The whole image squeezed to `size x size` (antialiased bilinear), as `channels` = 1
+/// (luma over white) or 3 (RGB) planes in [0, 1]: the input of models trained in the page
+/// on the user's own pictures. Returns `[channels, size, size]`.
+pub fn plain(image: &Rgba, channels: usize, size: usize) -> Vec<f32> {
+    let (width, height) = (image.width, image.height);
+    let columns = resample_taps(width, size);
+    let rows = resample_taps(height, size);
+    let plane = |value: &dyn Fn(usize, usize) -> f32| -> Vec<f32> {
+        let source: Vec<f32> = (0..height)
+            .flat_map(|y| (0..width).map(move |x| (x, y)))
+            .map(|(x, y)| value(x, y))
+            .collect();
+        resample_plane(&source, width, &columns, &rows)
+            .into_iter()
+            .map(|v| v.clamp(0.0, 1.0))
+            .collect()
+    };
+    if channels == 1 {
+        plane(&|x, y| image.luma_over_white(x, y))
+    } else {
+        (0..3)
+            .flat_map(|c| plane(&|x, y| image.channel(x, y, c)))
+            .collect()
+    }
+}
+
 /// A handwritten digit prepared as MNIST's were: grayscale, light ink on a dark ground
 /// (inverted when the image's border is light), cropped to the ink, scaled to fit 20x20
 /// keeping its aspect, and placed in 28x28 with its centre of mass at the centre.

@@ -6,10 +6,13 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use std::collections::VecDeque;
+
 use burn::prelude::*;
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::inference::{read_floats_async, read_ints_async};
 use crate::resnet::ResNet;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -178,10 +181,35 @@ pub fn batch_tensors(
 /// A model, its optimiser and the schedule: one `step` per batch.
 pub struct Trainer {
     model: ResNet,
+    /// The models that entered the last two steps, oldest first. When a step's loss is not
+    /// finite, the model that entered it is already broken; the one before it is not.
+    recent: VecDeque<Snapshot>,
     optimizer: ModuleOptimizer,
     config: TrainConfig,
     step: usize,
     total_steps: usize,
+}
+
+/// A model as it was. A clone would share BatchNorm's running statistics, which later
+/// forward passes overwrite; the inference copy (`valid`) holds its own.
+struct Snapshot(ResNet);
+
+impl Snapshot {
+    fn of(model: &ResNet) -> Self {
+        Self(model.valid())
+    }
+
+    /// The model again, ready to train (same parameter ids, so the optimiser knows them).
+    fn restore(self) -> ResNet {
+        self.0.train()
+    }
+}
+
+/// What one optimisation step computed, unread: the batch's mean loss and how many of its
+/// images the model (before the update) classified correctly.
+pub struct StepOutput {
+    pub loss: Tensor<1>,
+    pub correct: Tensor<1, Int>,
 }
 
 impl Trainer {
@@ -203,6 +231,7 @@ impl Trainer {
         };
         Ok(Self {
             model: model.train(),
+            recent: VecDeque::new(),
             optimizer,
             config,
             step: 0,
@@ -216,22 +245,53 @@ impl Trainer {
             .rate(self.config.learning_rate, self.step, self.total_steps)
     }
 
-    /// One optimisation step on a batch; returns the batch's mean loss, unread.
-    pub fn step(&mut self, images: Tensor<4>, labels: Tensor<1, Int>) -> Tensor<1> {
+    /// One optimisation step on a batch.
+    pub fn step(&mut self, images: Tensor<4>, labels: Tensor<1, Int>) -> StepOutput {
         let logits = self.model.forward(images);
+        let correct = logits
+            .clone()
+            .argmax(1)
+            .flatten::<1>(0, 1)
+            .equal(labels.clone())
+            .int()
+            .sum();
         let loss = CrossEntropyLossConfig::new()
             .init(&logits.device())
             .forward(logits, labels);
         let gradients = GradientsParams::from_grads(loss.backward(), &self.model);
         let rate = self.learning_rate();
-        // Cloning a module clones tensor handles, not data.
+        // Cloning a module clones tensor handles, not data; tensors are immutable, so the
+        // previous model stays intact.
+        self.recent.push_back(Snapshot::of(&self.model));
+        if self.recent.len() > 2 {
+            self.recent.pop_front();
+        }
         self.model = self.optimizer.step(rate, self.model.clone(), gradients);
         self.step += 1;
-        loss.detach()
+        StepOutput {
+            loss: loss.detach(),
+            correct,
+        }
+    }
+
+    /// After a step whose loss was not finite: goes back to the last model whose loss was
+    /// (the one before the model that entered that step). The optimiser's state has seen the
+    /// bad steps, so training should not go on after this.
+    pub fn rewind_to_finite_loss(&mut self) {
+        let rewound = self.recent.len();
+        if let Some(snapshot) = self.recent.pop_front() {
+            self.model = snapshot.restore();
+            self.step -= rewound;
+            self.recent.clear();
+        }
     }
 
     pub fn steps_done(&self) -> usize {
         self.step
+    }
+
+    pub fn total_steps(&self) -> usize {
+        self.total_steps
     }
 
     /// The model for inference: running statistics in use, no autodiff.
@@ -243,4 +303,206 @@ impl Trainer {
 /// Predicted classes `[batch]` for images, unread.
 pub fn predictions(model: &ResNet, images: Tensor<4>) -> Tensor<1, Int> {
     model.forward(images).argmax(1).flatten(0, 1)
+}
+
+/// A whole training run: the data, its shuffles and augmentation, epoch after epoch. The CLI
+/// and the browser both drive training through this, one `step` at a time.
+pub struct TrainingRun {
+    trainer: Trainer,
+    train_set: Dataset,
+    augment: Augment,
+    batch_size: usize,
+    epochs: usize,
+    rng: SplitMix,
+    order: Vec<usize>,
+    position: usize,
+    epochs_done: usize,
+    /// Set when a step failed for good (a loss that is not finite).
+    failure: Option<String>,
+}
+
+/// One step's figures, read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    pub loss: f32,
+    pub correct: usize,
+    pub batch_size: usize,
+    /// Steps done, of `total_steps`.
+    pub step: usize,
+    pub total_steps: usize,
+    /// The epoch this step belonged to, from 1.
+    pub epoch: usize,
+    /// Whether this step completed its epoch.
+    pub epoch_finished: bool,
+}
+
+impl TrainingRun {
+    /// A run of `config` on `train_set` for `model`, which lives on an autodiff device.
+    pub fn new(model: ResNet, train_set: Dataset, config: TrainConfig) -> Result<Self> {
+        train_set.check_trainable()?;
+        if train_set.num_classes() != model.num_classes() {
+            return Err(Error::InvalidInput(format!(
+                "the data has {} classes but the model has {}",
+                train_set.num_classes(),
+                model.num_classes()
+            )));
+        }
+        let batches_per_epoch = train_set.len().div_ceil(config.batch_size.max(1));
+        let total_steps = batches_per_epoch * config.epochs;
+        let mut rng = SplitMix::new(config.seed);
+        let mut order: Vec<usize> = (0..train_set.len()).collect();
+        rng.shuffle(&mut order);
+        Ok(Self {
+            augment: config.augment,
+            batch_size: config.batch_size,
+            epochs: config.epochs,
+            trainer: Trainer::new(model, config, total_steps)?,
+            train_set,
+            rng,
+            order,
+            position: 0,
+            epochs_done: 0,
+            failure: None,
+        })
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.epochs_done >= self.epochs
+    }
+
+    pub fn steps_done(&self) -> usize {
+        self.trainer.steps_done()
+    }
+
+    pub fn total_steps(&self) -> usize {
+        self.trainer.total_steps()
+    }
+
+    pub fn train_set(&self) -> &Dataset {
+        &self.train_set
+    }
+
+    /// The model as trained so far, for inference.
+    pub fn inference_model(&self) -> ResNet {
+        self.trainer.inference_model()
+    }
+
+    /// Trains on the next batch and reads its figures back (asynchronously: any backend).
+    /// A loss that is not finite undoes the step and ends the run with an error; the model
+    /// from the step before is kept.
+    pub async fn step(&mut self, device: &Device) -> Result<StepReport> {
+        if let Some(failure) = &self.failure {
+            return Err(Error::Training(failure.clone()));
+        }
+        if self.is_finished() {
+            return Err(Error::Training(
+                "this run has finished: start a new one to train further".into(),
+            ));
+        }
+        let end = (self.position + self.batch_size).min(self.order.len());
+        let batch = &self.order[self.position..end];
+        let (images, labels) =
+            batch_tensors(&self.train_set, batch, self.augment, &mut self.rng, device);
+        let batch_size = batch.len();
+        let output = self.trainer.step(images, labels);
+        let loss = read_floats_async(output.loss).await?[0];
+        let correct = read_ints_async(output.correct).await?[0];
+        if !loss.is_finite() {
+            let failed_step = self.trainer.steps_done();
+            self.trainer.rewind_to_finite_loss();
+            let message = format!(
+                "the loss became {loss} at step {failed_step}: training stopped, keeping the \
+                 model of step {}; start again with a lower learning rate",
+                self.trainer.steps_done()
+            );
+            self.failure = Some(message.clone());
+            return Err(Error::Training(message));
+        }
+        let epoch = self.epochs_done + 1;
+        self.position = end;
+        let epoch_finished = self.position >= self.order.len();
+        if epoch_finished {
+            self.epochs_done += 1;
+            self.position = 0;
+            self.rng.shuffle(&mut self.order);
+        }
+        Ok(StepReport {
+            loss,
+            correct: correct.max(0) as usize,
+            batch_size,
+            step: self.trainer.steps_done(),
+            total_steps: self.trainer.total_steps(),
+            epoch,
+            epoch_finished,
+        })
+    }
+}
+
+/// A model's results on a labelled set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub num_classes: usize,
+    /// `confusion[truth * num_classes + predicted]`: image counts.
+    pub confusion: Vec<usize>,
+    /// Mean cross-entropy.
+    pub loss: f64,
+}
+
+impl Evaluation {
+    pub fn count(&self) -> usize {
+        self.confusion.iter().sum()
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        let correct: usize = (0..self.num_classes)
+            .map(|k| self.confusion[k * self.num_classes + k])
+            .sum();
+        correct as f64 / self.count().max(1) as f64
+    }
+
+    /// Accuracy on the images of each class (NaN for a class with none).
+    pub fn per_class_accuracy(&self) -> Vec<f64> {
+        let k = self.num_classes;
+        (0..k)
+            .map(|truth| {
+                let row = &self.confusion[truth * k..(truth + 1) * k];
+                row[truth] as f64 / row.iter().sum::<usize>() as f64
+            })
+            .collect()
+    }
+}
+
+/// Evaluates `model` (no autodiff) on every image of `dataset`, reading back asynchronously.
+pub async fn evaluate(model: &ResNet, dataset: &Dataset, device: &Device) -> Result<Evaluation> {
+    const BATCH: usize = 250;
+    let k = model.num_classes();
+    if dataset.num_classes() != k {
+        return Err(Error::InvalidInput(format!(
+            "the data has {} classes but the model has {k}",
+            dataset.num_classes()
+        )));
+    }
+    let mut confusion = vec![0; k * k];
+    let mut loss_sum = 0.0;
+    let indices: Vec<usize> = (0..dataset.len()).collect();
+    for chunk in indices.chunks(BATCH) {
+        let (images, labels) =
+            batch_tensors(dataset, chunk, Augment::NONE, &mut SplitMix::new(0), device);
+        model.check_input(&images)?;
+        let logits = model.forward(images);
+        let loss = CrossEntropyLossConfig::new()
+            .init(device)
+            .forward(logits.clone(), labels);
+        loss_sum += f64::from(read_floats_async(loss).await?[0]) * chunk.len() as f64;
+        let predicted = read_ints_async(logits.argmax(1).flatten::<1>(0, 1)).await?;
+        for (&index, &class) in chunk.iter().zip(&predicted) {
+            let truth = usize::from(dataset.labels[index]);
+            confusion[truth * k + (class.max(0) as usize).min(k - 1)] += 1;
+        }
+    }
+    Ok(Evaluation {
+        num_classes: k,
+        confusion,
+        loss: loss_sum / dataset.len().max(1) as f64,
+    })
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::store::{
     ApplyError, ApplyResult, BurnpackStore, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
@@ -11,6 +12,7 @@ use burn::store::{
 use burn::tensor::Bytes;
 
 use crate::error::{Error, Result};
+use crate::inference::read_floats_async;
 use crate::resnet::{Arch, BlockKind, ResNet, ResNetConfig, Shortcut, Stem, is_running_statistic};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +80,7 @@ pub fn load(bytes: Vec<u8>, config: &ResNetConfig, device: &Device) -> Result<Re
     let arch = config.arch.name();
     let result = match WeightFormat::detect(&bytes)? {
         WeightFormat::Safetensors => {
-            let mut store = torchvision_safetensors(bytes);
+            let mut store = torchvision_safetensors_store(bytes);
             model.load_from(&mut store).map_err(|e| format_error(&e))?
         }
         WeightFormat::Burnpack => {
@@ -107,18 +109,121 @@ pub fn save_burnpack(model: &ResNet, config: &ResNetConfig) -> Result<Vec<u8>> {
     Ok(bytes.to_vec())
 }
 
+/// Every tensor of a model, unread and flattened, with its burn path and shape: parameters
+/// and BatchNorm running statistics.
+fn model_tensors(model: &ResNet) -> Vec<(String, Vec<usize>, Tensor<1>)> {
+    #[derive(Default)]
+    struct Collector {
+        path: Vec<String>,
+        // Which entries of `path` were pushed (enum variants are not part of a path).
+        pushed: Vec<bool>,
+        tensors: Vec<(String, Vec<usize>, Tensor<1>)>,
+    }
+    impl ModuleVisitor for Collector {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            let push = !container_type.starts_with("Enum:");
+            if push {
+                self.path.push(name.to_string());
+            }
+            self.pushed.push(push);
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            if self.pushed.pop() == Some(true) {
+                self.path.pop();
+            }
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let tensor = param.val();
+            let shape = tensor.dims().to_vec();
+            let count: usize = shape.iter().product();
+            self.tensors
+                .push((self.path.join("."), shape, tensor.reshape([count])));
+        }
+    }
+    let mut collector = Collector::default();
+    model.visit(&mut collector);
+    collector.tensors
+}
+
+/// The model as a torchvision `state_dict` in safetensors: torchvision's key names, the
+/// classifier weight as `[out, in]`, and each BatchNorm's `num_batches_tracked`, so that
+/// PyTorch's strict `load_state_dict` accepts it. Reads tensors asynchronously (any backend).
+pub async fn torchvision_safetensors(model: &ResNet) -> Result<Vec<u8>> {
+    let mut tensors = Vec::new();
+    for (path, shape, tensor) in model_tensors(model) {
+        tensors.push((path, shape, read_floats_async(tensor).await?));
+    }
+    Ok(write_torchvision_safetensors(tensors))
+}
+
+/// burnpack bytes for a model on any backend: read asynchronously, then written from a
+/// copy on the CPU.
+pub async fn burnpack_async(model: &ResNet, config: &ResNetConfig) -> Result<Vec<u8>> {
+    let safetensors = torchvision_safetensors(model).await?;
+    save_burnpack(&load(safetensors, config, &Device::flex())?, config)
+}
+
+fn write_torchvision_safetensors(tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Vec<u8> {
+    // (key, dtype, shape, little-endian bytes), sorted by key as safetensors writers do.
+    let mut entries: BTreeMap<String, (&str, Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    for (path, shape, values) in tensors {
+        let key = torchvision_key(&path);
+        let (shape, values) = if key == "fc.weight" {
+            // burn's Linear weight is [in, out]; PyTorch's is [out, in].
+            let [inputs, outputs] = [shape[0], shape[1]];
+            let transposed = (0..outputs * inputs)
+                .map(|i| values[(i % inputs) * outputs + i / inputs])
+                .collect();
+            (vec![outputs, inputs], transposed)
+        } else {
+            (shape, values)
+        };
+        if let Some(layer) = key.strip_suffix(".running_var") {
+            let batches = 0i64.to_le_bytes().to_vec();
+            entries.insert(
+                format!("{layer}.num_batches_tracked"),
+                ("I64", vec![], batches),
+            );
+        }
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        entries.insert(key, ("F32", shape, bytes));
+    }
+    let mut header = String::from(r#"{"__metadata__":{"format":"pt"}"#);
+    let mut offset = 0;
+    for (key, (dtype, shape, bytes)) in &entries {
+        let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+        header.push_str(&format!(
+            r#","{key}":{{"dtype":"{dtype}","shape":[{}],"data_offsets":[{offset},{}]}}"#,
+            dims.join(","),
+            offset + bytes.len()
+        ));
+        offset += bytes.len();
+    }
+    header.push('}');
+    // Pad so the data starts 8-byte aligned, as the safetensors reference writer does.
+    while (header.len() + 8) % 8 != 0 {
+        header.push(' ');
+    }
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(header.as_bytes());
+    for (_, _, bytes) in entries.values() {
+        file.extend_from_slice(bytes);
+    }
+    file
+}
+
 /// Reads names and shapes only, and infers the architecture from them.
 pub fn inspect(bytes: Vec<u8>) -> Result<WeightsInfo> {
     let format = WeightFormat::detect(&bytes)?;
     let shapes = match format {
-        WeightFormat::Safetensors => tensor_shapes(&mut torchvision_safetensors(bytes))?,
+        WeightFormat::Safetensors => tensor_shapes(&mut torchvision_safetensors_store(bytes))?,
         WeightFormat::Burnpack => tensor_shapes(&mut burnpack(bytes))?,
         WeightFormat::PyTorch => pytorch_shapes(bytes)?,
     };
     infer_layout(format, &shapes)
 }
 
-fn torchvision_safetensors(bytes: Vec<u8>) -> SafetensorsStore {
+fn torchvision_safetensors_store(bytes: Vec<u8>) -> SafetensorsStore {
     SafetensorsStore::from_bytes(Some(bytes))
         .with_from_adapter(PyTorchToBurnAdapter)
         .skip_enum_variants(true)

@@ -156,3 +156,20 @@ fn batch_norm_uses_batch_statistics_in_train_mode_and_running_ones_in_eval() {
         "eval mode is deterministic and stateless"
     );
 }
+
+/// The heat map's maps are the classifier applied at every position: their spatial mean plus
+/// the class bias is exactly the logit (Zhou et al.'s identity for global average pooling).
+#[test]
+fn class_activation_maps_average_to_the_logits() {
+    let device = Device::flex();
+    let model = ResNet::new(&ResNetConfig::new(Arch::ResNet8, 5, 1), &device).unwrap();
+    let input = Tensor::<4>::random([2, 1, 28, 28], burn::tensor::Distribution::Default, &device);
+    let (logits, maps) = model.forward_with_maps(input.clone());
+    assert_eq!(maps.dims(), [2, 5, 7, 7]);
+    let bias = model.fc.bias.as_ref().unwrap().val().unsqueeze::<2>();
+    let from_maps = maps.mean_dim(3).mean_dim(2).reshape([2, 5]) + bias;
+    let difference: f32 = (from_maps - logits.clone()).abs().max().into_scalar();
+    assert!(difference < 1e-4, "{difference}");
+    let plain: f32 = (model.forward(input) - logits).abs().max().into_scalar();
+    assert!(plain < 1e-6, "{plain}");
+}

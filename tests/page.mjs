@@ -2,14 +2,18 @@
 // scripts/serve.sh serves it. Run by scripts/test.sh after the wasm build:
 //   node tests/page.mjs http://127.0.0.1:PORT/ ARTIFACTS_DIR
 import { readFileSync } from 'node:fs';
-import { deflateSync } from 'node:zlib';
+import { deflateSync, gunzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 
 const [url, artifacts = 'artifacts'] = process.argv.slice(2);
 const HELD_OUT_PER_CLASS = 200; // src/data.rs: MNIST_HELD_OUT_PER_CLASS
 const PER_CLASS = 10; // 100 uploads per backend
-// `resnet eval --data mnist --weights models/mnist-resnet14.bpk`; the test allows 2 points less.
+// `resnet eval --data mnist --weights models/mnist-resnet14.bpk` and
+// `resnet eval --data fashion --weights models/fashion-resnet14.bpk`; the test allows 2 points less.
 const HELD_OUT_ACCURACY = 0.989;
+const FASHION_TEST_ACCURACY = 0.93;
+const FASHION_DIR = process.env.FASHION_MNIST_DIR ?? '/usr/share/datasets/fashion-mnist';
+const FASHION_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 
 const results = [];
 async function test(name, body) {
@@ -73,6 +77,46 @@ function heldOutDigits() {
     }
   }
   return digits;
+}
+
+// Fashion-MNIST test images: the first 10 of each class of its own test set.
+function fashionTestImages() {
+  const images = gunzipSync(readFileSync(`${FASHION_DIR}/t10k-images-idx3-ubyte.gz`)).subarray(16);
+  const labels = gunzipSync(readFileSync(`${FASHION_DIR}/t10k-labels-idx1-ubyte.gz`)).subarray(8);
+  const taken = new Array(10).fill(0);
+  const out = [];
+  for (let i = 0; i < labels.length && out.length < 10 * PER_CLASS; i++) {
+    if (taken[labels[i]] >= PER_CLASS) continue;
+    taken[labels[i]] += 1;
+    out.push({ label: FASHION_CLASSES[labels[i]], png: grayPng(images.subarray(i * 784, (i + 1) * 784), 28, 28), name: `fashion-${i}.png` });
+  }
+  return out;
+}
+
+// Three classes of pictures for "your own classes": stripes across, stripes down, a blob;
+// 48x48 with a random phase and noise, so no two are alike.
+function syntheticClasses(perClass) {
+  let seed = 12345;
+  const random = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
+  const classes = [];
+  for (let k = 0; k < 3; k++) {
+    const files = [];
+    for (let n = 0; n < perClass; n++) {
+      const size = 48;
+      const phase = Math.floor(random() * 8);
+      const pixels = new Array(size * size);
+      for (let y = 0; y < size; y++) {
+        for (let x = 0; x < size; x++) {
+          const on = k === 0 ? (y + phase) % 8 < 4 : k === 1 ? (x + phase) % 8 < 4
+            : Math.hypot(x - 24 - phase + 4, y - 24) < 12;
+          pixels[y * size + x] = Math.round((on ? 200 : 30) + random() * 50);
+        }
+      }
+      files.push({ name: `class${k}-${n}.png`, mimeType: 'image/png', buffer: grayPng(pixels, size, size) });
+    }
+    classes.push(files);
+  }
+  return classes;
 }
 
 const browser = await chromium.launch({
@@ -146,15 +190,27 @@ for (const backend of ['webgpu', 'cpu']) {
   });
 }
 
-await test('the fake webcam stream updates the bars at least 5 times', async () => {
+await test('the heat map shows where the model looked', async () => {
+  const heatMap = await page.$eval('#heat-map', (canvas) => ({ hidden: canvas.hidden, size: canvas.dataset.size }));
+  assert(!heatMap.hidden && heatMap.size === '7', `heat map ${JSON.stringify(heatMap)}`);
+});
+
+await test('the fake webcam stream updates the bars at least 5 times, with no main-thread task over 50 ms', async () => {
   await page.evaluate(() => {
     window.updates = 0;
+    window.longTasks = [];
     new MutationObserver(() => { window.updates += 1; })
       .observe(document.getElementById('predictions'), { childList: true });
+    new PerformanceObserver((list) => window.longTasks.push(...list.getEntries().map((e) => e.duration)))
+      .observe({ type: 'longtask' });
   });
   await page.click('#webcam-toggle');
   await page.waitForFunction(() => window.updates >= 5, null, { timeout: 120000 });
+  await page.waitForTimeout(3000);
   await page.click('#webcam-toggle');
+  const { updates, longTasks } = await page.evaluate(() => ({ updates: window.updates, longTasks: window.longTasks }));
+  console.log(`  ${updates} updates; main-thread tasks over 50 ms: ${longTasks.length ? longTasks.map((d) => d.toFixed(0)).join(', ') : 'none'}`);
+  assert(longTasks.length === 0, `long main-thread tasks: ${longTasks.join(', ')} ms`);
   await page.screenshot({ path: `${artifacts}/page.png`, fullPage: true });
 });
 
@@ -164,6 +220,135 @@ await test('a file that is not an image gives a message, and the page goes on', 
   await page.evaluate(() => document.getElementById('predictions').replaceChildren());
   await page.setInputFiles('#image-input', { name: digits[0].name, mimeType: 'image/png', buffer: digits[0].png });
   await page.waitForSelector('#predictions li', { timeout: 60000 });
+});
+
+await test('uploaded Fashion-MNIST test images are classified by the Fashion model on webgpu', async () => {
+  await useBackend(page, 'webgpu');
+  await page.selectOption('#model-choice', 'fashion');
+  await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 120000 });
+  let correct = 0;
+  const images = fashionTestImages();
+  for (const image of images) {
+    await page.evaluate(() => document.getElementById('predictions').replaceChildren());
+    await page.setInputFiles('#image-input', { name: image.name, mimeType: 'image/png', buffer: image.png });
+    await page.waitForSelector('#predictions li', { timeout: 60000 });
+    if ((await predictions(page))[0].label === image.label) correct += 1;
+  }
+  console.log(`  webgpu: ${correct}/${images.length} Fashion-MNIST test images correct`);
+  assert(correct / images.length >= FASHION_TEST_ACCURACY - 0.02, `accuracy ${correct / images.length}`);
+});
+
+async function startTraining(settings) {
+  for (const [id, value] of Object.entries(settings)) {
+    const element = page.locator(`#${id}`);
+    if ((await element.evaluate((e) => e.tagName)) === 'SELECT') await element.selectOption(String(value));
+    else if ((await element.getAttribute('type')) === 'checkbox') await element.setChecked(Boolean(value));
+    else await element.fill(String(value));
+  }
+  await page.evaluate(() => { document.getElementById('train-result').dataset.done = ''; });
+  await page.click('#train-start');
+}
+
+async function trainingResult(timeout) {
+  await page.waitForFunction(() => !document.getElementById('train-start').disabled
+    && document.getElementById('train-result').dataset.stopped !== undefined
+    && document.getElementById('train-notice').textContent.length > 0
+    && !/Preparing|Training on/.test(document.getElementById('train-notice').textContent), null, { timeout });
+  return page.$eval('#train-result', (box) => ({ ...box.dataset, notice: document.getElementById('train-notice').textContent }));
+}
+
+await test('training a ResNet-8 on 2,000 Fashion-MNIST images for one epoch on WebGPU gets above 70%', async () => {
+  await useBackend(page, 'webgpu');
+  const started = Date.now();
+  await startTraining({
+    'train-data': 'fashion', 'train-subset': 2000, 'train-model': 'resnet8', 'train-epochs': 1,
+    'train-batch': 32, 'train-lr': 0.003, 'train-validation': 0.1, 'train-seed': 1,
+  });
+  await page.waitForFunction(() => document.getElementById('train-progress').value > 0, null, { timeout: 300000 });
+  const backend = await page.$eval('#training-panel', (panel) => panel.dataset.backend);
+  assert(backend.startsWith('WebGPU'), `trained on ${backend}`);
+  const result = await trainingResult(1500000);
+  console.log(`  ${result.notice} (${((Date.now() - started) / 1000).toFixed(0)} s in all)`);
+  assert(Number(result.testAccuracy) > 0.7, `test accuracy ${result.testAccuracy}`);
+  const rows = await page.$$eval('#confusion-matrix tbody tr', (r) => r.length);
+  assert(rows === 10, `confusion matrix rows: ${rows}`);
+  // The trained model classifies the page's inputs at once.
+  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
+  const image = fashionTestImages()[0];
+  await page.setInputFiles('#image-input', { name: image.name, mimeType: 'image/png', buffer: image.png });
+  await page.waitForSelector('#predictions li', { timeout: 60000 });
+  const top = (await predictions(page))[0];
+  assert(FASHION_CLASSES.includes(top.label), `predicted ${top.label}`);
+});
+
+const ownClasses = syntheticClasses(24);
+const classCounts = () => page.$$eval('.class-row .count', (counts) => counts.map((c) => c.textContent));
+
+await test('bad input for your own classes gives clear messages and loses nothing', async () => {
+  await page.selectOption('#train-data', 'own');
+  // A single class.
+  await page.click('.class-row[data-class-index="1"] button:text("Remove class")');
+  await page.click('#train-start');
+  await page.waitForFunction(() => /at least two classes/.test(document.getElementById('train-notice').textContent));
+  await page.click('#add-class');
+  await page.click('#add-class');
+  for (let k = 0; k < 2; k++) {
+    await page.setInputFiles(`.class-row[data-class-index="${k}"] input.add-files`, ownClasses[k]);
+  }
+  await page.waitForFunction(() => document.querySelectorAll('.thumbnails button').length === 48);
+  // A picture that does not decode costs only itself.
+  await page.setInputFiles('.class-row[data-class-index="0"] input.add-files', [
+    { name: 'broken.png', mimeType: 'image/png', buffer: Buffer.from('no image here') }, ownClasses[0][0]]);
+  await page.waitForFunction(() => /broken.png is not an image/.test(document.getElementById('train-notice').textContent));
+  await page.waitForFunction(() => document.querySelectorAll('.thumbnails button').length === 49);
+  // A class without pictures.
+  await page.click('#train-start');
+  await page.waitForFunction(() => /'class 3' has no pictures/.test(document.getElementById('train-notice').textContent));
+  await page.setInputFiles('.class-row[data-class-index="2"] input.add-files', ownClasses[2]);
+  await page.waitForFunction(() => document.querySelectorAll('.thumbnails button').length === 73);
+  // A loss that blows up: the run stops with a message, and the data and a model remain.
+  const before = await classCounts();
+  await startTraining({ 'train-model': 'resnet8', 'train-input': 'gray-32', 'train-epochs': 3, 'train-batch': 16, 'train-lr': 1e30, 'train-optimizer': 'sgd', 'train-validation': 0.25 });
+  const result = await trainingResult(600000);
+  assert(/loss became/.test(result.failure), `failure: ${result.failure}; notice ${result.notice}`);
+  assert(JSON.stringify(await classCounts()) === JSON.stringify(before), 'the pictures are kept');
+  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
+  await page.setInputFiles('#image-input', ownClasses[1][0]);
+  await page.waitForSelector('#predictions li', { timeout: 60000 });
+});
+
+await test('your own three classes, from uploaded pictures, reach 90% validation accuracy', async () => {
+  await startTraining({ 'train-model': 'resnet8', 'train-input': 'gray-32', 'train-epochs': 6, 'train-batch': 16, 'train-lr': 0.003, 'train-optimizer': 'adam', 'train-validation': 0.25 });
+  const result = await trainingResult(900000);
+  console.log(`  ${result.notice}`);
+  assert(!result.failure, result.failure);
+  assert(Number(result.validationAccuracy) >= 0.9, `validation accuracy ${result.validationAccuracy}`);
+  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
+  await page.setInputFiles('#image-input', ownClasses[2][1]);
+  await page.waitForSelector('#predictions li', { timeout: 60000 });
+  const top = (await predictions(page))[0];
+  assert(top.label === 'class 3', `a blob reads as ${top.label}`);
+});
+
+await test('the trained model downloads for PyTorch and comes back after a reload', async () => {
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-safetensors')]);
+  const path = `${artifacts}/trained.safetensors`;
+  await download.saveAs(path);
+  const bytes = readFileSync(path);
+  const headerLength = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString());
+  assert(header['fc.weight'] && header['fc.weight'].shape.join() === '3,64', `fc.weight ${JSON.stringify(header['fc.weight'])}`);
+  assert(header['bn1.num_batches_tracked'], 'torchvision keys');
+  await page.reload();
+  await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
+  await page.waitForSelector('#model-choice option[value="trained"]', { state: 'attached', timeout: 30000 });
+  await page.selectOption('#model-choice', 'trained');
+  await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 120000 });
+  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
+  await page.setInputFiles('#image-input', ownClasses[0][1]);
+  await page.waitForSelector('#predictions li', { timeout: 60000 });
+  const top = (await predictions(page))[0];
+  assert(top.label === 'class 1', `stripes across read as ${top.label}`);
 });
 
 await test('no page error, and no request outside 127.0.0.1', async () => {

@@ -156,3 +156,35 @@ fn garment_fills_the_field_and_is_centred_by_its_box() {
     let first_row = (0..garment.len()).find(|&i| garment[i] > 0.5).unwrap() / DIGIT_SIZE;
     assert!((9..=10).contains(&first_row), "first inked row {first_row}");
 }
+
+/// Pictures for models trained in the page: squeezed whole to the model's size, grayscale
+/// over white or RGB, in [0, 1].
+#[test]
+fn plain_input_squeezes_the_whole_picture() {
+    // 40x20: the left half black, the right half pure red.
+    let (width, height) = (40, 20);
+    let mut pixels = Vec::new();
+    for _ in 0..height {
+        for x in 0..width {
+            pixels.extend_from_slice(if x < 20 {
+                &[0, 0, 0, 255]
+            } else {
+                &[255, 0, 0, 255]
+            });
+        }
+    }
+    let image = Rgba::new(&pixels, width, height).unwrap();
+    let rgb = preprocess::plain(&image, 3, 8);
+    assert_eq!(rgb.len(), 3 * 8 * 8);
+    let at = |c: usize, x: usize, y: usize| rgb[(c * 8 + y) * 8 + x];
+    assert_eq!((at(0, 0, 3), at(0, 7, 3)), (0.0, 1.0));
+    assert!((at(1, 7, 3), at(2, 7, 3)) == (0.0, 0.0));
+    let gray = preprocess::plain(&image, 1, 8);
+    assert_eq!(gray.len(), 64);
+    assert!(
+        (gray[3 * 8 + 7] - 0.299).abs() < 1e-3,
+        "red's luma: {}",
+        gray[31]
+    );
+    assert_eq!(gray[3 * 8], 0.0);
+}

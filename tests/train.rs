@@ -7,11 +7,15 @@ use std::io::Write;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use resnet_web::data::{DIGIT_CLASSES, Dataset};
-use resnet_web::inference::read_floats;
+use resnet_web::inference::{block_on, read_floats};
 use resnet_web::resnet::{Arch, BlockKind, ResNet, ResNetConfig, ResidualBlock, Shortcut};
 use resnet_web::train::{
-    Augment, OptimizerKind, Schedule, SplitMix, TrainConfig, Trainer, batch_tensors, predictions,
+    Augment, OptimizerKind, Schedule, SplitMix, TrainConfig, Trainer, TrainingRun, batch_tensors,
+    evaluate,
 };
+
+mod common;
+use common::*;
 
 /// burn's random numbers come from one generator per device, shared by the tests that run in
 /// parallel: a test that seeds it holds this lock until its random draws are done.
@@ -263,33 +267,6 @@ fn readers_parse_idx_and_mnist_json_and_hold_out_per_class() {
     assert_eq!(held_out.class_counts(), vec![1; 10]);
 }
 
-/// Three classes a ResNet must tell apart: horizontal bars, vertical bars, a centred blob.
-fn three_pattern_dataset(count: usize, seed: u64) -> Dataset {
-    let size = 12;
-    let mut rng = SplitMix::new(seed);
-    let mut images = Vec::new();
-    let mut labels = Vec::new();
-    for index in 0..count {
-        let class = (index % 3) as u8;
-        let phase = rng.below(3);
-        for y in 0..size {
-            for x in 0..size {
-                let on = match class {
-                    0 => (y + phase).is_multiple_of(3),
-                    1 => (x + phase).is_multiple_of(3),
-                    _ => (3..9).contains(&x) && (3..9).contains(&y),
-                };
-                let noise = rng.below(60) as u8;
-                images.push(if on { 195 + noise } else { noise });
-            }
-        }
-        labels.push(class);
-    }
-    let mut dataset = tiny_dataset(images, labels, size);
-    dataset.class_names.truncate(3);
-    dataset
-}
-
 #[test]
 fn training_learns_three_patterns_with_adam_and_sgd() {
     let device = Device::flex();
@@ -315,42 +292,167 @@ fn training_learns_three_patterns_with_adam_and_sgd() {
         let model = ResNet::new(&ResNetConfig::new(Arch::ResNet8, 3, 1), &training_device).unwrap();
         drop(random); // training draws from SplitMix, not from burn
         let steps = config.epochs * train_set.len().div_ceil(config.batch_size);
-        let mut trainer = Trainer::new(model, config.clone(), steps).unwrap();
-        let mut rng = SplitMix::new(config.seed);
+        let mut run = TrainingRun::new(model, train_set.clone(), config).unwrap();
         let mut losses = Vec::new();
-        for _ in 0..config.epochs {
-            let mut order: Vec<usize> = (0..train_set.len()).collect();
-            rng.shuffle(&mut order);
-            for batch in order.chunks(config.batch_size) {
-                let (images, labels) = batch_tensors(
-                    &train_set,
-                    batch,
-                    config.augment,
-                    &mut rng,
-                    &training_device,
-                );
-                losses.push(values(trainer.step(images, labels))[0]);
-            }
+        let mut epochs_finished = 0;
+        while !run.is_finished() {
+            let report = block_on(run.step(&training_device)).unwrap();
+            assert!(report.correct <= report.batch_size);
+            epochs_finished += usize::from(report.epoch_finished);
+            losses.push(report.loss);
         }
-        assert_eq!(trainer.steps_done(), steps);
-        let model = trainer.inference_model().to_device(&device);
-        let all: Vec<usize> = (0..test_set.len()).collect();
-        let (images, labels) = batch_tensors(&test_set, &all, Augment::NONE, &mut rng, &device);
-        let predicted = values(predictions(&model, images).float());
-        let expected = values(labels.float());
-        let correct = predicted
-            .iter()
-            .zip(&expected)
-            .filter(|(p, e)| p == e)
-            .count();
+        assert_eq!(
+            (run.steps_done(), losses.len(), epochs_finished),
+            (steps, steps, 8)
+        );
+        let model = run.inference_model().to_device(&device);
+        let evaluation = block_on(evaluate(&model, &test_set, &device)).unwrap();
+        assert_eq!(evaluation.count(), 60);
         let first: f32 = losses[..3].iter().sum::<f32>() / 3.0;
         let last: f32 = losses[losses.len() - 3..].iter().sum::<f32>() / 3.0;
         assert!(last < first / 2.0, "{optimizer:?}: loss {first} -> {last}");
         assert!(
-            correct * 10 >= test_set.len() * 9,
-            "{optimizer:?}: {correct}/60 correct"
+            evaluation.accuracy() >= 0.9,
+            "{optimizer:?}: {:?}",
+            evaluation.confusion
         );
+        assert!(evaluation.per_class_accuracy().iter().all(|&a| a >= 0.7));
+        let error = block_on(run.step(&training_device)).unwrap_err();
+        assert!(error.to_string().contains("finished"), "{error}");
     }
+}
+
+/// The reference curve the browser tests compare with: natively on the CPU, it must be what
+/// the committed fixture says (`RESNET_WEB_WRITE_FIXTURES=1` rewrites the fixture).
+#[test]
+fn loss_curve_matches_the_committed_reference() {
+    let device = Device::flex().autodiff();
+    let curve = block_on(reference_loss_curve(&device));
+    println!("loss curve: {curve:?}");
+    if std::env::var_os("RESNET_WEB_WRITE_FIXTURES").is_some() {
+        let mut text = String::from(
+            "# written by RESNET_WEB_WRITE_FIXTURES=1 cargo test --release --test train loss_curve\n",
+        );
+        curve
+            .iter()
+            .for_each(|loss| text.push_str(&format!("{loss:e}\n")));
+        std::fs::write("tests/fixtures/loss-curve.txt", text).unwrap();
+    }
+    let reference = parse_loss_curve(LOSS_CURVE);
+    assert_eq!(reference.len(), LOSS_CURVE_STEPS);
+    let difference = max_relative_difference(&curve, &reference);
+    println!("native CPU vs reference: max relative difference {difference:e}");
+    assert!(difference < 1e-5, "{difference}");
+    assert!(curve[LOSS_CURVE_STEPS - 1] < curve[0], "the loss goes down");
+}
+
+#[test]
+fn a_loss_that_is_not_finite_stops_the_run_and_keeps_the_model() {
+    let device = Device::flex().autodiff();
+    let model = ResNet::new(&ResNetConfig::new(Arch::ResNet8, 3, 1), &device)
+        .unwrap()
+        .map(&mut SyntheticWeights::default());
+    let config = TrainConfig {
+        epochs: 3,
+        batch_size: 16,
+        learning_rate: 1e30,
+        weight_decay: 0.0,
+        optimizer: OptimizerKind::Sgd { momentum: 0.0 },
+        schedule: Schedule::Constant,
+        augment: Augment::NONE,
+        seed: 1,
+    };
+    let mut run = TrainingRun::new(model, three_pattern_dataset(48, 1), config).unwrap();
+    let mut failure = None;
+    for _ in 0..9 {
+        match block_on(run.step(&device)) {
+            Ok(report) => assert!(report.loss.is_finite()),
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    let failure = failure.expect("a learning rate of 1e30 makes the loss blow up");
+    assert!(
+        failure.to_string().contains("lower learning rate"),
+        "{failure}"
+    );
+    // The kept model is the last one with a finite loss, and it still classifies.
+    let steps = run.steps_done();
+    let model = run.inference_model().to_device(&Device::flex());
+    let logits = values(
+        model.forward(
+            batch_tensors(
+                run.train_set(),
+                &[0, 1, 2],
+                Augment::NONE,
+                &mut SplitMix::new(0),
+                &Device::flex(),
+            )
+            .0,
+        ),
+    );
+    assert!(logits.iter().all(|v| v.is_finite()), "{logits:?}");
+    let again = block_on(run.step(&device)).unwrap_err();
+    assert_eq!(again, failure, "the run stays stopped");
+    assert_eq!(run.steps_done(), steps);
+}
+
+#[test]
+fn untrainable_data_is_an_error_that_names_the_problem() {
+    let device = Device::flex().autodiff();
+    let model =
+        |classes| ResNet::new(&ResNetConfig::new(Arch::ResNet8, classes, 1), &device).unwrap();
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 4,
+        learning_rate: 0.01,
+        weight_decay: 0.0,
+        optimizer: OptimizerKind::Adam,
+        schedule: Schedule::Constant,
+        augment: Augment::NONE,
+        seed: 0,
+    };
+    let three = three_pattern_dataset(9, 1);
+    // A class without examples.
+    let mut empty_class = three.select(&[0, 1, 3, 4]);
+    empty_class.class_names = three.class_names.clone();
+    let error = TrainingRun::new(model(3), empty_class, config.clone())
+        .err()
+        .unwrap();
+    assert!(
+        error.to_string().contains("'blob' has no examples"),
+        "{error}"
+    );
+    // A single class.
+    let mut single = three.select(&[0, 3]);
+    single.class_names.truncate(1);
+    let error = TrainingRun::new(model(1), single, config.clone())
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("at least two"), "{error}");
+    // Data and model disagree.
+    let error = TrainingRun::new(model(4), three, config).err().unwrap();
+    assert!(
+        error.to_string().contains("3 classes but the model has 4"),
+        "{error}"
+    );
+}
+
+#[test]
+fn validation_split_takes_a_share_of_every_class() {
+    let data = three_pattern_dataset(30, 1);
+    let (train, validation) = data.split_validation(0.2, 9);
+    assert_eq!(train.class_counts(), vec![8, 8, 8]);
+    assert_eq!(validation.class_counts(), vec![2, 2, 2]);
+    assert_eq!(data.split_validation(0.2, 9), (train, validation), "seeded");
+    // Two images of a class: one each way, whatever the fraction.
+    let (train, validation) = data.select(&[0, 1, 2, 3, 4, 5]).split_validation(0.01, 1);
+    assert_eq!(
+        (train.class_counts(), validation.class_counts()),
+        (vec![1; 3], vec![1; 3])
+    );
 }
 
 #[test]

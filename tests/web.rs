@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use resnet_web::resnet::{Arch, ResNetConfig};
-use resnet_web::web::{BackendKind, Classifier};
+use resnet_web::web::{Backend, BackendKind, Classifier};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -139,4 +139,54 @@ async fn cpu_backends_agree_and_report_their_speed() {
         results.push(logits);
     }
     assert!(max_abs_difference(&results[0], &results[1]) < TOLERANCE);
+}
+
+/// The same seed, data and settings give the loss curve of the native run (the committed
+/// fixture, which `tests/train.rs` checks natively): closely on the CPU, more loosely on
+/// WebGPU, whose kernels sum in another order.
+const LOSS_CURVE_CPU_TOLERANCE: f32 = 1e-5;
+const LOSS_CURVE_WEBGPU_TOLERANCE: f32 = 1e-4;
+
+async fn check_loss_curve(backend: BackendKind, tolerance: f32) {
+    let backend = Backend::init(backend).await.unwrap();
+    let curve = reference_loss_curve(&backend.device.clone().autodiff()).await;
+    let difference = max_relative_difference(&curve, &parse_loss_curve(LOSS_CURVE));
+    console_log!(
+        "loss curve on {}: max relative difference from native {difference:e} ({curve:?})",
+        backend.description
+    );
+    assert!(difference < tolerance, "{difference}");
+}
+
+#[wasm_bindgen_test]
+async fn cpu_training_gives_the_native_loss_curve() {
+    check_loss_curve(BackendKind::Cpu, LOSS_CURVE_CPU_TOLERANCE).await;
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_training_gives_the_native_loss_curve() {
+    check_loss_curve(BackendKind::WebGpu, LOSS_CURVE_WEBGPU_TOLERANCE).await;
+}
+
+/// A model trained on WebGPU is exported by async reads only (a sync read would panic) and
+/// the torchvision safetensors it gives loads back to the same logits on the CPU.
+#[wasm_bindgen_test]
+async fn webgpu_model_exports_as_torchvision_safetensors() {
+    let gpu = classifier(
+        Arch::ResNet20,
+        10,
+        RESNET20_SAFETENSORS.to_vec(),
+        BackendKind::WebGpu,
+    )
+    .await;
+    let exported = resnet_web::weights::torchvision_safetensors(gpu.model())
+        .await
+        .unwrap();
+    let cpu = classifier(Arch::ResNet20, 10, exported, BackendKind::Cpu).await;
+    let images = synthetic_images(CIFAR_INPUT);
+    let error = max_abs_difference(
+        &cpu.classify(images.clone(), CIFAR_INPUT).await.unwrap(),
+        &fixture_logits(RESNET20_LOGITS),
+    );
+    assert!(error < TOLERANCE, "{error}");
 }

@@ -137,3 +137,45 @@ fn inspect_infers_every_torchvision_layout() {
     assert_eq!(info.config.arch, Arch::ResNet20);
     assert_eq!(info.config.shortcut, Shortcut::ZeroPad);
 }
+
+/// Export as torchvision safetensors: torchvision's keys and layouts (fc.weight [out, in],
+/// num_batches_tracked), and the file loads back to the same logits.
+#[test]
+fn export_as_torchvision_safetensors_round_trips() {
+    let device = Device::flex();
+    let config = ResNetConfig::new(Arch::ResNet20, 10, 3);
+    let model = weights::load(RESNET20_SAFETENSORS.to_vec(), &config, &device).unwrap();
+    let exported =
+        resnet_web::inference::block_on(weights::torchvision_safetensors(&model)).unwrap();
+    let header_len = u64::from_le_bytes(exported[..8].try_into().unwrap()) as usize;
+    assert_eq!((8 + header_len) % 8, 0, "data 8-byte aligned");
+    let header = std::str::from_utf8(&exported[8..8 + header_len]).unwrap();
+    for expected in [
+        r#""fc.weight":{"dtype":"F32","shape":[10,64]"#,
+        r#""bn1.num_batches_tracked":{"dtype":"I64","shape":[]"#,
+        r#""layer3.2.bn2.running_var":{"dtype":"F32","shape":[64]"#,
+    ] {
+        assert!(header.contains(expected), "{expected} not in {header}");
+    }
+    // Every key of the PyTorch-written original, and no other.
+    let keys = |h: &str| {
+        let mut keys: Vec<String> = h
+            .split("\"dtype\"")
+            .filter_map(|part| part.rsplit("\":{").nth(1))
+            .filter_map(|part| part.rsplit('"').next())
+            .map(str::to_string)
+            .collect();
+        keys.sort();
+        keys
+    };
+    let original_len = u64::from_le_bytes(RESNET20_SAFETENSORS[..8].try_into().unwrap()) as usize;
+    let original = std::str::from_utf8(&RESNET20_SAFETENSORS[8..8 + original_len]).unwrap();
+    assert_eq!(keys(header), keys(original));
+    let again = weights::load(exported, &config, &device).unwrap();
+    let input = || images_tensor(synthetic_images(CIFAR_INPUT), CIFAR_INPUT, &device).unwrap();
+    let difference = max_abs_difference(
+        &logits(&again, input()).unwrap(),
+        &logits(&model, input()).unwrap(),
+    );
+    assert!(difference == 0.0, "{difference}");
+}

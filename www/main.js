@@ -1,10 +1,15 @@
 // The page: draws inputs, posts their pixels to the worker, shows what comes back.
+import { initTrainingPanel } from './training.js';
+
 const $ = (id) => document.getElementById(id);
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
 
 const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
+const FASHION = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 const BUILT_IN = {
   digits: { url: new URL('../models/mnist-resnet14.bpk', import.meta.url).href, input: 'digit', classNames: DIGITS },
+  fashion: { url: new URL('../models/fashion-resnet14.bpk', import.meta.url).href, input: 'fashion', classNames: FASHION },
+  trained: { saved: true },
 };
 
 // One request at a time: a source that produces frames faster than the model waits.
@@ -19,8 +24,16 @@ function request(message, transfer = []) {
     worker.postMessage({ ...message, id }, transfer);
   });
 }
+// Messages that need no answer (pause, resume, stop).
+request.post = (message) => worker.postMessage(message);
 
+// Training reports come without an id: they go to the training panel.
+let trainingEvents = () => {};
 worker.onmessage = ({ data }) => {
+  if (data.type.startsWith('train-')) {
+    trainingEvents(data);
+    return;
+  }
   const waiting = pending.get(data.id);
   if (!waiting) return;
   pending.delete(data.id);
@@ -39,7 +52,7 @@ let model = null; // { classNames, input }
 async function loadModel(load) {
   showNotice('Loading the model…');
   const loaded = await request({ type: 'load', backend: $('backend-choice').value, ...load });
-  model = { classNames: loaded.classNames, input: load.input };
+  model = { classNames: loaded.classNames, input: loaded.input };
   $('backend').textContent = loaded.backend;
   if (loaded.backend.startsWith('CPU')) $('backend-choice').value = 'cpu';
   showNotice(loaded.notice ?? 'Ready: draw, drop an image, or start the webcam.', Boolean(loaded.notice));
@@ -52,11 +65,12 @@ async function classifyCanvas(canvas) {
     const { width, height } = canvas;
     const pixels = canvas.getContext('2d', { willReadFrequently: true }).getImageData(0, 0, width, height);
     const result = await request(
-      { type: 'classify', rgba: pixels.data.buffer, width, height, withInput: true },
+      { type: 'classify', rgba: pixels.data.buffer, width, height, withInput: true, withHeatMap: $('heat-map-toggle').checked },
       [pixels.data.buffer],
     );
     showPredictions(result.probabilities);
     showModelInput(result.modelInput);
+    showHeatMap(result.heatMap, result.heatMapSize);
     $('latency').textContent = `${result.milliseconds.toFixed(1)} ms per prediction`;
     if (result.notice) {
       showNotice(result.notice, true);
@@ -93,10 +107,25 @@ function showPredictions(probabilities) {
   }));
 }
 
+// The class activation map of the top class, as a transparent red-to-yellow overlay.
+function showHeatMap(heatMap, size) {
+  const canvas = $('heat-map');
+  canvas.hidden = !heatMap;
+  if (!heatMap) return;
+  canvas.width = canvas.height = size;
+  canvas.dataset.size = String(size);
+  const context = canvas.getContext('2d');
+  const image = context.createImageData(size, size);
+  heatMap.forEach((value, i) => {
+    image.data.set([255, Math.round(255 * value), 0, Math.round(230 * value)], 4 * i);
+  });
+  context.putImageData(image, 0, 0);
+}
+
 // The model input, [channels, size, size], back to pixels.
 function showModelInput(input) {
   if (!input) return;
-  const channels = model.input === 'imagenet' ? 3 : 1;
+  const channels = model.input === 'imagenet' || model.input?.startsWith('rgb') ? 3 : 1;
   const size = Math.round(Math.sqrt(input.length / channels));
   const canvas = $('model-input');
   canvas.width = canvas.height = size;
@@ -106,7 +135,10 @@ function showModelInput(input) {
   const std = [0.229, 0.224, 0.225];
   for (let i = 0; i < size * size; i++) {
     for (let c = 0; c < 3; c++) {
-      const value = channels === 3 ? input[c * size * size + i] * std[c] + mean[c] : input[i];
+      const normalised = model.input === 'imagenet';
+      const value = channels === 3
+        ? input[c * size * size + i] * (normalised ? std[c] : 1) + (normalised ? mean[c] : 0)
+        : input[i];
       image.data[4 * i + c] = Math.max(0, Math.min(255, Math.round(value * 255)));
     }
     image.data[4 * i + 3] = 255;
@@ -228,9 +260,10 @@ $('webcam-toggle').addEventListener('click', async () => {
   webcamLoop();
 });
 
-// Models: the built-in ones, or torchvision weights from a file.
+// Models: the built-in ones, the one trained last, or weights from a file.
 let imagenetClasses = null;
 let loadedWeights = null;
+let lastTrained = null; // {input, classNames} of the model trained here
 $('model-choice').addEventListener('change', () => {
   loadedWeights = null;
   loadModel(BUILT_IN[$('model-choice').value]).catch((e) => showNotice(e.message, true));
@@ -243,15 +276,59 @@ $('weights-input').addEventListener('change', async (event) => {
   const file = event.target.files[0];
   if (!file) return;
   try {
-    imagenetClasses ??= await (await fetch(new URL('./imagenet-classes.json', import.meta.url))).json();
     const weights = new Uint8Array(await file.arrayBuffer());
-    loadedWeights = { weights, input: 'imagenet', classNames: imagenetClasses };
+    const described = await request({ type: 'describe', weights });
+    if (described.numClasses === 1000 && described.inChannels === 3) {
+      imagenetClasses ??= await (await fetch(new URL('./imagenet-classes.json', import.meta.url))).json();
+      loadedWeights = { weights, input: 'imagenet', classNames: imagenetClasses };
+      await loadModel(loadedWeights);
+      showNotice(`Loaded ${file.name}: classifying into the 1,000 ImageNet classes.`);
+      return;
+    }
+    // A model trained here: its classes and input as trained, when they fit the file.
+    const fits = lastTrained && lastTrained.classNames.length === described.numClasses
+      && (lastTrained.input.startsWith('rgb') ? 3 : 1) === described.inChannels;
+    const input = fits ? lastTrained.input : (described.inChannels === 3 ? 'rgb-32' : 'gray-28');
+    const classNames = fits ? lastTrained.classNames : [];
+    loadedWeights = { weights, input, classNames };
     await loadModel(loadedWeights);
-    showNotice(`Loaded ${file.name}: classifying into the 1,000 ImageNet classes.`);
+    showNotice(`Loaded ${file.name} (${described.arch}, ${described.numClasses} classes, reading '${input}' input).`);
   } catch (error) {
     loadedWeights = null;
     showNotice(`${file.name}: ${error.message}`, true);
   }
+});
+
+// The model trained last (kept in IndexedDB) joins the list.
+function offerTrainedModel(trained) {
+  lastTrained = trained;
+  let option = document.querySelector('#model-choice option[value="trained"]');
+  if (!option) {
+    option = document.createElement('option');
+    option.value = 'trained';
+    $('model-choice').append(option);
+  }
+  option.textContent = `Trained here: ${trained.classNames.slice(0, 4).join(', ')}${trained.classNames.length > 4 ? '…' : ''}`;
+}
+request({ type: 'saved-model' })
+  .then(({ model: saved }) => saved && offerTrainedModel(saved))
+  .catch((error) => console.warn('no saved model:', error.message));
+
+initTrainingPanel({
+  request,
+  listen: (handler) => { trainingEvents = handler; },
+  showTrained: (trained) => {
+    offerTrainedModel(trained);
+    $('model-choice').value = 'trained';
+    loadedWeights = null;
+    model = { classNames: trained.classNames, input: trained.input };
+    $('backend').textContent = trained.backend;
+    showNotice('The model just trained now classifies the drawing, images and the webcam.');
+  },
+  currentInput: () => model?.input,
+  drawing: $('drawing'),
+  video: $('webcam'),
+  webcamOn: () => Boolean(stream),
 });
 
 loadModel(BUILT_IN.digits).catch((error) => showNotice(error.message, true));

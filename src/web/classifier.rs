@@ -21,6 +21,9 @@ pub enum InputKind {
     Fashion,
     /// torchvision ImageNet models: 224x224 RGB, normalised.
     ImageNet,
+    /// Models trained in the page on the user's own pictures: the whole picture squeezed to
+    /// `size x size`, grayscale (1 channel) or RGB (3).
+    Plain { channels: usize, size: usize },
 }
 
 impl InputKind {
@@ -29,9 +32,43 @@ impl InputKind {
             "digit" => Ok(InputKind::Digit),
             "fashion" => Ok(InputKind::Fashion),
             "imagenet" => Ok(InputKind::ImageNet),
-            other => Err(Error::InvalidInput(format!(
-                "unknown input kind '{other}': use digit, fashion or imagenet"
-            ))),
+            other => {
+                let plain = match other.split_once('-') {
+                    Some(("gray", size)) => size.parse().ok().map(|size| (1, size)),
+                    Some(("rgb", size)) => size.parse().ok().map(|size| (3, size)),
+                    _ => None,
+                };
+                match plain {
+                    Some((channels, size)) if (8..=64).contains(&size) => {
+                        Ok(InputKind::Plain { channels, size })
+                    }
+                    _ => Err(Error::InvalidInput(format!(
+                        "unknown input kind '{other}': use digit, fashion, imagenet, or \
+                         gray-SIZE / rgb-SIZE with SIZE from 8 to 64"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// The input's name, as `parse` reads it.
+    pub fn name(self) -> String {
+        match self {
+            InputKind::Digit => "digit".into(),
+            InputKind::Fashion => "fashion".into(),
+            InputKind::ImageNet => "imagenet".into(),
+            InputKind::Plain { channels, size } => {
+                format!("{}-{size}", if channels == 1 { "gray" } else { "rgb" })
+            }
+        }
+    }
+
+    /// The side of the square images the model receives.
+    pub fn size(self) -> usize {
+        match self {
+            InputKind::Digit | InputKind::Fashion => 28,
+            InputKind::ImageNet => 224,
+            InputKind::Plain { size, .. } => size,
         }
     }
 
@@ -41,13 +78,18 @@ impl InputKind {
             InputKind::Digit => (preprocess::digit(image), [1, 1, 28, 28]),
             InputKind::Fashion => (preprocess::fashion(image), [1, 1, 28, 28]),
             InputKind::ImageNet => (preprocess::imagenet(image), [1, 3, 224, 224]),
+            InputKind::Plain { channels, size } => (
+                preprocess::plain(image, channels, size),
+                [1, channels, size, size],
+            ),
         }
     }
 
-    fn channels(self) -> usize {
+    pub fn channels(self) -> usize {
         match self {
             InputKind::Digit | InputKind::Fashion => 1,
             InputKind::ImageNet => 3,
+            InputKind::Plain { channels, .. } => channels,
         }
     }
 }
@@ -115,6 +157,25 @@ impl Classifier {
         Ok(classifier)
     }
 
+    /// A model already on `backend`'s device (one just trained in the page).
+    pub fn from_model(
+        model: ResNet,
+        backend: Backend,
+        input: InputKind,
+        class_names: Vec<String>,
+    ) -> Self {
+        Self {
+            model: Rc::new(model),
+            backend,
+            input: Some(input),
+            class_names,
+        }
+    }
+
+    pub fn model(&self) -> &ResNet {
+        &self.model
+    }
+
     pub fn backend_info(&self) -> &Backend {
         &self.backend
     }
@@ -143,6 +204,77 @@ impl Classifier {
         let (input, shape) = self.input_kind()?.prepare(&Rgba::new(rgba, width, height)?);
         let images = images_tensor(input, shape, &self.backend.device)?;
         read_floats_async(softmax(self.model.try_forward(images)?, 1)).await
+    }
+
+    /// Class probabilities, and the class activation map of the most likely class,
+    /// `[h, w]` scaled to [0, 1] (what the model looked at).
+    pub async fn classify_image_with_map(
+        &self,
+        rgba: &[u8],
+        width: usize,
+        height: usize,
+    ) -> Result<Prediction> {
+        let (input, shape) = self.input_kind()?.prepare(&Rgba::new(rgba, width, height)?);
+        let images = images_tensor(input, shape, &self.backend.device)?;
+        self.model.check_input(&images)?;
+        let (logits, maps) = self.model.forward_with_maps(images);
+        let probabilities = read_floats_async(softmax(logits, 1)).await?;
+        let top = probabilities
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(index, _)| index);
+        let [_, _, map_height, map_width] = maps.dims();
+        let map = maps.narrow(1, top, 1).reshape([map_height * map_width]);
+        let mut heat_map = read_floats_async(map).await?;
+        // Positive evidence only, relative to the strongest.
+        let peak = heat_map.iter().copied().fold(0.0f32, f32::max);
+        heat_map.iter_mut().for_each(|value| {
+            *value = if peak > 0.0 {
+                value.max(0.0) / peak
+            } else {
+                0.0
+            }
+        });
+        Ok(Prediction {
+            probabilities,
+            heat_map,
+            heat_map_size: map_width,
+            top_class: top,
+        })
+    }
+}
+
+/// Probabilities and where the model looked, for the page.
+#[wasm_bindgen]
+pub struct Prediction {
+    probabilities: Vec<f32>,
+    heat_map: Vec<f32>,
+    heat_map_size: usize,
+    top_class: usize,
+}
+
+#[wasm_bindgen]
+impl Prediction {
+    #[wasm_bindgen(getter)]
+    pub fn probabilities(&self) -> js_sys::Float32Array {
+        js_sys::Float32Array::from(self.probabilities.as_slice())
+    }
+
+    /// Row-major `[size, size]` in [0, 1], for the most likely class.
+    #[wasm_bindgen(getter, js_name = heatMap)]
+    pub fn heat_map(&self) -> js_sys::Float32Array {
+        js_sys::Float32Array::from(self.heat_map.as_slice())
+    }
+
+    #[wasm_bindgen(getter, js_name = heatMapSize)]
+    pub fn heat_map_size(&self) -> usize {
+        self.heat_map_size
+    }
+
+    #[wasm_bindgen(getter, js_name = topClass)]
+    pub fn top_class(&self) -> usize {
+        self.top_class
     }
 }
 
@@ -226,6 +358,25 @@ impl Classifier {
         })
     }
 
+    /// Resolves to a `Prediction`: probabilities and the heat map of the top class.
+    #[wasm_bindgen(js_name = classifyWithHeatMap)]
+    pub fn classify_with_heat_map(&self, rgba: Vec<u8>, width: usize, height: usize) -> Promise {
+        let classifier = self.clone();
+        future_to_promise(async move {
+            let prediction = classifier
+                .classify_image_with_map(&rgba, width, height)
+                .await
+                .map_err(js_error)?;
+            Ok(JsValue::from(prediction))
+        })
+    }
+
+    /// How this model reads pixels ("digit", "fashion", "imagenet", "gray-28", ...).
+    #[wasm_bindgen(getter)]
+    pub fn input(&self) -> Option<String> {
+        self.input.map(InputKind::name)
+    }
+
     /// Exactly what the model receives for these pixels, `[channels, height, width]` in the
     /// model's own scale, for showing it.
     #[wasm_bindgen(js_name = modelInput)]
@@ -255,4 +406,20 @@ impl Classifier {
     pub fn class_names(&self) -> Vec<String> {
         self.class_names.clone()
     }
+}
+
+/// `describeWeights(bytes)`: {arch, numClasses, inChannels} of a weight file, from its tensor
+/// names and shapes alone.
+#[wasm_bindgen(js_name = describeWeights)]
+pub fn describe_weights(bytes: Vec<u8>) -> std::result::Result<js_sys::Object, JsValue> {
+    let config = weights::inspect(bytes).map_err(js_error)?.config;
+    let object = js_sys::Object::new();
+    for (name, value) in [
+        ("arch", JsValue::from_str(config.arch.name())),
+        ("numClasses", JsValue::from_f64(config.num_classes as f64)),
+        ("inChannels", JsValue::from_f64(config.in_channels as f64)),
+    ] {
+        js_sys::Reflect::set(&object, &JsValue::from_str(name), &value)?;
+    }
+    Ok(object)
 }

@@ -3,9 +3,11 @@
 
 mod backend;
 mod classifier;
+mod training;
 
 pub use backend::{Backend, BackendKind};
-pub use classifier::{Classifier, InputKind};
+pub use classifier::{Classifier, InputKind, Prediction, describe_weights};
+pub use training::{TrainingData, TrainingSession};
 
 use wasm_bindgen::prelude::*;
 

@@ -156,3 +156,125 @@ pub fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Replaces every float tensor of a model by `synthetic(torchvision name, shape)`: the same
+/// starting weights on every backend and platform, without burn's random numbers.
+#[derive(Default)]
+pub struct SyntheticWeights {
+    path: Vec<String>,
+    pushed: Vec<bool>,
+}
+
+impl burn::module::ModuleMapper for SyntheticWeights {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        let push = !container_type.starts_with("Enum:");
+        if push {
+            self.path.push(name.to_string());
+        }
+        self.pushed.push(push);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        if self.pushed.pop() == Some(true) {
+            self.path.pop();
+        }
+    }
+
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<burn::Tensor<D>>,
+    ) -> burn::module::Param<burn::Tensor<D>> {
+        let name = resnet_web::weights::torchvision_key(&self.path.join("."));
+        param.map(|tensor| {
+            let shape = tensor.dims();
+            let values = synthetic(&name, &shape);
+            burn::Tensor::from_data(
+                burn::tensor::TensorData::new(values, shape),
+                &tensor.device(),
+            )
+        })
+    }
+}
+
+/// Three classes a ResNet must tell apart: horizontal bars, vertical bars, a centred blob;
+/// 12x12, one channel.
+pub fn three_pattern_dataset(count: usize, seed: u64) -> resnet_web::data::Dataset {
+    let size = 12;
+    let mut rng = resnet_web::train::SplitMix::new(seed);
+    let mut dataset = resnet_web::data::Dataset::empty(
+        1,
+        size,
+        ["horizontal", "vertical", "blob"]
+            .map(String::from)
+            .to_vec(),
+    );
+    for index in 0..count {
+        let class = index % 3;
+        let phase = rng.below(3);
+        let mut image = Vec::with_capacity(size * size);
+        for y in 0..size {
+            for x in 0..size {
+                let on = match class {
+                    0 => (y + phase).is_multiple_of(3),
+                    1 => (x + phase).is_multiple_of(3),
+                    _ => (3..9).contains(&x) && (3..9).contains(&y),
+                };
+                let noise = rng.below(60) as f32 / 255.0;
+                image.push(if on { 195.0 / 255.0 + noise } else { noise });
+            }
+        }
+        dataset.push(&image, class).expect("a 12x12 image");
+    }
+    dataset
+}
+
+/// The loss curve that must come out the same natively, in the browser on the CPU and (more
+/// loosely) on WebGPU: a ResNet-8 from synthetic weights, trained with Adam on the three
+/// patterns, with augmentation, for `LOSS_CURVE_STEPS` steps.
+pub const LOSS_CURVE_STEPS: usize = 12;
+pub const LOSS_CURVE: &str = include_str!("../fixtures/loss-curve.txt");
+
+pub async fn reference_loss_curve(training_device: &burn::prelude::Device) -> Vec<f32> {
+    use burn::module::Module;
+    use resnet_web::resnet::{Arch, ResNet, ResNetConfig};
+    use resnet_web::train::{Augment, OptimizerKind, Schedule, TrainConfig, TrainingRun};
+    let model = ResNet::new(&ResNetConfig::new(Arch::ResNet8, 3, 1), training_device)
+        .expect("a ResNet-8")
+        .map(&mut SyntheticWeights::default());
+    let config = TrainConfig {
+        epochs: 2,
+        batch_size: 16,
+        learning_rate: 0.002,
+        weight_decay: 1e-4,
+        optimizer: OptimizerKind::Adam,
+        schedule: Schedule::OneCycle,
+        augment: Augment {
+            crop_padding: 1,
+            flip: true,
+        },
+        seed: 5,
+    };
+    let mut run = TrainingRun::new(model, three_pattern_dataset(96, 1), config).expect("a run");
+    let mut losses = Vec::new();
+    for _ in 0..LOSS_CURVE_STEPS {
+        losses.push(run.step(training_device).await.expect("a step").loss);
+    }
+    losses
+}
+
+pub fn parse_loss_curve(text: &str) -> Vec<f32> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| line.trim().parse().expect("a loss"))
+        .collect()
+}
+
+/// The largest difference between two loss curves, relative to the reference's values.
+pub fn max_relative_difference(curve: &[f32], reference: &[f32]) -> f32 {
+    assert_eq!(curve.len(), reference.len(), "curve lengths");
+    curve
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1e-3))
+        .fold(0.0, f32::max)
+}
