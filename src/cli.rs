@@ -24,8 +24,9 @@ USAGE:
   resnet train --data mnist|fashion --arch ARCH --output MODEL.bpk [--data-dir DIR]
                [--epochs 4] [--batch-size 64] [--lr 0.003] [--weight-decay 0.0005]
                [--optimizer adam|sgd] [--schedule one-cycle|cosine|constant]
-               [--augment yes|no] [--limit N] [--seed 1]
-      Trains from scratch on the training images and reports held-out accuracy per epoch.
+               [--augment yes|no] [--limit N] [--seed 1] [--init MODEL]
+      Trains on the training images (from scratch, or from MODEL's weights with --init) and
+      reports held-out accuracy per epoch.
   resnet eval --data mnist|fashion --weights MODEL [--data-dir DIR]
       Prints the accuracy on the held-out images: mnist's last 200 digits of every class
       (2,000, never trained on), or Fashion-MNIST's own 10,000-image test set.
@@ -250,6 +251,7 @@ fn run_train(flags: &HashMap<String, String>) -> Result<()> {
             "augment",
             "limit",
             "seed",
+            "init",
         ],
     )?;
     let output = required(flags, "output")?.to_string();
@@ -314,11 +316,31 @@ fn run_train(flags: &HashMap<String, String>) -> Result<()> {
     // Seeded initialisation: the same seed gives the same run.
     training_device.seed(seed);
     let epochs = train_config.epochs;
-    let mut run = TrainingRun::new(
-        ResNet::new(&config, &training_device)?,
-        train_set,
-        train_config,
-    )?;
+    // --init MODEL goes on from a weight file (fine-tuning) instead of fresh weights.
+    let model = match flags.get("init") {
+        None => ResNet::new(&config, &training_device)?,
+        Some(path) => {
+            let bytes = read_file(path)?;
+            let init_config = weights::inspect(bytes.clone())?.config;
+            if (init_config.num_classes, init_config.in_channels)
+                != (config.num_classes, config.in_channels)
+                || init_config.arch != config.arch
+            {
+                return Err(usage_error(&format!(
+                    "--init {path} is a {} for {} classes and {} channel(s); the run needs a {} \
+                     for {} and {}",
+                    init_config.arch,
+                    init_config.num_classes,
+                    init_config.in_channels,
+                    config.arch,
+                    config.num_classes,
+                    config.in_channels
+                )));
+            }
+            weights::load(bytes, &config, &training_device)?
+        }
+    };
+    let mut run = TrainingRun::new(model, train_set, train_config)?;
     println!(
         "training {} on {} {data_name} images ({} held out), {epochs} epochs",
         config.arch,

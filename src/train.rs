@@ -9,6 +9,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use std::collections::VecDeque;
 
 use burn::prelude::*;
+use burn::tensor::Transaction;
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -405,8 +406,18 @@ impl TrainingRun {
             batch_tensors(&self.train_set, batch, self.augment, &mut self.rng, device);
         let batch_size = batch.len();
         let output = self.trainer.step(images, labels);
-        let loss = read_floats_async(output.loss).await?[0];
-        let correct = read_ints_async(output.correct).await?[0];
+        // One read back for both: on WebGPU every read waits for the queue.
+        let read = Transaction::default()
+            .register(output.loss)
+            .register(output.correct)
+            .execute_async()
+            .await
+            .map_err(|e| Error::Backend(format!("reading a tensor back failed: {e:?}")))?;
+        let [loss, correct]: [TensorData; 2] = read
+            .try_into()
+            .map_err(|_| Error::Backend("a read back returned the wrong tensor count".into()))?;
+        let loss = first_float(loss)?;
+        let correct = first_float(correct)? as i64;
         if !loss.is_finite() {
             let failed_step = self.trainer.steps_done();
             self.trainer.rewind_to_finite_loss();
@@ -436,6 +447,13 @@ impl TrainingRun {
             epoch_finished,
         })
     }
+}
+
+fn first_float(data: TensorData) -> Result<f32> {
+    data.convert::<f32>()
+        .iter::<f32>()
+        .next()
+        .ok_or_else(|| Error::Backend("an empty tensor was read back".into()))
 }
 
 /// A model's results on a labelled set.

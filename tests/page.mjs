@@ -8,15 +8,18 @@ import { chromium } from 'playwright-core';
 const [url, artifacts = 'artifacts'] = process.argv.slice(2);
 const HELD_OUT_PER_CLASS = 200; // src/data.rs: MNIST_HELD_OUT_PER_CLASS
 const PER_CLASS = 10; // 100 uploads per backend
-// `resnet eval --data mnist --weights models/mnist-resnet14.bpk` and
+// `resnet eval --data mnist --weights models/mnist-resnet20.bpk` and
 // `resnet eval --data fashion --weights models/fashion-resnet14.bpk`; the test allows 2 points less.
-const HELD_OUT_ACCURACY = 0.989;
+const HELD_OUT_ACCURACY = 0.991;
 const FASHION_TEST_ACCURACY = 0.93;
 const FASHION_DIR = process.env.FASHION_MNIST_DIR ?? '/usr/share/datasets/fashion-mnist';
 const FASHION_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 
 const results = [];
+// PAGE_TEST_FILTER=regexp runs only the tests whose name matches (for development; CI runs all).
+const only = process.env.PAGE_TEST_FILTER;
 async function test(name, body) {
+  if (only && !new RegExp(only).test(name)) return;
   const started = Date.now();
   try {
     await body();
@@ -139,6 +142,10 @@ async function openPage() {
     problems.push(`request outside 127.0.0.1: ${route.request().url()}`);
     return route.abort();
   });
+  // The Content-Security-Policy must never have to refuse anything the page does.
+  await page.exposeFunction('reportViolation', (text) => problems.push(`CSP violation: ${text}`));
+  await page.addInitScript(() => document.addEventListener('securitypolicyviolation',
+    (event) => window.reportViolation(`${event.violatedDirective} ${event.blockedURI}`)));
   const started = Date.now();
   await page.goto(url);
   await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
@@ -260,12 +267,17 @@ async function trainingResult(timeout) {
 await test('training a ResNet-8 on 2,000 Fashion-MNIST images for one epoch on WebGPU gets above 70%', async () => {
   await useBackend(page, 'webgpu');
   const started = Date.now();
+  // Small batches learn most from one pass (measured natively: 71-73% over seeds 1-4 with
+  // `resnet train --data fashion --arch resnet8 --epochs 1 --limit 2000 --batch-size 8
+  // --lr 0.005 --augment no`).
   await startTraining({
     'train-data': 'fashion', 'train-subset': 2000, 'train-model': 'resnet8', 'train-epochs': 1,
-    'train-batch': 32, 'train-lr': 0.003, 'train-validation': 0.1, 'train-seed': 1,
+    'train-batch': 8, 'train-lr': 0.005, 'train-augment': false, 'train-validation': 0,
+    'train-seed': 1, 'train-optimizer': 'adam', 'train-schedule': 'one-cycle',
   });
-  await page.waitForFunction(() => document.getElementById('train-progress').value > 0, null, { timeout: 300000 });
-  const backend = await page.$eval('#training-panel', (panel) => panel.dataset.backend);
+  await page.waitForFunction(() => document.getElementById('train-progress').value > 0
+    || !document.getElementById('train-start').disabled, null, { timeout: 300000 });
+  const backend = await page.$eval('#training-panel', (panel) => panel.dataset.backend ?? document.getElementById('train-notice').textContent);
   assert(backend.startsWith('WebGPU'), `trained on ${backend}`);
   const result = await trainingResult(1500000);
   console.log(`  ${result.notice} (${((Date.now() - started) / 1000).toFixed(0)} s in all)`);
@@ -317,8 +329,16 @@ await test('bad input for your own classes gives clear messages and loses nothin
   await page.waitForSelector('#predictions li', { timeout: 60000 });
 });
 
-await test('your own three classes, from uploaded pictures, reach 90% validation accuracy', async () => {
-  await startTraining({ 'train-model': 'resnet8', 'train-input': 'gray-32', 'train-epochs': 6, 'train-batch': 16, 'train-lr': 0.003, 'train-optimizer': 'adam', 'train-validation': 0.25 });
+await test('your own three classes, from uploaded pictures, reach 90% validation accuracy (CPU), with pause and resume', async () => {
+  await useBackend(page, 'cpu');
+  await startTraining({ 'train-model': 'resnet8', 'train-input': 'gray-32', 'train-epochs': 10, 'train-batch': 16, 'train-lr': 0.01, 'train-optimizer': 'adam', 'train-validation': 0.25, 'train-augment': true });
+  await page.waitForFunction(() => document.getElementById('train-progress').value > 0, null, { timeout: 300000 });
+  await page.click('#train-pause');
+  await page.waitForTimeout(1500); // a batch under way finishes
+  const pausedAt = await page.$eval('#train-progress', (p) => p.value);
+  await page.waitForTimeout(2000);
+  assert(await page.$eval('#train-progress', (p) => p.value) === pausedAt, 'training went on while paused');
+  await page.click('#train-pause');
   const result = await trainingResult(900000);
   console.log(`  ${result.notice}`);
   assert(!result.failure, result.failure);
@@ -351,7 +371,7 @@ await test('the trained model downloads for PyTorch and comes back after a reloa
   assert(top.label === 'class 1', `stripes across read as ${top.label}`);
 });
 
-await test('no page error, and no request outside 127.0.0.1', async () => {
+await test('no page error, no CSP violation, and no request outside 127.0.0.1', async () => {
   assert(problems.length === 0, problems.join('\n'));
 });
 

@@ -7,7 +7,7 @@ const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'modu
 const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
 const FASHION = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 const BUILT_IN = {
-  digits: { url: new URL('../models/mnist-resnet14.bpk', import.meta.url).href, input: 'digit', classNames: DIGITS },
+  digits: { url: new URL('../models/mnist-resnet20.bpk', import.meta.url).href, input: 'digit', classNames: DIGITS },
   fashion: { url: new URL('../models/fashion-resnet14.bpk', import.meta.url).href, input: 'fashion', classNames: FASHION },
   trained: { saved: true },
 };

@@ -97,9 +97,9 @@ impl TrainingData {
     }
 
     /// `count` images chosen at random (by `seed`), or all of them when there are fewer.
-    pub fn subset(&self, count: usize, seed: u64) -> TrainingData {
+    pub fn subset(&self, count: usize, seed: u32) -> TrainingData {
         let mut order: Vec<usize> = (0..self.dataset.len()).collect();
-        crate::train::SplitMix::new(seed).shuffle(&mut order);
+        crate::train::SplitMix::new(u64::from(seed)).shuffle(&mut order);
         order.truncate(count);
         order.sort_unstable();
         Self {
