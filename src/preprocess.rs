@@ -27,6 +27,17 @@ pub struct Rgba<'a> {
 
 impl<'a> Rgba<'a> {
     pub fn new(pixels: &'a [u8], width: usize, height: usize) -> Result<Self> {
+        Self::check(pixels.len(), width, height)?;
+        Ok(Self {
+            pixels,
+            width,
+            height,
+        })
+    }
+
+    /// Whether `len` bytes can be a `width x height` RGBA image this crate takes: callers
+    /// holding the bytes outside wasm memory check before copying them in.
+    pub fn check(len: usize, width: usize, height: usize) -> Result<()> {
         if width == 0 || height == 0 {
             return Err(Error::InvalidInput(format!(
                 "the image is empty ({width}x{height} pixels)"
@@ -37,18 +48,13 @@ impl<'a> Rgba<'a> {
                 "the image is {width}x{height} pixels, more than {MAX_SIDE}x{MAX_SIDE}: scale it down first"
             )));
         }
-        if pixels.len() != width * height * 4 {
+        if len != width * height * 4 {
             return Err(Error::InvalidInput(format!(
-                "a {width}x{height} RGBA image has {} bytes, not {}",
+                "a {width}x{height} RGBA image has {} bytes, not {len}",
                 width * height * 4,
-                pixels.len()
             )));
         }
-        Ok(Self {
-            pixels,
-            width,
-            height,
-        })
+        Ok(())
     }
 
     /// Channel `c` (0 red, 1 green, 2 blue) of pixel (x, y), in [0, 1]. Alpha is ignored,

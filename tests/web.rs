@@ -190,3 +190,220 @@ async fn webgpu_model_exports_as_torchvision_safetensors() {
     );
     assert!(error < TOLERANCE, "{error}");
 }
+
+const MNIST_MODEL: &[u8] = include_bytes!("../models/mnist-resnet20.bpk");
+
+/// A promise's outcome: the value, or the message of the Error it rejected with.
+async fn settle(promise: js_sys::Promise) -> Result<wasm_bindgen::JsValue, String> {
+    wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map_err(|error| {
+            js_sys::Error::from(error)
+                .message()
+                .as_string()
+                .unwrap_or_default()
+        })
+}
+
+fn probabilities(value: wasm_bindgen::JsValue) -> Vec<f32> {
+    js_sys::Float32Array::from(value).to_vec()
+}
+
+/// A digit-like stroke: a white page with a black bar.
+fn stroke(width: usize, height: usize) -> js_sys::Uint8Array {
+    let mut rgba = vec![255u8; width * height * 4];
+    for y in height / 5..height * 4 / 5 {
+        for x in width * 9 / 20..width * 11 / 20 {
+            rgba[(y * width + x) * 4..][..3].fill(0);
+        }
+    }
+    js_sys::Uint8Array::from(rgba.as_slice())
+}
+
+/// Every export, called as JavaScript calls it, refuses bad input with an Error, overlapping
+/// calls work or are refused, and the same module instance then classifies as before.
+#[wasm_bindgen_test]
+async fn exports_refuse_bad_input_and_the_module_goes_on() {
+    use resnet_web::web::{TrainingData, TrainingSession};
+    let digits: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+    let classifier = Classifier::for_images(
+        MNIST_MODEL.to_vec(),
+        BackendKind::Cpu,
+        resnet_web::web::InputKind::Digit,
+        digits.clone(),
+    )
+    .await
+    .unwrap();
+    let before = probabilities(
+        settle(classifier.classify_pixels(stroke(56, 56), 56, 56))
+            .await
+            .unwrap(),
+    );
+    let empty = js_sys::Uint8Array::new_with_length(0);
+    for (rgba, width, height, expected) in [
+        (empty.clone(), 0, 0, "empty"),
+        (stroke(56, 56), 56, 55, "bytes"),
+        // 8000x8000 is refused before 256 MB are copied into wasm memory.
+        (
+            js_sys::Uint8Array::new_with_length(4),
+            8000,
+            8000,
+            "scale it down",
+        ),
+    ] {
+        let error = settle(classifier.classify_pixels(rgba.clone(), width, height))
+            .await
+            .unwrap_err();
+        assert!(error.contains(expected), "{error}");
+        let error = settle(classifier.classify_with_heat_map(rgba, width, height))
+            .await
+            .unwrap_err();
+        assert!(error.contains(expected), "{error}");
+    }
+    let nan = settle(classifier.logits(vec![f32::NAN; 784], 1, 1, 28, 28))
+        .await
+        .unwrap_err();
+    assert!(nan.contains("finite"), "{nan}");
+    let channels = settle(classifier.logits(vec![0.0; 3 * 784], 1, 3, 28, 28))
+        .await
+        .unwrap_err();
+    assert!(channels.contains("input channel"), "{channels}");
+    let unknown = settle(Classifier::for_images_js(
+        MNIST_MODEL.to_vec(),
+        "tpu".into(),
+        "digit".into(),
+        vec![],
+    ))
+    .await
+    .unwrap_err();
+    assert!(unknown.contains("unknown backend"), "{unknown}");
+    let wrong_input = settle(Classifier::for_images_js(
+        MNIST_MODEL.to_vec(),
+        "cpu".into(),
+        "imagenet".into(),
+        vec![],
+    ))
+    .await
+    .unwrap_err();
+    assert!(wrong_input.contains("input channel"), "{wrong_input}");
+    // Overlapping classifications all complete, with the same answer.
+    let overlapping: Vec<_> = (0..4)
+        .map(|_| classifier.classify_pixels(stroke(56, 56), 56, 56))
+        .collect();
+    for promise in overlapping {
+        assert_eq!(probabilities(settle(promise).await.unwrap()), before);
+    }
+    // Training: bad options and data are errors; an overlapping step is refused, not a panic.
+    let mut data = TrainingData::for_input("gray-28".into(), vec!["a".into(), "b".into()]).unwrap();
+    let bad_label = data.add_pixels("gray-28".into(), stroke(28, 28), 28, 28, 5);
+    assert!(bad_label.is_err());
+    let bad_size = data.add_pixels("gray-28".into(), stroke(28, 28), 28, 27, 0);
+    assert!(bad_size.is_err());
+    for label in [0, 1, 0, 1] {
+        data.add_pixels("gray-28".into(), stroke(28, 28), 28, 28, label)
+            .unwrap();
+    }
+    let options = js_sys::Object::new();
+    for (name, value) in [
+        ("backend", wasm_bindgen::JsValue::from_str("cpu")),
+        ("input", "gray-28".into()),
+        ("batchSize", 2.into()),
+        ("epochs", 3.into()),
+        ("validationFraction", 0.into()),
+        ("learningRate", (-1.0).into()),
+    ] {
+        js_sys::Reflect::set(&options, &name.into(), &value).unwrap();
+    }
+    let negative = settle(TrainingSession::create_js(
+        options.clone().into(),
+        &data,
+        None,
+    ))
+    .await
+    .unwrap_err();
+    assert!(negative.contains("learning rate"), "{negative}");
+    js_sys::Reflect::set(&options, &"learningRate".into(), &0.01.into()).unwrap();
+    let session = <TrainingSession as wasm_bindgen::convert::TryFromJsValue>::try_from_js_value(
+        settle(TrainingSession::create_js(options.into(), &data, None))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    // On the CPU a step finishes before the next call starts; on WebGPU the second finds the
+    // first waiting for the GPU and is refused. Either way, no panic.
+    let (first, second) = (session.step(), session.step());
+    assert!(settle(first).await.is_ok());
+    if let Err(busy) = settle(second).await {
+        assert!(busy.contains("busy"), "{busy}");
+    }
+    assert!(settle(session.step()).await.is_ok(), "the session goes on");
+    // The same module instance still classifies exactly as before.
+    let after = probabilities(
+        settle(classifier.classify_pixels(stroke(56, 56), 56, 56))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(after, before);
+}
+
+/// Fine-tuning the shipped digit model on two new classes, classifier only: the backbone's
+/// weights stay exactly as shipped (its BatchNorm statistics still follow the new data), and
+/// the classifier is a new two-class one.
+#[wasm_bindgen_test]
+async fn head_only_fine_tuning_keeps_the_backbone() {
+    use resnet_web::inference::read_floats_async;
+    use resnet_web::web::{TrainingData, TrainingSession};
+    let mut data =
+        TrainingData::for_input("digit".into(), vec!["bar".into(), "blank".into()]).unwrap();
+    for _ in 0..4 {
+        data.add_pixels("digit".into(), stroke(28, 28), 28, 28, 0)
+            .unwrap();
+        let blank = js_sys::Uint8Array::from(vec![255u8; 28 * 28 * 4].as_slice());
+        data.add_pixels("digit".into(), blank, 28, 28, 1).unwrap();
+    }
+    let options = js_sys::Object::new();
+    for (name, value) in [
+        ("backend", wasm_bindgen::JsValue::from_str("cpu")),
+        ("input", "digit".into()),
+        ("batchSize", 4.into()),
+        ("epochs", 2.into()),
+        ("validationFraction", 0.into()),
+        ("fineTune", "head".into()),
+    ] {
+        js_sys::Reflect::set(&options, &name.into(), &value).unwrap();
+    }
+    let session = <TrainingSession as wasm_bindgen::convert::TryFromJsValue>::try_from_js_value(
+        settle(TrainingSession::create_js(
+            options.into(),
+            &data,
+            Some(MNIST_MODEL.to_vec()),
+        ))
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    for _ in 0..4 {
+        settle(session.step()).await.unwrap();
+    }
+    let shipped = Classifier::new(
+        &ResNetConfig::new(Arch::ResNet20, 10, 1),
+        Some(MNIST_MODEL.to_vec()),
+        BackendKind::Cpu,
+    )
+    .await
+    .unwrap();
+    let tuned = session.classifier().unwrap();
+    assert_eq!(tuned.num_classes(), 2);
+    let weights = |classifier: &Classifier| {
+        let model = classifier.model();
+        (model.conv1.weight.val(), model.fc.weight.val())
+    };
+    let (conv_before, _) = weights(&shipped);
+    let (conv_after, fc_after) = weights(&tuned);
+    assert_eq!(
+        read_floats_async(conv_before).await.unwrap(),
+        read_floats_async(conv_after).await.unwrap(),
+        "the frozen backbone did not move"
+    );
+    assert_eq!(fc_after.dims(), [64, 2]);
+}

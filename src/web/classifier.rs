@@ -5,7 +5,7 @@ use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use super::{Backend, BackendKind, js_error};
+use super::{Backend, BackendKind, js_error, rgba_bytes};
 use crate::error::{Error, Result};
 use crate::inference::{images_tensor, logits_async, read_floats_async};
 use crate::preprocess::{self, Rgba};
@@ -347,9 +347,15 @@ impl Classifier {
 
     /// Resolves to a Float32Array of class probabilities for RGBA pixels (ImageData.data).
     #[wasm_bindgen(js_name = classifyPixels)]
-    pub fn classify_pixels(&self, rgba: Vec<u8>, width: usize, height: usize) -> Promise {
+    pub fn classify_pixels(
+        &self,
+        rgba: js_sys::Uint8Array,
+        width: usize,
+        height: usize,
+    ) -> Promise {
         let classifier = self.clone();
         future_to_promise(async move {
+            let rgba = rgba_bytes(&rgba, width, height)?;
             let values = classifier
                 .classify_image(&rgba, width, height)
                 .await
@@ -360,9 +366,15 @@ impl Classifier {
 
     /// Resolves to a `Prediction`: probabilities and the heat map of the top class.
     #[wasm_bindgen(js_name = classifyWithHeatMap)]
-    pub fn classify_with_heat_map(&self, rgba: Vec<u8>, width: usize, height: usize) -> Promise {
+    pub fn classify_with_heat_map(
+        &self,
+        rgba: js_sys::Uint8Array,
+        width: usize,
+        height: usize,
+    ) -> Promise {
         let classifier = self.clone();
         future_to_promise(async move {
+            let rgba = rgba_bytes(&rgba, width, height)?;
             let prediction = classifier
                 .classify_image_with_map(&rgba, width, height)
                 .await
@@ -382,10 +394,11 @@ impl Classifier {
     #[wasm_bindgen(js_name = modelInput)]
     pub fn model_input(
         &self,
-        rgba: Vec<u8>,
+        rgba: js_sys::Uint8Array,
         width: usize,
         height: usize,
     ) -> std::result::Result<js_sys::Float32Array, JsValue> {
+        let rgba = rgba_bytes(&rgba, width, height)?;
         let image = Rgba::new(&rgba, width, height).map_err(js_error)?;
         let (input, _) = self.input_kind().map_err(js_error)?.prepare(&image);
         Ok(js_sys::Float32Array::from(input.as_slice()))

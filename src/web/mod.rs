@@ -24,3 +24,14 @@ pub fn start() {
 pub(crate) fn js_error(error: Error) -> JsValue {
     JsError::new(&error.to_string()).into()
 }
+
+/// RGBA bytes from JavaScript, checked before they are copied into wasm memory: an
+/// 8000x8000 picture is refused without allocating its 256 MB here.
+pub(crate) fn rgba_bytes(
+    pixels: &js_sys::Uint8Array,
+    width: usize,
+    height: usize,
+) -> Result<Vec<u8>, JsValue> {
+    crate::preprocess::Rgba::check(pixels.length() as usize, width, height).map_err(js_error)?;
+    Ok(pixels.to_vec())
+}

@@ -12,7 +12,7 @@ use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use super::{Backend, BackendKind, Classifier, InputKind, js_error};
+use super::{Backend, BackendKind, Classifier, InputKind, js_error, rgba_bytes};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::preprocess::Rgba;
@@ -75,11 +75,12 @@ impl TrainingData {
     pub fn add_pixels(
         &mut self,
         input: String,
-        rgba: Vec<u8>,
+        rgba: js_sys::Uint8Array,
         width: usize,
         height: usize,
         label: usize,
     ) -> std::result::Result<(), JsValue> {
+        let rgba = rgba_bytes(&rgba, width, height)?;
         let mut add = || -> Result<()> {
             let input = InputKind::parse(&input)?;
             let (image, _) = input.prepare(&Rgba::new(&rgba, width, height)?);
