@@ -308,6 +308,20 @@ await test('bad input for your own classes gives clear messages and loses nothin
     await page.setInputFiles(`.class-row[data-class-index="${k}"] input.add-files`, ownClasses[k]);
   }
   await page.waitForFunction(() => document.querySelectorAll('.thumbnails button').length === 48);
+  // Held down with the (fake) webcam on, the record button adds frames; a click on a
+  // thumbnail deletes it.
+  await page.click('#webcam-toggle');
+  await page.waitForFunction(() => document.getElementById('webcam').videoWidth > 0, null, { timeout: 60000 });
+  const record = page.locator('.class-row[data-class-index="0"] button.record');
+  await record.hover();
+  await page.mouse.down();
+  await page.waitForTimeout(1200);
+  await page.mouse.up();
+  await page.click('#webcam-toggle');
+  const recorded = await page.$$eval('.class-row[data-class-index="0"] .thumbnails button', (b) => b.length) - 24;
+  assert(recorded >= 5, `${recorded} frames recorded in 1.2 s`);
+  for (let i = 0; i < recorded; i++) await page.click('.class-row[data-class-index="0"] .thumbnails button:last-child');
+  await page.waitForFunction(() => document.querySelectorAll('.thumbnails button').length === 48);
   // A picture that does not decode costs only itself.
   await page.setInputFiles('.class-row[data-class-index="0"] input.add-files', [
     { name: 'broken.png', mimeType: 'image/png', buffer: Buffer.from('no image here') }, ownClasses[0][0]]);
@@ -329,8 +343,8 @@ await test('bad input for your own classes gives clear messages and loses nothin
   await page.waitForSelector('#predictions li', { timeout: 60000 });
 });
 
-await test('your own three classes, from uploaded pictures, reach 90% validation accuracy (CPU), with pause and resume', async () => {
-  await useBackend(page, 'cpu');
+await test('your own three classes, from uploaded pictures, reach 90% validation accuracy on WebGPU, with pause and resume', async () => {
+  await useBackend(page, 'webgpu');
   await startTraining({ 'train-model': 'resnet8', 'train-input': 'gray-32', 'train-epochs': 10, 'train-batch': 16, 'train-lr': 0.01, 'train-optimizer': 'adam', 'train-validation': 0.25, 'train-augment': true });
   await page.waitForFunction(() => document.getElementById('train-progress').value > 0, null, { timeout: 300000 });
   await page.click('#train-pause');
@@ -341,6 +355,7 @@ await test('your own three classes, from uploaded pictures, reach 90% validation
   await page.click('#train-pause');
   const result = await trainingResult(900000);
   console.log(`  ${result.notice}`);
+  assert(/WebGPU/.test(result.notice), result.notice);
   assert(!result.failure, result.failure);
   assert(Number(result.validationAccuracy) >= 0.9, `validation accuracy ${result.validationAccuracy}`);
   await page.evaluate(() => document.getElementById('predictions').replaceChildren());
@@ -359,6 +374,15 @@ await test('the trained model downloads for PyTorch and comes back after a reloa
   const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString());
   assert(header['fc.weight'] && header['fc.weight'].shape.join() === '3,64', `fc.weight ${JSON.stringify(header['fc.weight'])}`);
   assert(header['bn1.num_batches_tracked'], 'torchvision keys');
+  // The burnpack download loads back by upload, with the trained classes.
+  const [packed] = await Promise.all([page.waitForEvent('download'), page.click('#download-burnpack')]);
+  await packed.saveAs(`${artifacts}/trained.bpk`);
+  await page.setInputFiles('#weights-input', `${artifacts}/trained.bpk`);
+  await page.waitForFunction(() => /Loaded trained.bpk \(resnet8, 3 classes/.test(document.getElementById('notice').textContent), null, { timeout: 120000 });
+  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
+  await page.setInputFiles('#image-input', ownClasses[1][1]);
+  await page.waitForSelector('#predictions li', { timeout: 60000 });
+  assert((await predictions(page))[0].label === 'class 2', 'stripes down read as class 2');
   await page.reload();
   await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
   await page.waitForSelector('#model-choice option[value="trained"]', { state: 'attached', timeout: 30000 });

@@ -179,3 +179,138 @@ fn export_as_torchvision_safetensors_round_trips() {
     );
     assert!(difference == 0.0, "{difference}");
 }
+
+/// Damaged weight files of every readable format are errors, never panics: every truncation
+/// point of a sample, bytes flipped throughout, a header that claims gigabytes, a tensor
+/// shape far larger than the file. (Each reader is also run on the cases for `inspect`.)
+#[test]
+fn damaged_files_are_errors_not_panics() {
+    let config = ResNetConfig::new(Arch::ResNet20, 10, 3);
+    let device = Device::flex();
+    let model = weights::load(RESNET20_SAFETENSORS.to_vec(), &config, &device).unwrap();
+    let burnpack = weights::save_burnpack(&model, &config).unwrap();
+    let outcome = |bytes: Vec<u8>| {
+        std::panic::catch_unwind(|| {
+            let inspected = weights::inspect(bytes.clone()).is_ok();
+            let loaded = weights::load(bytes, &config, &device).is_ok();
+            (inspected, loaded)
+        })
+    };
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for (name, file) in [
+        ("safetensors", RESNET20_SAFETENSORS.to_vec()),
+        ("burnpack", burnpack),
+    ] {
+        for cut in (0..file.len())
+            .step_by(file.len() / 97)
+            .chain([8, 9, 16, file.len() - 1])
+        {
+            cases.push((format!("{name} cut at {cut}"), file[..cut].to_vec()));
+        }
+        let mut rng = resnet_web::train::SplitMix::new(3);
+        for _ in 0..60 {
+            let mut flipped = file.clone();
+            // Mostly in the header, where a flip changes what is claimed.
+            let position = if rng.below(2) == 0 {
+                rng.below(file.len().min(4096))
+            } else {
+                rng.below(file.len())
+            };
+            flipped[position] ^= 1 << rng.below(8);
+            cases.push((format!("{name} flipped at {position}"), flipped));
+        }
+    }
+    let mut gigabytes = RESNET20_SAFETENSORS.to_vec();
+    gigabytes[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    cases.push(("a header length of 1 TB".into(), gigabytes));
+    let huge_shape = write_safetensors(&[(
+        "conv1.weight".to_string(),
+        "F32",
+        vec![1 << 20, 1 << 20, 3, 3],
+        vec![0; 64],
+    )]);
+    cases.push(("a 9-trillion-value tensor in 64 bytes".into(), huge_shape));
+    for (case, bytes) in cases {
+        match outcome(bytes) {
+            Err(_) => panic!("{case}: a reader panicked"),
+            Ok((_, true))
+                if case.contains("cut") || case.contains("TB") || case.contains("trillion") =>
+            {
+                panic!("{case}: loaded")
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Half-precision files (f16, bf16), as `model.half()` writes them, load as f32 values.
+#[test]
+fn half_precision_tensors_load_or_are_refused_clearly() {
+    let config = ResNetConfig::new(Arch::ResNet20, 10, 3);
+    let device = Device::flex();
+    for dtype in ["F16", "BF16"] {
+        let tensors: Vec<(String, &str, Vec<usize>, Vec<u8>)> =
+            safetensors_entries(RESNET20_SAFETENSORS)
+                .into_iter()
+                .map(|(name, kind, shape)| {
+                    let count: usize = shape.iter().product();
+                    if kind == "I64" {
+                        (name, "I64", shape, vec![0; 8 * count])
+                    } else {
+                        // 1.0 in either format.
+                        let one: [u8; 2] = if dtype == "F16" {
+                            [0x00, 0x3c]
+                        } else {
+                            [0x80, 0x3f]
+                        };
+                        (name, dtype, shape, one.repeat(count))
+                    }
+                })
+                .collect();
+        assert!(tensors.len() > 60, "{} tensors", tensors.len());
+        match weights::load(write_safetensors(&tensors), &config, &device) {
+            Ok(model) => {
+                println!("{dtype}: loaded as f32");
+                let first = resnet_web::inference::read_floats(model.conv1.weight.val()).unwrap();
+                assert!(
+                    first.iter().all(|&v| v == 1.0),
+                    "{dtype}: {:?}",
+                    &first[..4]
+                );
+            }
+            Err(error) => assert!(
+                error.to_string().contains("weight file"),
+                "{dtype}: {error}"
+            ),
+        }
+    }
+}
+
+/// (name, dtype, shape) of every tensor of a safetensors file, from its JSON header.
+fn safetensors_entries(file: &[u8]) -> Vec<(String, String, Vec<usize>)> {
+    let length = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&file[8..8 + length]).unwrap();
+    header
+        .split("},")
+        .filter_map(|entry| {
+            let (name, rest) = entry.trim_start_matches('{').split_once("\":{")?;
+            let name = name.trim_start_matches('"').to_string();
+            let dtype = rest
+                .split("\"dtype\":\"")
+                .nth(1)?
+                .split('"')
+                .next()?
+                .to_string();
+            let shape = rest
+                .split("\"shape\":[")
+                .nth(1)?
+                .split(']')
+                .next()?
+                .split(',')
+                .filter(|d| !d.is_empty())
+                .map(|d| d.parse().unwrap())
+                .collect();
+            Some((name, dtype, shape))
+        })
+        .collect()
+}
