@@ -311,7 +311,9 @@ await test('bad input for your own classes gives clear messages and loses nothin
   // Held down with the (fake) webcam on, the record button adds frames; a click on a
   // thumbnail deletes it.
   await page.click('#webcam-toggle');
-  await page.waitForFunction(() => document.getElementById('webcam').videoWidth > 0, null, { timeout: 60000 });
+  // (videoWidth alone would not do: it keeps the size of the stream stopped earlier.)
+  await page.waitForFunction(() => /Stop/.test(document.getElementById('webcam-toggle').textContent)
+    && document.getElementById('webcam').videoWidth > 0, null, { timeout: 60000 });
   const record = page.locator('.class-row[data-class-index="0"] button.record');
   await record.hover();
   await page.mouse.down();
