@@ -13,8 +13,9 @@ use burn::tensor::Transaction;
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::inference::{read_floats_async, read_ints_async};
+use crate::inference::{floats, read_floats_async, read_ints_async, read_together};
 use crate::resnet::ResNet;
+use crate::weights;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum OptimizerKind {
@@ -322,6 +323,29 @@ pub struct TrainingRun {
     failure: Option<String>,
 }
 
+/// A run as it stood after a completed step, in host memory: what survives the loss of the
+/// device it trained on. It holds the model (parameters and running statistics), the step
+/// count, and where the run is in its shuffled data and random augmentations. The
+/// optimiser's moments are not in it: burn reads them back only synchronously, which WebGPU
+/// in a browser cannot do. A resumed run starts them afresh (plain SGD resumes exactly).
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// The model as a torchvision `.safetensors` file: `weights::load` reads it.
+    pub model: Vec<u8>,
+    steps_done: usize,
+    position: usize,
+    epochs_done: usize,
+    rng: SplitMix,
+    order: Vec<usize>,
+}
+
+impl Checkpoint {
+    /// Steps done when it was taken.
+    pub fn steps_done(&self) -> usize {
+        self.steps_done
+    }
+}
+
 /// One step's figures, read back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepReport {
@@ -388,6 +412,33 @@ impl TrainingRun {
         self.trainer.inference_model()
     }
 
+    /// The run as it stands, the model read back asynchronously (any backend).
+    pub async fn checkpoint(&self) -> Result<Checkpoint> {
+        Ok(Checkpoint {
+            model: weights::torchvision_safetensors(&self.trainer.model).await?,
+            steps_done: self.trainer.steps_done(),
+            position: self.position,
+            epochs_done: self.epochs_done,
+            rng: self.rng.clone(),
+            order: self.order.clone(),
+        })
+    }
+
+    /// Puts this run back where `checkpoint` had it, training `model`: the checkpoint's model
+    /// loaded (`weights::load`) on the autodiff device to go on with, with any parameters
+    /// frozen as they were.
+    pub fn resume(&mut self, checkpoint: &Checkpoint, model: ResNet) -> Result<()> {
+        let mut trainer = Trainer::new(model, self.trainer.config.clone(), self.total_steps())?;
+        trainer.step = checkpoint.steps_done;
+        self.trainer = trainer;
+        self.rng = checkpoint.rng.clone();
+        self.order = checkpoint.order.clone();
+        self.position = checkpoint.position;
+        self.epochs_done = checkpoint.epochs_done;
+        self.failure = None;
+        Ok(())
+    }
+
     /// Trains on the next batch and reads its figures back (asynchronously: any backend).
     /// A loss that is not finite undoes the step and ends the run with an error; the model
     /// from the step before is kept.
@@ -407,12 +458,12 @@ impl TrainingRun {
         let batch_size = batch.len();
         let output = self.trainer.step(images, labels);
         // One read back for both: on WebGPU every read waits for the queue.
-        let read = Transaction::default()
-            .register(output.loss)
-            .register(output.correct)
-            .execute_async()
-            .await
-            .map_err(|e| Error::Backend(format!("reading a tensor back failed: {e:?}")))?;
+        let read = read_together(
+            Transaction::default()
+                .register(output.loss)
+                .register(output.correct),
+        )
+        .await?;
         let [loss, correct]: [TensorData; 2] = read
             .try_into()
             .map_err(|_| Error::Backend("a read back returned the wrong tensor count".into()))?;
@@ -450,9 +501,9 @@ impl TrainingRun {
 }
 
 fn first_float(data: TensorData) -> Result<f32> {
-    data.convert::<f32>()
-        .iter::<f32>()
-        .next()
+    floats(data)?
+        .first()
+        .copied()
         .ok_or_else(|| Error::Backend("an empty tensor was read back".into()))
 }
 

@@ -9,10 +9,10 @@ use burn::store::{
     ApplyError, ApplyResult, BurnpackStore, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
     SafetensorsStore,
 };
-use burn::tensor::Bytes;
+use burn::tensor::{Bytes, Transaction};
 
 use crate::error::{Error, Result};
-use crate::inference::read_floats_async;
+use crate::inference::{floats, read_together};
 use crate::resnet::{Arch, BlockKind, ResNet, ResNetConfig, Shortcut, Stem, is_running_statistic};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,10 +149,23 @@ fn model_tensors(model: &ResNet) -> Vec<(String, Vec<usize>, Tensor<1>)> {
 /// classifier weight as `[out, in]`, and each BatchNorm's `num_batches_tracked`, so that
 /// PyTorch's strict `load_state_dict` accepts it. Reads tensors asynchronously (any backend).
 pub async fn torchvision_safetensors(model: &ResNet) -> Result<Vec<u8>> {
-    let mut tensors = Vec::new();
-    for (path, shape, tensor) in model_tensors(model) {
-        tensors.push((path, shape, read_floats_async(tensor).await?));
+    let tensors = model_tensors(model);
+    let transaction = tensors
+        .iter()
+        .fold(Transaction::default(), |transaction, (_, _, tensor)| {
+            transaction.register(tensor.clone())
+        });
+    let values = read_together(transaction).await?;
+    if values.len() != tensors.len() {
+        return Err(Error::Backend(
+            "a read back returned the wrong tensor count".into(),
+        ));
     }
+    let tensors = tensors
+        .into_iter()
+        .zip(values)
+        .map(|((path, shape, _), data)| Ok((path, shape, floats(data)?)))
+        .collect::<Result<Vec<_>>>()?;
     Ok(write_torchvision_safetensors(tensors))
 }
 

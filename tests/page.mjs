@@ -142,6 +142,20 @@ async function openPage() {
     problems.push(`request outside 127.0.0.1: ${route.request().url()}`);
     return route.abort();
   });
+  // A test hook in front of the worker: it keeps the GPU devices the worker gets, so that a
+  // test can lose them (`loseGpuDevices`) as a driver reset or an unplugged GPU would.
+  await page.route('**/www/worker.js', async (route) => {
+    const response = await route.fetch();
+    const body = `self.testGpuDevices = [];
+const requestDevice = GPUAdapter.prototype.requestDevice;
+GPUAdapter.prototype.requestDevice = async function (...args) {
+  const device = await requestDevice.apply(this, args);
+  self.testGpuDevices.push(device);
+  return device;
+};
+${await response.text()}`;
+    await route.fulfill({ response, body, headers: { ...response.headers(), 'content-type': 'text/javascript' } });
+  });
   // The Content-Security-Policy must never have to refuse anything the page does.
   await page.exposeFunction('reportViolation', (text) => problems.push(`CSP violation: ${text}`));
   await page.addInitScript(() => document.addEventListener('securitypolicyviolation',
@@ -395,6 +409,59 @@ await test('the trained model downloads for PyTorch and comes back after a reloa
   await page.waitForSelector('#predictions li', { timeout: 60000 });
   const top = (await predictions(page))[0];
   assert(top.label === 'class 1', `stripes across read as ${top.label}`);
+});
+
+async function loseGpuDevices() {
+  const lost = await page.workers().at(-1).evaluate(() => {
+    self.testGpuDevices.forEach((device) => device.destroy());
+    return self.testGpuDevices.length;
+  });
+  assert(lost > 0, 'the worker has no GPU device to lose');
+}
+
+async function reloadPage() {
+  await page.reload();
+  await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
+}
+
+await test('a lost WebGPU device: classification and training go on on the CPU', async () => {
+  // Classification: the next picture is classified on the CPU, with a notice.
+  await reloadPage();
+  await useBackend(page, 'webgpu');
+  await loseGpuDevices();
+  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
+  await page.setInputFiles('#image-input', { name: digits[0].name, mimeType: 'image/png', buffer: digits[0].png });
+  await page.waitForSelector('#predictions li', { timeout: 60000 });
+  const after = await page.$eval('#notice', (n) => `${document.getElementById('backend').textContent} | ${n.textContent}`);
+  console.log(`  after the loss: ${after}`);
+  assert(/^CPU/.test(after) && /GPU device was lost/.test(after), after);
+  assert((await predictions(page))[0].label === digits[0].label, 'the digit is read on the CPU');
+  // Training: a run on WebGPU that loses its device goes on on the CPU from its last step.
+  await reloadPage();
+  await useBackend(page, 'webgpu');
+  await page.selectOption('#train-data', 'own');
+  await page.click('#add-class');
+  for (let k = 0; k < 3; k++) {
+    await page.setInputFiles(`.class-row[data-class-index="${k}"] input.add-files`, ownClasses[k]);
+  }
+  await page.waitForFunction(() => document.querySelectorAll('.thumbnails button').length === 72);
+  await startTraining({ 'train-model': 'resnet8', 'train-input': 'gray-32', 'train-epochs': 10, 'train-batch': 16, 'train-lr': 0.01, 'train-optimizer': 'adam', 'train-validation': 0.25, 'train-augment': true });
+  await page.waitForFunction(() => document.getElementById('train-progress').value >= 2, null, { timeout: 300000 });
+  const backend = await page.$eval('#training-panel', (panel) => panel.dataset.backend);
+  assert(backend.startsWith('WebGPU'), `trained on ${backend}`);
+  const lostAt = await page.$eval('#train-progress', (p) => p.value);
+  await loseGpuDevices();
+  await page.waitForFunction(() => /on the CPU from step \d+/.test(document.getElementById('train-notice').textContent), null, { timeout: 120000 });
+  const moved = await page.$eval('#train-notice', (n) => n.textContent);
+  console.log(`  lost at step ${lostAt}: ${moved}`);
+  const from = Number(moved.match(/from step (\d+)/)[1]);
+  // The step shown had completed (and was kept); at most the one under way is lost.
+  assert(from >= lostAt && from <= lostAt + 1, `resumed from step ${from}, lost at ${lostAt}`);
+  const result = await trainingResult(900000);
+  console.log(`  ${result.notice}`);
+  assert(!result.failure, result.failure);
+  assert(/CPU/.test(result.notice), result.notice);
+  assert(Number(result.validationAccuracy) >= 0.9, `validation accuracy ${result.validationAccuracy}`);
 });
 
 await test('no page error, no CSP violation, and no request outside 127.0.0.1', async () => {

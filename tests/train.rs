@@ -477,3 +477,75 @@ fn bad_training_settings_are_errors() {
         .expect("batch size 0 is refused");
     assert!(error.to_string().contains("batch size"), "{error}");
 }
+
+/// A run put back at a checkpoint goes on exactly as if nothing had happened: same model,
+/// step count, schedule, data order and augmentations. (Plain SGD, whose state is only the
+/// model; a checkpoint does not hold Adam's moments.) This is what lets the page move a run
+/// from a lost WebGPU device to the CPU.
+#[test]
+fn a_run_resumed_from_a_checkpoint_goes_on_as_before() {
+    let device = Device::flex().autodiff();
+    let model_config = ResNetConfig::new(Arch::ResNet8, 3, 1);
+    let new_run = || {
+        let model = ResNet::new(&model_config, &device)
+            .unwrap()
+            .map(&mut SyntheticWeights::default());
+        let config = TrainConfig {
+            epochs: 2,
+            batch_size: 16,
+            learning_rate: 0.02,
+            weight_decay: 1e-4,
+            optimizer: OptimizerKind::Sgd { momentum: 0.0 },
+            schedule: Schedule::OneCycle,
+            augment: Augment {
+                crop_padding: 1,
+                flip: true,
+            },
+            seed: 3,
+        };
+        TrainingRun::new(model, three_pattern_dataset(96, 1), config).unwrap()
+    };
+    let mut uninterrupted = new_run();
+    let reference: Vec<_> = (0..12)
+        .map(|_| block_on(uninterrupted.step(&device)).unwrap())
+        .collect();
+    assert!(uninterrupted.is_finished());
+
+    let mut run = new_run();
+    for _ in 0..4 {
+        block_on(run.step(&device)).unwrap();
+    }
+    let checkpoint = block_on(run.checkpoint()).unwrap();
+    assert_eq!(checkpoint.steps_done(), 4);
+    // Three steps the device "loses": the run must forget them.
+    for _ in 0..3 {
+        block_on(run.step(&device)).unwrap();
+    }
+    let model = resnet_web::weights::load(checkpoint.model.clone(), &model_config, &device)
+        .expect("a checkpoint's model loads");
+    run.resume(&checkpoint, model).unwrap();
+    assert_eq!(run.steps_done(), 4);
+    let resumed: Vec<_> = (0..8)
+        .map(|_| block_on(run.step(&device)).unwrap())
+        .collect();
+    assert!(run.is_finished());
+    for (after, before) in resumed.iter().zip(&reference[4..]) {
+        assert_eq!(
+            (after.step, after.epoch, after.epoch_finished, after.correct),
+            (
+                before.step,
+                before.epoch,
+                before.epoch_finished,
+                before.correct
+            )
+        );
+        let difference = (after.loss - before.loss).abs() / before.loss.abs();
+        assert!(
+            difference < 1e-5,
+            "step {}: {} vs {}",
+            after.step,
+            after.loss,
+            before.loss
+        );
+    }
+}

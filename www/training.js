@@ -244,6 +244,14 @@ export function initTrainingPanel({ request, listen, showTrained, currentInput, 
       drawCharts();
     } else if (event.type === 'train-notice') {
       notice(event.message, true);
+      if (event.backend) $('training-panel').dataset.backend = event.backend;
+      // A run that went back to an earlier step (a lost GPU): its curves go back with it.
+      if (event.resumedFrom !== undefined) {
+        for (const curve of Object.values(curves)) {
+          while (curve.length && curve.at(-1)[0] > event.resumedFrom) curve.pop();
+        }
+        drawCharts();
+      }
     }
   });
 

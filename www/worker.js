@@ -15,12 +15,19 @@ import init, { Classifier, TrainingData, TrainingSession, describeWeights } from
 const ready = init();
 let classifier = null;
 let lastLoad = null;
+// Once WebGPU has failed under a model, the page stays on the CPU: burn keeps the one device
+// it was given, lost or not, until the page reloads.
+let webgpuLost = false;
+const WEBGPU_LOST = 'WebGPU was lost earlier: reload the page to use it again. Running on the CPU.';
 
 // WebGPU when it works, else the CPU, saying so.
 async function createClassifier(load) {
   await ready;
   const weights = load.weights ?? new Uint8Array(await fetchBytes(load.url));
   lastLoad = { ...load, weights };
+  if (load.backend === 'webgpu' && webgpuLost) {
+    return { classifier: await Classifier.forImages(weights, 'cpu', load.input, load.classNames), notice: WEBGPU_LOST };
+  }
   try {
     return { classifier: await Classifier.forImages(weights, load.backend, load.input, load.classNames) };
   } catch (error) {
@@ -52,6 +59,7 @@ async function classify(message) {
   } catch (error) {
     // A lost WebGPU device: carry on on the CPU. Bad input is reported as it is.
     if (!classifier.backend.startsWith('WebGPU') || /invalid input/.test(error.message) || !lastLoad) throw error;
+    webgpuLost = true;
     classifier = await Classifier.forImages(lastLoad.weights, 'cpu', lastLoad.input, lastLoad.classNames);
     notice = `WebGPU failed during classification (${error.message}); switched to the CPU.`;
     output = await run();
@@ -108,10 +116,30 @@ function ownData(own, input) {
 
 const nextMacrotask = () => new Promise((resolve) => setTimeout(resolve, 0));
 
+// When WebGPU fails under a run (a lost device), the run moves to the CPU and goes on from
+// its last completed step. Returns whether it did; other failures are the caller's.
+async function resumeOnCpu(session, error, notice) {
+  if (!session.backend.startsWith('WebGPU') || !/^backend failure/.test(error.message)) return false;
+  webgpuLost = true;
+  const step = await session.resumeOnCpu();
+  notice(`WebGPU failed (${error.message}); training goes on on the CPU from step ${step}.`, { resumedFrom: step, backend: session.backend });
+  return true;
+}
+
+// `work(session)`, moved to the CPU and run again if WebGPU fails under it.
+async function onWorkingDevice(session, work, notice) {
+  try {
+    return await work();
+  } catch (error) {
+    if (!(await resumeOnCpu(session, error, notice))) throw error;
+    return work();
+  }
+}
+
 async function train(message) {
   await ready;
   if (training) throw new Error('a training run is already going: stop it first');
-  const notice = (text) => self.postMessage({ type: 'train-notice', message: text });
+  const notice = (text, extra) => self.postMessage({ type: 'train-notice', message: text, ...extra });
   let data;
   let test = null;
   let input;
@@ -131,6 +159,10 @@ async function train(message) {
   if (message.fineTune) {
     if (!lastLoad || lastLoad.input !== input) throw new Error(`fine-tuning needs a loaded model that reads '${input}' input; pick it in the model list first`);
     options.fineTune = message.fineTune;
+  }
+  if (options.backend === 'webgpu' && webgpuLost) {
+    options.backend = 'cpu';
+    notice(WEBGPU_LOST);
   }
   let session;
   try {
@@ -165,6 +197,7 @@ async function train(message) {
         report = await session.step();
       } catch (error) {
         if (/has finished/.test(error.message)) break;
+        if (await resumeOnCpu(session, error, notice).catch(() => false)) continue;
         failure = error.message;
         break;
       }
@@ -177,14 +210,14 @@ async function train(message) {
         secondsLeft: (seconds / report.step) * (report.totalSteps - report.step),
       });
       if (report.epochFinished && session.validationCount > 0) {
-        const validation = await session.evaluate();
+        const validation = await onWorkingDevice(session, () => session.evaluate(), notice);
         self.postMessage({ type: 'train-epoch', epoch: report.epoch, accuracy: validation.accuracy, loss: validation.loss });
       }
       if (report.step >= report.totalSteps) break;
     }
     // The model as trained so far drives the page, whatever ended the run.
-    const validation = session.validationCount > 0 ? await session.evaluate() : null;
-    const testResult = test ? await session.evaluate(test) : null;
+    const validation = session.validationCount > 0 ? await onWorkingDevice(session, () => session.evaluate(), notice) : null;
+    const testResult = test ? await onWorkingDevice(session, () => session.evaluateOn(test), notice) : null;
     classifier = session.classifier();
     const burnpack = await session.burnpack();
     lastLoad = { weights: burnpack, backend: options.backend, input, classNames: session.classNames };

@@ -18,7 +18,8 @@ use crate::error::{Error, Result};
 use crate::preprocess::Rgba;
 use crate::resnet::{Arch, ResNet, ResNetConfig};
 use crate::train::{
-    Augment, Evaluation, OptimizerKind, Schedule, StepReport, TrainConfig, TrainingRun, evaluate,
+    Augment, Checkpoint, Evaluation, OptimizerKind, Schedule, StepReport, TrainConfig, TrainingRun,
+    evaluate,
 };
 use crate::weights;
 
@@ -249,6 +250,19 @@ struct Session {
     training_device: Device,
     config: ResNetConfig,
     input: InputKind,
+    head_only: bool,
+    /// On WebGPU, the run after its last completed step, in wasm memory: if the device is
+    /// lost, `resumeOnCpu` goes on from here.
+    checkpoint: Option<Checkpoint>,
+}
+
+impl Session {
+    async fn take_checkpoint(&mut self) -> Result<()> {
+        if self.backend.kind == BackendKind::WebGpu {
+            self.checkpoint = Some(self.run.checkpoint().await?);
+        }
+        Ok(())
+    }
 }
 
 /// A training run in the page. Each method that reads the GPU returns a Promise; calls
@@ -261,7 +275,8 @@ pub struct TrainingSession {
     train_count: usize,
     validation_count: usize,
     total_steps: usize,
-    backend: String,
+    // What trains, in words; it changes when a lost WebGPU device sends the run to the CPU.
+    backend: Rc<RefCell<String>>,
     input: String,
 }
 
@@ -309,21 +324,25 @@ impl TrainingSession {
         let config = ResNetConfig::new(arch, data.num_classes(), data.channels);
         let (train_count, validation_count) = (train_set.len(), validation.len());
         let run = TrainingRun::new(model, train_set, options.train)?;
+        let mut session = Session {
+            run,
+            validation,
+            backend,
+            training_device,
+            config,
+            input: options.input,
+            head_only: options.head_only,
+            checkpoint: None,
+        };
+        session.take_checkpoint().await?;
         Ok(Self {
             class_names: data.class_names.clone(),
             train_count,
             validation_count,
-            total_steps: run.total_steps(),
-            backend: backend.description.clone(),
+            total_steps: session.run.total_steps(),
+            backend: Rc::new(RefCell::new(session.backend.description.clone())),
             input: options.input.name(),
-            session: Rc::new(RefCell::new(Some(Session {
-                run,
-                validation,
-                backend,
-                training_device,
-                config,
-                input: options.input,
-            }))),
+            session: Rc::new(RefCell::new(Some(session))),
         })
     }
 }
@@ -344,15 +363,21 @@ fn fine_tuning_model(
         )));
     }
     let mut model = weights::load(bytes, &base, device)?;
-    if options.head_only {
-        model = model.no_grad();
-    }
     if base.num_classes != data.num_classes() {
         model.fc = LinearConfig::new(base.feature_channels(), data.num_classes()).init(device);
-    } else if options.head_only {
-        model.fc = model.fc.set_require_grad(true);
+    }
+    if options.head_only {
+        model = freeze_backbone(model);
     }
     Ok((model, base.arch))
+}
+
+/// Only the classifier trains.
+fn freeze_backbone(mut model: ResNet) -> ResNet {
+    let head = model.fc.clone();
+    model = model.no_grad();
+    model.fc = head.set_require_grad(true);
+    model
 }
 
 fn busy() -> Error {
@@ -413,6 +438,20 @@ fn set(object: &Object, name: &str, value: &JsValue) -> Result<()> {
 }
 
 impl TrainingSession {
+    fn evaluate_dataset(&self, dataset: Option<Dataset>) -> Promise {
+        self.with_session(async move |session: &mut Session| {
+            let dataset = dataset.unwrap_or_else(|| session.validation.clone());
+            if dataset.is_empty() {
+                return Err(Error::Training(
+                    "there are no validation images: set a validation share above 0".into(),
+                ));
+            }
+            let model = session.run.inference_model();
+            let evaluation = evaluate(&model, &dataset, &session.backend.device).await?;
+            evaluation_object(&evaluation)
+        })
+    }
+
     /// Runs `work` with the session taken out of its cell, and always puts it back.
     fn with_session<T, F>(&self, work: F) -> Promise
     where
@@ -457,24 +496,44 @@ impl TrainingSession {
     pub fn step(&self) -> Promise {
         self.with_session(async |session: &mut Session| {
             let report = session.run.step(&session.training_device).await?;
+            session.take_checkpoint().await?;
             step_object(&report)
         })
     }
 
-    /// Accuracy, loss, confusion matrix (`Uint32Array`, row = true class) and per-class
-    /// accuracy on the validation split, or on `data` when given.
-    pub fn evaluate(&self, data: Option<TrainingData>) -> Promise {
+    /// After WebGPU failed (a lost device): the run goes on on the CPU from its last completed
+    /// step, the optimiser's moments started afresh. Resolves to that step's number.
+    #[wasm_bindgen(js_name = resumeOnCpu)]
+    pub fn resume_on_cpu(&self) -> Promise {
+        let description = self.backend.clone();
         self.with_session(async move |session: &mut Session| {
-            let dataset = data.map_or_else(|| session.validation.clone(), |d| d.dataset);
-            if dataset.is_empty() {
-                return Err(Error::Training(
-                    "there are no validation images: set a validation share above 0".into(),
-                ));
+            let checkpoint = session.checkpoint.take().ok_or_else(|| {
+                Error::Training("only a run on WebGPU can move to the CPU".into())
+            })?;
+            let backend = Backend::init(BackendKind::Cpu).await?;
+            let device = backend.device.clone().autodiff();
+            let mut model = weights::load(checkpoint.model.clone(), &session.config, &device)?;
+            if session.head_only {
+                model = freeze_backbone(model);
             }
-            let model = session.run.inference_model();
-            let evaluation = evaluate(&model, &dataset, &session.backend.device).await?;
-            evaluation_object(&evaluation)
+            session.run.resume(&checkpoint, model)?;
+            *description.borrow_mut() = backend.description.clone();
+            session.backend = backend;
+            session.training_device = device;
+            Ok(JsValue::from_f64(checkpoint.steps_done() as f64))
         })
+    }
+
+    /// Accuracy, loss, confusion matrix (`Uint32Array`, row = true class) and per-class
+    /// accuracy on the validation split.
+    pub fn evaluate(&self) -> Promise {
+        self.evaluate_dataset(None)
+    }
+
+    /// The same on other data (a test set), which the caller keeps.
+    #[wasm_bindgen(js_name = evaluateOn)]
+    pub fn evaluate_on(&self, data: &TrainingData) -> Promise {
+        self.evaluate_dataset(Some(data.dataset.clone()))
     }
 
     /// A classifier with the model as trained so far, on the same backend.
@@ -529,7 +588,7 @@ impl TrainingSession {
     /// What trains, in words (the WebGPU adapter, or CPU).
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
-        self.backend.clone()
+        self.backend.borrow().clone()
     }
 
     #[wasm_bindgen(getter)]
