@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # README command 2, and CI's only step: the single gate.
-# fmt, clippy -D warnings, native tests, the wasm32 build, the in-browser tests (WebGPU and
-# CPU) in headless Chromium, then the page itself end to end. Exits non-zero at the first
-# failure; artefacts (logs, a screenshot) go to artifacts/.
+# fmt, clippy -D warnings, native tests, a bounded fuzzing run of the weight readers, the
+# wasm32 build, the in-browser tests (WebGPU and CPU) in headless Chromium, then the page
+# itself end to end. Exits non-zero at the first failure; artefacts (logs, a screenshot) go
+# to artifacts/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
@@ -24,6 +25,9 @@ native cargo clippy --release --all-targets -q -- -D warnings
 
 step "native tests"
 native cargo test --release 2>&1 | tee "$ARTIFACTS/native-tests.log"
+
+step "fuzzing each weight reader for ${FUZZ_SECONDS:-60} s (cargo fuzz)"
+"$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}" 2>&1 | tee "$ARTIFACTS/fuzz.log"
 
 step "wasm32 build (the page's pkg/, -D warnings)"
 "$ROOT/scripts/build-wasm.sh" 2>&1 | tee "$ARTIFACTS/wasm-build.log"
@@ -57,6 +61,7 @@ browser_ignored=$(count "$ARTIFACTS/browser-tests.log" ignored)
 step "summary"
 echo "native tests:     $native_passed passed, $native_ignored ignored"
 echo "in-browser tests: $browser_passed passed, $browser_ignored ignored"
+grep -h '^\[fuzz\] .*no finding' "$ARTIFACTS/fuzz.log"
 grep -h '^page tests:' "$ARTIFACTS/page-tests.log"
 grep -h 'time to first prediction' "$ARTIFACTS/page-tests.log" || true
 grep -h 'BENCH' "$ARTIFACTS/browser-tests.log" || true

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { deflateSync, gunzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
+import { routeWorker } from './worker-prelude.mjs';
 
 const [url, artifacts = 'artifacts'] = process.argv.slice(2);
 const HELD_OUT_PER_CLASS = 200; // src/data.rs: MNIST_HELD_OUT_PER_CLASS
@@ -131,7 +132,8 @@ const browser = await chromium.launch({
   ],
 });
 
-async function openPage() {
+// gpu: 'webgpu' (SwiftShader's), 'none' (a browser without WebGPU) or 'refused' (no adapter).
+async function openPage({ gpu = 'webgpu' } = {}) {
   const page = await browser.newPage();
   const problems = [];
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
@@ -142,27 +144,17 @@ async function openPage() {
     problems.push(`request outside 127.0.0.1: ${route.request().url()}`);
     return route.abort();
   });
-  // A test hook in front of the worker: it keeps the GPU devices the worker gets, so that a
-  // test can lose them (`loseGpuDevices`) as a driver reset or an unplugged GPU would.
-  await page.route('**/www/worker.js', async (route) => {
-    const response = await route.fetch();
-    const body = `self.testGpuDevices = [];
-const requestDevice = GPUAdapter.prototype.requestDevice;
-GPUAdapter.prototype.requestDevice = async function (...args) {
-  const device = await requestDevice.apply(this, args);
-  self.testGpuDevices.push(device);
-  return device;
-};
-${await response.text()}`;
-    await route.fulfill({ response, body, headers: { ...response.headers(), 'content-type': 'text/javascript' } });
-  });
+  // Hooks in front of the worker (tests/worker-prelude.mjs): they keep the worker's GPU
+  // devices, so that a test can lose them as a driver reset or an unplugged GPU would.
+  await routeWorker(page, { gpu });
   // The Content-Security-Policy must never have to refuse anything the page does.
   await page.exposeFunction('reportViolation', (text) => problems.push(`CSP violation: ${text}`));
   await page.addInitScript(() => document.addEventListener('securitypolicyviolation',
     (event) => window.reportViolation(`${event.violatedDirective} ${event.blockedURI}`)));
   const started = Date.now();
   await page.goto(url);
-  await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
+  // Ready, or ready on the CPU with a notice that says why.
+  await page.waitForFunction(() => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
   return { page, problems, started };
 }
 
@@ -410,6 +402,24 @@ await test('the trained model downloads for PyTorch and comes back after a reloa
   const top = (await predictions(page))[0];
   assert(top.label === 'class 1', `stripes across read as ${top.label}`);
 });
+
+for (const gpu of ['none', 'refused']) {
+  await test(`with ${gpu === 'none' ? 'no WebGPU' : 'the WebGPU adapter refused'}, the page runs on the CPU and says so`, async () => {
+    const opened = await openPage({ gpu });
+    try {
+      const state = await opened.page.$eval('#notice', (n) => `${document.getElementById('backend').textContent} | ${n.textContent}`);
+      console.log(`  ${state}`);
+      assert(/^CPU/.test(state) && /WebGPU/.test(state), state);
+      await opened.page.setInputFiles('#image-input', { name: digits[1].name, mimeType: 'image/png', buffer: digits[1].png });
+      await opened.page.waitForSelector('#predictions li', { timeout: 60000 });
+      const top = (await predictions(opened.page))[0];
+      assert(top.label === digits[1].label, `read as ${top.label}`);
+      assert(opened.problems.length === 0, opened.problems.join('\n'));
+    } finally {
+      await opened.page.close();
+    }
+  });
+}
 
 async function loseGpuDevices() {
   const lost = await page.workers().at(-1).evaluate(() => {

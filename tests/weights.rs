@@ -314,3 +314,31 @@ fn safetensors_entries(file: &[u8]) -> Vec<(String, String, Vec<usize>)> {
         })
         .collect()
 }
+
+/// The fuzz targets' own code, so that a finding is replayed exactly as it was found.
+#[path = "../fuzz/src/lib.rs"]
+mod fuzz_harness;
+
+/// What the fuzzers (`scripts/fuzz.sh`) ever found is kept in `fuzz/regressions/<reader>/`:
+/// each such file must now be an error or a model, never a panic.
+#[test]
+fn fuzzer_findings_stay_fixed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let mut checked = 0;
+    for reader in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        let format = match reader.file_name().to_str() {
+            Some("safetensors") => WeightFormat::Safetensors,
+            Some("burnpack") => WeightFormat::Burnpack,
+            Some("pytorch") => WeightFormat::PyTorch,
+            other => panic!("fuzz/regressions/{other:?}: not a reader's name"),
+        };
+        for file in std::fs::read_dir(reader.path()).unwrap().flatten() {
+            let bytes = std::fs::read(file.path()).unwrap();
+            let outcome =
+                std::panic::catch_unwind(|| fuzz_harness::read_weight_file(&bytes, format));
+            assert!(outcome.is_ok(), "{} panics again", file.path().display());
+            checked += 1;
+        }
+    }
+    println!("{checked} fuzzer findings replayed");
+}

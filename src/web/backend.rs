@@ -71,8 +71,15 @@ impl Backend {
             .init_with_setup_async()
             .await
             .map_err(|e| {
+                // burn lists every native API it did not try; in a browser, one fact matters.
+                let reason = e.to_string();
+                let reason = if reason.contains("No adapter available") {
+                    "the browser offers no WebGPU adapter".to_string()
+                } else {
+                    reason
+                };
                 Error::Backend(format!(
-                    "WebGPU is not available ({e}): use the CPU backend, or a browser with WebGPU enabled"
+                    "WebGPU is not available ({reason}): use the CPU backend, or a browser with WebGPU enabled"
                 ))
             })?;
         let info = setup.adapter.get_info();

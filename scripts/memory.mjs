@@ -1,0 +1,90 @@
+// Shows whether memory stays flat over long use: wasm memory and live GPU buffers while the
+// fake webcam is classified frame after frame (1,000 classifications), then during a
+// training run (20 minutes). Prints one JSON line per sample, then a summary per phase.
+//   node scripts/memory.mjs http://127.0.0.1:PORT/ [classifications] [training minutes]
+// (scripts/memory.sh builds, serves and runs it.) The numbers come from hooks in front of
+// the worker (tests/worker-prelude.mjs): the wasm memory's size, and the GPU buffers created
+// and not destroyed, as the browser sees them.
+import { chromium } from 'playwright-core';
+import { routeWorker } from '../tests/worker-prelude.mjs';
+
+const [url, classifications = '1000', trainingMinutes = '20'] = process.argv.slice(2);
+const MB = 1024 * 1024;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROME_BIN ?? '/usr/bin/chromium',
+  args: ['--enable-unsafe-webgpu', '--no-sandbox', '--use-fake-device-for-media-stream',
+    '--use-fake-ui-for-media-stream', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--disable-quic', '--no-first-run'],
+});
+const page = await browser.newPage();
+await routeWorker(page);
+await page.goto(url);
+await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
+const worker = page.workers().at(-1);
+const backend = await page.$eval('#backend', (b) => b.textContent);
+const startedAt = Date.now();
+
+async function sample(phase, extra = {}) {
+  const state = await worker.evaluate(() => ({
+    results: self.testResults,
+    wasmBytes: self.testWasmMemory?.buffer.byteLength ?? 0,
+    gpuBytes: self.testGpuBuffers.bytes,
+    gpuBuffers: self.testGpuBuffers.count,
+  }));
+  const line = { phase, seconds: Math.round((Date.now() - startedAt) / 1000), ...extra, ...state };
+  console.log(JSON.stringify(line));
+  return line;
+}
+
+// 1. Classification of the fake webcam's frames, with the heat map (the page's default).
+const classifying = [];
+await page.click('#webcam-toggle');
+for (let next = 0; ; ) {
+  const results = await worker.evaluate(() => self.testResults);
+  if (results >= next) {
+    classifying.push(await sample('classify'));
+    if (results >= Number(classifications)) break;
+    next = Math.min(Number(classifications), next + 100);
+  }
+  await page.waitForTimeout(250);
+}
+await page.click('#webcam-toggle');
+
+// 2. Training: a ResNet-8 on Fashion-MNIST on WebGPU, more steps than the time allows, with
+// a validation pass per epoch; stopped when the time is up.
+const training = [];
+await page.selectOption('#train-data', 'fashion');
+for (const [id, value] of Object.entries({ 'train-subset': 2000, 'train-epochs': 20, 'train-batch': 16, 'train-validation': 0.1 })) {
+  await page.fill(`#${id}`, String(value));
+}
+await page.selectOption('#train-model', 'resnet8');
+await page.click('#train-start');
+const trainingStarted = Date.now();
+while (Date.now() - trainingStarted < Number(trainingMinutes) * 60000) {
+  const step = await page.$eval('#train-progress', (p) => p.value);
+  training.push(await sample('train', { step }));
+  if (await page.$eval('#train-start', (b) => !b.disabled)) break; // finished or failed
+  await page.waitForTimeout(30000);
+}
+await page.click('#train-stop').catch(() => {});
+const notice = await page.$eval('#train-notice', (n) => n.textContent);
+await browser.close();
+
+// After a warm-up (the first 100 classifications; the first 2 minutes of training), memory
+// should not grow. Growth is the last sample against the first one after warm-up.
+function summary(name, samples, warmedUp) {
+  const base = samples.find(warmedUp) ?? samples[0];
+  const last = samples.at(-1);
+  const max = (key) => Math.max(...samples.map((s) => s[key]));
+  const row = (label, key, unit = MB) => `  ${label.padEnd(22)} ${(base[key] / unit).toFixed(1).padStart(9)} ${(last[key] / unit).toFixed(1).padStart(9)} ${(max(key) / unit).toFixed(1).padStart(9)} ${((last[key] - base[key]) / unit).toFixed(1).padStart(9)}`;
+  console.log(`${name} (${samples.length} samples, ${last.seconds - base.seconds} s after warm-up)`);
+  console.log(`  ${''.padEnd(22)} ${'warm'.padStart(9)} ${'last'.padStart(9)} ${'max'.padStart(9)} ${'growth'.padStart(9)}`);
+  console.log(row('wasm memory (MB)', 'wasmBytes'));
+  console.log(row('GPU buffers (MB)', 'gpuBytes'));
+  console.log(row('GPU buffers (count)', 'gpuBuffers', 1));
+}
+console.log(`\nmemory over long use, on ${backend}`);
+summary(`${classifying.at(-1).results} classifications (webcam frames, heat map on)`, classifying, (s) => s.results >= 100);
+summary(`training for ${((Date.now() - trainingStarted) / 60000).toFixed(1)} min, to step ${training.at(-1).step}`, training, (s) => s.seconds - training[0].seconds >= 120);
+console.log(`training notice at the end: ${notice}`);

@@ -1,0 +1,68 @@
+// Test hooks that tests/page.mjs and scripts/memory.mjs put in front of www/worker.js (by
+// routing its request): they see what the worker does with WebGPU and WebAssembly without
+// a line of test code in the product.
+//   self.testGpuDevices  - the GPU devices the worker got (a test destroys them: a lost GPU)
+//   self.testGpuBuffers  - {count, bytes}: GPU buffers created and not yet destroyed
+//   self.testWasmMemory  - the wasm module's memory (its buffer's byteLength is its size)
+//   self.testResults     - how many classification results the worker has posted
+// gpu: 'webgpu' as the browser has it, 'none' (no WebGPU at all) or 'refused' (no adapter).
+export function workerPrelude({ gpu = 'webgpu' } = {}) {
+  const withoutGpu = {
+    webgpu: '',
+    none: "Object.defineProperty(WorkerNavigator.prototype, 'gpu', { get: () => undefined });",
+    refused: 'GPU.prototype.requestAdapter = async () => null;',
+  }[gpu];
+  return `${withoutGpu}
+self.testGpuDevices = [];
+self.testGpuBuffers = { count: 0, bytes: 0 };
+self.testWasmMemory = null;
+self.testResults = 0;
+if (self.GPUAdapter) {
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (...args) {
+    const device = await requestDevice.apply(this, args);
+    self.testGpuDevices.push(device);
+    return device;
+  };
+  const createBuffer = GPUDevice.prototype.createBuffer;
+  const live = new WeakSet();
+  GPUDevice.prototype.createBuffer = function (descriptor) {
+    const buffer = createBuffer.call(this, descriptor);
+    live.add(buffer);
+    self.testGpuBuffers.count += 1;
+    self.testGpuBuffers.bytes += buffer.size;
+    return buffer;
+  };
+  const destroy = GPUBuffer.prototype.destroy;
+  GPUBuffer.prototype.destroy = function () {
+    if (live.delete(this)) {
+      self.testGpuBuffers.count -= 1;
+      self.testGpuBuffers.bytes -= this.size;
+    }
+    return destroy.call(this);
+  };
+}
+for (const name of ['instantiate', 'instantiateStreaming']) {
+  const original = WebAssembly[name];
+  WebAssembly[name] = async function (...args) {
+    const result = await original.apply(this, args);
+    self.testWasmMemory = (result.instance ?? result).exports?.memory ?? self.testWasmMemory;
+    return result;
+  };
+}
+const postMessage = self.postMessage.bind(self);
+self.postMessage = (message, transfer) => {
+  if (message?.type === 'result') self.testResults += 1;
+  return postMessage(message, transfer);
+};
+`;
+}
+
+// Routes the page's request for www/worker.js to the worker with the prelude in front.
+export async function routeWorker(page, options) {
+  await page.route('**/www/worker.js', async (route) => {
+    const response = await route.fetch();
+    const body = `${workerPrelude(options)}${await response.text()}`;
+    await route.fulfill({ response, body, headers: { ...response.headers(), 'content-type': 'text/javascript' } });
+  });
+}
