@@ -109,35 +109,56 @@ pub fn save_burnpack(model: &ResNet, config: &ResNetConfig) -> Result<Vec<u8>> {
     Ok(bytes.to_vec())
 }
 
+/// The burn path (`layer1.0.conv1.weight`) of what a `ModuleVisitor` or `ModuleMapper` is at:
+/// fed from `enter_module` and `exit_module`. Enum variants are not part of a path.
+#[derive(Debug, Default)]
+pub struct ModulePath {
+    segments: Vec<String>,
+    // For each module entered, whether it pushed a segment.
+    pushed: Vec<bool>,
+}
+
+impl ModulePath {
+    pub fn enter(&mut self, name: &str, container_type: &str) {
+        let push = !container_type.starts_with("Enum:");
+        if push {
+            self.segments.push(name.to_string());
+        }
+        self.pushed.push(push);
+    }
+
+    pub fn exit(&mut self) {
+        if self.pushed.pop() == Some(true) {
+            self.segments.pop();
+        }
+    }
+
+    pub fn current(&self) -> String {
+        self.segments.join(".")
+    }
+}
+
 /// Every tensor of a model, unread and flattened, with its burn path and shape: parameters
 /// and BatchNorm running statistics.
 fn model_tensors(model: &ResNet) -> Vec<(String, Vec<usize>, Tensor<1>)> {
     #[derive(Default)]
     struct Collector {
-        path: Vec<String>,
-        // Which entries of `path` were pushed (enum variants are not part of a path).
-        pushed: Vec<bool>,
+        path: ModulePath,
         tensors: Vec<(String, Vec<usize>, Tensor<1>)>,
     }
     impl ModuleVisitor for Collector {
         fn enter_module(&mut self, name: &str, container_type: &str) {
-            let push = !container_type.starts_with("Enum:");
-            if push {
-                self.path.push(name.to_string());
-            }
-            self.pushed.push(push);
+            self.path.enter(name, container_type);
         }
         fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            if self.pushed.pop() == Some(true) {
-                self.path.pop();
-            }
+            self.path.exit();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let tensor = param.val();
             let shape = tensor.dims().to_vec();
             let count: usize = shape.iter().product();
             self.tensors
-                .push((self.path.join("."), shape, tensor.reshape([count])));
+                .push((self.path.current(), shape, tensor.reshape([count])));
         }
     }
     let mut collector = Collector::default();

@@ -161,30 +161,23 @@ pub fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
 /// starting weights on every backend and platform, without burn's random numbers.
 #[derive(Default)]
 pub struct SyntheticWeights {
-    path: Vec<String>,
-    pushed: Vec<bool>,
+    path: resnet_web::weights::ModulePath,
 }
 
 impl burn::module::ModuleMapper for SyntheticWeights {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        let push = !container_type.starts_with("Enum:");
-        if push {
-            self.path.push(name.to_string());
-        }
-        self.pushed.push(push);
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        if self.pushed.pop() == Some(true) {
-            self.path.pop();
-        }
+        self.path.exit();
     }
 
     fn map_float<const D: usize>(
         &mut self,
         param: burn::module::Param<burn::Tensor<D>>,
     ) -> burn::module::Param<burn::Tensor<D>> {
-        let name = resnet_web::weights::torchvision_key(&self.path.join("."));
+        let name = resnet_web::weights::torchvision_key(&self.path.current());
         param.map(|tensor| {
             let shape = tensor.dims();
             let values = synthetic(&name, &shape);
