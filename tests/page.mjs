@@ -421,6 +421,8 @@ for (const gpu of ['none', 'refused']) {
   });
 }
 
+const MARKUP = '<img src=x onerror="window.injected=1">';
+
 async function loseGpuDevices() {
   const lost = await page.workers().at(-1).evaluate(() => {
     self.testGpuDevices.forEach((device) => device.destroy());
@@ -455,6 +457,10 @@ await test('a lost WebGPU device: classification and training go on on the CPU',
     await page.setInputFiles(`.class-row[data-class-index="${k}"] input.add-files`, ownClasses[k]);
   }
   await page.waitForFunction(() => document.querySelectorAll('.thumbnails button').length === 72);
+  // A class name that is markup (the next test checks that it stays text).
+  const name = page.locator('.class-row[data-class-index="0"] input[type="text"]');
+  await name.fill(MARKUP);
+  await name.dispatchEvent('change');
   await startTraining({ 'train-model': 'resnet8', 'train-input': 'gray-32', 'train-epochs': 10, 'train-batch': 16, 'train-lr': 0.01, 'train-optimizer': 'adam', 'train-validation': 0.25, 'train-augment': true });
   await page.waitForFunction(() => document.getElementById('train-progress').value >= 2, null, { timeout: 300000 });
   const backend = await page.$eval('#training-panel', (panel) => panel.dataset.backend);
@@ -472,6 +478,23 @@ await test('a lost WebGPU device: classification and training go on on the CPU',
   assert(!result.failure, result.failure);
   assert(/CPU/.test(result.notice), result.notice);
   assert(Number(result.validationAccuracy) >= 0.9, `validation accuracy ${result.validationAccuracy}`);
+});
+
+await test('names from the user are shown as text, never run as HTML', async () => {
+  await page.setInputFiles('#image-input', { name: `${MARKUP}.png`, mimeType: 'image/png', buffer: Buffer.from('no image') });
+  await page.waitForFunction(() => /is not an image/.test(document.getElementById('notice').textContent));
+  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
+  await page.setInputFiles('#image-input', ownClasses[0][2]);
+  await page.waitForSelector('#predictions li', { timeout: 60000 });
+  assert((await predictions(page))[0].label === MARKUP, 'the class named with markup is predicted, by its name');
+  const shown = await page.evaluate(() => ({
+    injected: window.injected,
+    images: document.querySelectorAll('#notice img, #predictions img, #train-result img, #training-panel img').length,
+    table: document.getElementById('confusion-matrix')?.textContent ?? '',
+    notice: document.getElementById('notice').textContent,
+  }));
+  assert(shown.injected === undefined && shown.images === 0, JSON.stringify(shown));
+  assert(shown.table.includes(MARKUP), `the confusion matrix names the class as text: ${shown.table}`);
 });
 
 await test('no page error, no CSP violation, and no request outside 127.0.0.1', async () => {
