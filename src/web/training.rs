@@ -507,7 +507,8 @@ impl TrainingSession {
     pub fn resume_on_cpu(&self) -> Promise {
         let description = self.backend.clone();
         self.with_session(async move |session: &mut Session| {
-            let checkpoint = session.checkpoint.take().ok_or_else(|| {
+            // Kept until the move has worked, so that a failed move can be tried again.
+            let checkpoint = session.checkpoint.clone().ok_or_else(|| {
                 Error::Training("only a run on WebGPU can move to the CPU".into())
             })?;
             let backend = Backend::init(BackendKind::Cpu).await?;
@@ -520,6 +521,7 @@ impl TrainingSession {
             *description.borrow_mut() = backend.description.clone();
             session.backend = backend;
             session.training_device = device;
+            session.checkpoint = None;
             Ok(JsValue::from_f64(checkpoint.steps_done() as f64))
         })
     }
