@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Wasm memory and GPU buffer use over 1,000 classifications and a 20-minute training run
-# (scripts/memory.mjs). Arguments: [classifications] [training minutes].
+# (scripts/memory.mjs). Arguments: [classifications] [training minutes] [training images]
+# [validation share].
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/build-wasm.sh"
@@ -9,4 +10,4 @@ python3 -m http.server "$port" --bind 127.0.0.1 --directory "$ROOT" >/dev/null 2
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 cd "$ROOT"
-node scripts/memory.mjs "http://127.0.0.1:$port/" "${1:-1000}" "${2:-20}"
+node scripts/memory.mjs "http://127.0.0.1:$port/" "${1:-1000}" "${2:-20}" "${3:-2000}" "${4:-0.1}"

@@ -2,7 +2,10 @@
 // routing its request): they see what the worker does with WebGPU and WebAssembly without
 // a line of test code in the product.
 //   self.testGpuDevices  - the GPU devices the worker got (a test destroys them: a lost GPU)
-//   self.testGpuBuffers  - {count, bytes}: GPU buffers created and not yet destroyed
+//   self.testGpuBuffers  - {count, bytes}: GPU buffers alive: created, and neither destroyed
+//                          nor garbage-collected (wgpu drops buffers without destroying
+//                          them on the web; collection frees them; expose gc to count
+//                          exactly: Chromium's --js-flags=--expose-gc, then self.gc())
 //   self.testWasmMemory  - the wasm module's memory (its buffer's byteLength is its size)
 //   self.testResults     - how many classification results the worker has posted
 // gpu: 'webgpu' as the browser has it, 'none' (no WebGPU at all) or 'refused' (no adapter).
@@ -26,9 +29,15 @@ if (self.GPUAdapter) {
   };
   const createBuffer = GPUDevice.prototype.createBuffer;
   const live = new WeakSet();
+  const gone = (size) => {
+    self.testGpuBuffers.count -= 1;
+    self.testGpuBuffers.bytes -= size;
+  };
+  const collected = new FinalizationRegistry(gone);
   GPUDevice.prototype.createBuffer = function (descriptor) {
     const buffer = createBuffer.call(this, descriptor);
     live.add(buffer);
+    collected.register(buffer, buffer.size, buffer);
     self.testGpuBuffers.count += 1;
     self.testGpuBuffers.bytes += buffer.size;
     return buffer;
@@ -36,8 +45,8 @@ if (self.GPUAdapter) {
   const destroy = GPUBuffer.prototype.destroy;
   GPUBuffer.prototype.destroy = function () {
     if (live.delete(this)) {
-      self.testGpuBuffers.count -= 1;
-      self.testGpuBuffers.bytes -= this.size;
+      collected.unregister(this);
+      gone(this.size);
     }
     return destroy.call(this);
   };
