@@ -90,8 +90,8 @@ function summary(name, samples, warmedUp) {
   const row = (label, key, unit = MB) => `  ${label.padEnd(22)} ${(base[key] / unit).toFixed(1).padStart(9)} ${(last[key] / unit).toFixed(1).padStart(9)} ${(max(key) / unit).toFixed(1).padStart(9)} ${((last[key] - base[key]) / unit).toFixed(1).padStart(9)}`;
   console.log(`${name} (${samples.length} samples, ${last.seconds - base.seconds} s after warm-up)`);
   console.log(`  ${''.padEnd(22)} ${'warm'.padStart(9)} ${'last'.padStart(9)} ${'max'.padStart(9)} ${'growth'.padStart(9)}`);
-  console.log(row('wasm memory (MB)', 'wasmBytes'));
-  console.log(row('GPU buffers (MB)', 'gpuBytes'));
+  console.log(row('wasm memory (MiB)', 'wasmBytes'));
+  console.log(row('GPU buffers (MiB)', 'gpuBytes'));
   console.log(row('GPU buffers (count)', 'gpuBuffers', 1));
 }
 console.log(`\nmemory over long use, on ${backend}`);
