@@ -1,24 +1,37 @@
-// The benchmark: each figure is the median of timed runs after warm-up runs, with min and
-// max. The model runs here, on the page's thread: there is nothing else to keep responsive.
+// The benchmark: one subject per page load (?subject=NAME), so that no library's threads,
+// memory or GPU device sit beside another's. Each figure is the median of timed runs after
+// a warm-up run, with min and max. The models run on the page's thread: there is nothing
+// else to keep responsive.
 // Results: one `BENCH {json}` console line per figure, and `window.benchDone` at the end
 // (scripts/bench.mjs reads both). ?quick=1 takes fewer runs (a check that it works).
-import init, { Classifier, TrainingData, TrainingSession } from '../pkg/resnet_web.js';
+//
+// Subjects: ours (resnet-web, from pkg/) on webgpu and cpu; the peers, from
+// bench/node_modules (bench/package.json): onnxruntime-web's wasm EP (1 and 2 threads) and
+// webgpu EP, and TensorFlow.js's wasm (1 and 2 threads), webgpu, webgl and cpu backends.
+// Every subject runs the same shapes: ResNet-18 224x224 at batch 1 and 8, ResNet-20 32x32 at
+// batch 1 and 64, random weights; and a training step of ResNet-20 on 28x28x1 at batch 64
+// where the library can train.
+import { buildResNet } from './tfjs-resnet.js';
 
-const quick = new URLSearchParams(location.search).has('quick');
+const params = new URLSearchParams(location.search);
+const quick = params.has('quick');
+const subject = params.get('subject') ?? 'ours-webgpu';
 const log = document.getElementById('log');
 
-// [name, arch, classes, channels, size, batch]
+// [model, arch, classes, channels, size, batch]
 const INFERENCE = [
   ['resnet18-224', 'resnet18', 1000, 3, 224, 1],
   ['resnet18-224', 'resnet18', 1000, 3, 224, 8],
   ['resnet20-32', 'resnet20', 10, 3, 32, 1],
   ['resnet20-32', 'resnet20', 10, 3, 32, 64],
 ];
-const TRAINING = { model: 'resnet20-28x28x1', arch: 'resnet20', input: 'gray-28', batch: 64 };
+const TRAINING = { model: 'resnet20-28x28x1', arch: 'resnet20', classes: 10, size: 28, batch: 64 };
+const RUNS = quick ? { warmUp: 1, runs: 2, budgetMs: 0 } : { warmUp: 1, runs: 10, budgetMs: 30000 };
 
 function report(figure) {
-  console.log(`BENCH ${JSON.stringify(figure)}`);
-  log.textContent += `${JSON.stringify(figure)}\n`;
+  const line = JSON.stringify({ subject, ...figure });
+  console.log(`BENCH ${line}`);
+  log.textContent += `${line}\n`;
 }
 
 function summary(times) {
@@ -28,8 +41,10 @@ function summary(times) {
   return { median, min: sorted[0], max: sorted.at(-1), runs: sorted.length };
 }
 
-// Warm-up runs, then timed runs until `runs` are done or `budgetMs` is spent (at least 3).
-async function timed(run, { warmUp, runs, budgetMs }) {
+// Warm-up runs (kernel compilation, allocation), then timed runs until `runs` are done or
+// `budgetMs` is spent, with at least 3.
+async function timed(run) {
+  const { warmUp, runs, budgetMs } = RUNS;
   for (let i = 0; i < warmUp; i++) await run();
   const times = [];
   const started = performance.now();
@@ -51,52 +66,178 @@ function randomInput(count) {
   return values;
 }
 
-async function inference(backend) {
-  for (const [model, arch, classes, channels, size, batch] of INFERENCE) {
-    const classifier = await Classifier.create(arch, classes, channels, backend);
-    const input = randomInput(batch * channels * size * size);
-    // logits() reads the result back: the time includes the upload and the read back.
-    const times = await timed(() => classifier.logits(input, batch, channels, size, size),
-      quick ? { warmUp: 1, runs: 3, budgetMs: 0 } : { warmUp: 2, runs: 10, budgetMs: 60000 });
-    report({ figure: 'inference', model, batch, backend: classifier.backend, threads: 1, unit: 'ms', ...times });
-    classifier.free();
-  }
+// Step times to images per second (the slowest step gives the minimum).
+function throughput(times, batch) {
+  const perSecond = (ms) => (batch * 1000) / ms;
+  return { median: perSecond(times.median), min: perSecond(times.max), max: perSecond(times.min), runs: times.runs };
 }
 
-async function training(backend) {
-  const { model, arch, input, batch } = TRAINING;
-  const data = TrainingData.forInput(input, ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j']);
-  const pixels = new Uint8Array(28 * 28 * 4);
-  for (let i = 0; i < batch * 4; i++) {
-    for (let p = 0; p < pixels.length; p++) pixels[p] = (i * 31 + p * 7) % 256;
-    data.addPixels(input, pixels, 28, 28, i % 10);
-  }
-  const session = await TrainingSession.create(
-    { backend, arch, input, batchSize: batch, epochs: 50, validationFraction: 0, augment: false },
-    data,
-  );
-  // One step: forward, backward, Adam update, and the read back of loss and accuracy.
-  const times = await timed(() => session.step(),
-    quick ? { warmUp: 1, runs: 3, budgetMs: 0 } : { warmUp: 1, runs: 8, budgetMs: 90000 });
-  const imagesPerSecond = (ms) => (batch * 1000) / ms;
-  report({
-    figure: 'training', model, batch, backend: session.backend, threads: 1, unit: 'images/s',
-    median: imagesPerSecond(times.median), min: imagesPerSecond(times.max),
-    max: imagesPerSecond(times.min), runs: times.runs,
+// Each runner: { backend (what it runs on, in words), threads, inference(spec) -> async
+// run(), training() -> async step() | null where it cannot train }. A run includes the input
+// upload and the read back of the result, for every subject.
+
+async function ours(backendName) {
+  const pkg = params.get('pkg') ?? '/pkg';
+  const { default: init, Classifier, TrainingData, TrainingSession } = await import(`${pkg}/resnet_web.js`);
+  await init();
+  let backend = backendName;
+  return {
+    threads: 1,
+    get backend() { return backend; },
+    async inference([, arch, classes, channels, size, batch]) {
+      const classifier = await Classifier.create(arch, classes, channels, backendName);
+      backend = classifier.backend;
+      const input = randomInput(batch * channels * size * size);
+      return { run: () => classifier.logits(input, batch, channels, size, size), free: () => classifier.free() };
+    },
+    async training() {
+      const { arch, size, batch } = TRAINING;
+      const data = TrainingData.forInput('gray-28', ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j']);
+      const pixels = new Uint8Array(size * size * 4);
+      for (let i = 0; i < batch * 4; i++) {
+        for (let p = 0; p < pixels.length; p++) pixels[p] = (i * 31 + p * 7) % 256;
+        data.addPixels('gray-28', pixels, size, size, i % 10);
+      }
+      const session = await TrainingSession.create(
+        { backend: backendName, arch, input: 'gray-28', batchSize: batch, epochs: 50, validationFraction: 0, augment: false },
+        data,
+      );
+      backend = session.backend;
+      // One step: forward, backward, Adam update, the read back of loss and accuracy, and
+      // (on WebGPU) the checkpoint that a lost device resumes from.
+      return { run: () => session.step(), free: () => session.free() };
+    },
+  };
+}
+
+async function onnxRuntime(provider, threads) {
+  const ort = await import('./node_modules/onnxruntime-web/dist/ort.all.min.mjs');
+  ort.env.wasm.wasmPaths = new URL('./node_modules/onnxruntime-web/dist/', location.href).href;
+  ort.env.wasm.numThreads = threads ?? 1;
+  ort.env.logLevel = 'error';
+  return {
+    threads: threads ?? 1,
+    backend: provider === 'wasm' ? `onnxruntime-web ${ort.env.versions.web} wasm EP` : `onnxruntime-web ${ort.env.versions.web} webgpu EP`,
+    async inference([model, , , channels, size, batch]) {
+      const session = await ort.InferenceSession.create(`models/${model}.onnx`, {
+        executionProviders: [provider], graphOptimizationLevel: 'all',
+      });
+      const input = new ort.Tensor('float32', randomInput(batch * channels * size * size), [batch, channels, size, size]);
+      return {
+        run: async () => {
+          const outputs = await session.run({ input });
+          const logits = outputs[session.outputNames[0]];
+          await logits.getData(true);
+        },
+        free: () => session.release(),
+      };
+    },
+    // onnxruntime-web runs inference only: its training API needs artefacts made by the
+    // onnxruntime-training Python package, and its npm build no longer ships it.
+    training: null,
+  };
+}
+
+function loadScript(src) {
+  return new Promise((resolve, reject) => {
+    const script = document.createElement('script');
+    script.src = src;
+    script.onload = resolve;
+    script.onerror = () => reject(new Error(`could not load ${src}`));
+    document.head.append(script);
   });
-  session.free();
+}
+
+async function tensorflow(backendName, threads) {
+  await loadScript('node_modules/@tensorflow/tfjs/dist/tf.min.js');
+  const { tf } = window;
+  if (backendName === 'wasm') {
+    await loadScript('node_modules/@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js');
+    tf.wasm.setWasmPaths(new URL('./node_modules/@tensorflow/tfjs-backend-wasm/dist/', location.href).href);
+    tf.wasm.setThreadsCount(threads);
+  } else if (backendName === 'webgpu') {
+    await loadScript('node_modules/@tensorflow/tfjs-backend-webgpu/dist/tf-backend-webgpu.min.js');
+  }
+  if (!(await tf.setBackend(backendName))) throw new Error(`TF.js could not start its ${backendName} backend`);
+  await tf.ready();
+  const actualThreads = backendName === 'wasm' ? tf.wasm.getThreadsCount?.() ?? threads : 1;
+  return {
+    threads: actualThreads,
+    backend: `TF.js ${tf.version.tfjs} ${backendName}`,
+    // The tfjs cpu backend is plain JavaScript: measured for training only, where it is what
+    // TF.js falls back to on the CPU.
+    inference: backendName === 'cpu' ? null : async ([, arch, classes, channels, size, batch]) => {
+      const model = buildResNet(tf, arch, { classes, channels, size });
+      const input = tf.tensor4d(randomInput(batch * size * size * channels), [batch, size, size, channels]);
+      return {
+        run: async () => {
+          const logits = model.predict(input);
+          await logits.data();
+          logits.dispose();
+        },
+        free: () => { input.dispose(); model.dispose(); },
+      };
+    },
+    async training() {
+      const { arch, classes, size, batch } = TRAINING;
+      const model = buildResNet(tf, arch, { classes, channels: 1, size });
+      model.compile({ optimizer: tf.train.adam(1e-3), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+      const images = tf.tensor4d(randomInput(batch * size * size), [batch, size, size, 1]);
+      const labels = tf.oneHot(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % classes), 'int32'), classes);
+      // trainOnBatch: forward, backward, Adam update, and the read back of loss and accuracy.
+      return { run: () => model.trainOnBatch(images, labels), free: () => { images.dispose(); labels.dispose(); model.dispose(); } };
+    },
+  };
+}
+
+const SUBJECTS = {
+  'ours-webgpu': () => ours('webgpu'),
+  'ours-cpu': () => ours('cpu'),
+  'ort-wasm-1': () => onnxRuntime('wasm', 1),
+  'ort-wasm-2': () => onnxRuntime('wasm', 2),
+  'ort-webgpu': () => onnxRuntime('webgpu'),
+  'tfjs-wasm-1': () => tensorflow('wasm', 1),
+  'tfjs-wasm-2': () => tensorflow('wasm', 2),
+  'tfjs-webgpu': () => tensorflow('webgpu'),
+  'tfjs-webgl': () => tensorflow('webgl'),
+  'tfjs-cpu': () => tensorflow('cpu'),
+};
+
+async function measure(runner, figure, make, toFigure) {
+  let instance;
+  try {
+    instance = await make();
+    const times = await timed(instance.run);
+    report({ ...figure, backend: runner.backend, threads: runner.threads, ...toFigure(times) });
+  } catch (error) {
+    const message = String(error?.message ?? error);
+    // A kernel the library lacks (TF.js's wasm backend has no convolution gradients) is a
+    // fact about the peer, not a failure of the benchmark.
+    const outcome = /not registered for backend/.test(message) ? 'unsupported' : 'error';
+    report({ ...figure, figure: outcome, failed: figure.figure, backend: runner.backend, message });
+  } finally {
+    instance?.free();
+  }
 }
 
 async function main() {
-  await init();
-  for (const backend of ['webgpu', 'cpu']) {
-    try {
-      await inference(backend);
-      await training(backend);
-    } catch (error) {
-      report({ figure: 'error', backend, message: error.message });
+  if (!SUBJECTS[subject]) throw new Error(`unknown subject ${subject}: one of ${Object.keys(SUBJECTS).join(', ')}`);
+  if (subject.includes('-2') && !crossOriginIsolated) {
+    throw new Error('two threads need SharedArrayBuffer: serve with COOP/COEP (scripts/bench.sh does)');
+  }
+  const runner = await SUBJECTS[subject]();
+  if (runner.inference) {
+    for (const spec of INFERENCE) {
+      const [model, , , , , batch] = spec;
+      await measure(runner, { figure: 'inference', model, batch, unit: 'ms' }, () => runner.inference(spec), (t) => t);
     }
+  }
+  if (runner.training) {
+    const { model, batch } = TRAINING;
+    await measure(runner, { figure: 'training', model, batch, unit: 'images/s' }, () => runner.training(), (t) => throughput(t, batch));
   }
 }
 
-main().finally(() => { window.benchDone = true; });
+main()
+  .catch((error) => report({ figure: 'error', message: String(error?.message ?? error) }))
+  .finally(() => { window.benchDone = true; });

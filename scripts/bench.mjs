@@ -1,75 +1,168 @@
-// The benchmark, in headless Chromium: bench/index.html's figures (inference latency,
-// training throughput, WebGPU and CPU), the time from page load to first prediction on the
-// page itself, and the wasm's size. Prints one JSON line per figure, then a table.
-//   node scripts/bench.mjs http://127.0.0.1:PORT/ [--quick]
-// (scripts/bench.sh builds, serves and runs it.)
-import { readFileSync } from 'node:fs';
+// The benchmark, in headless Chromium: every subject of bench/index.html (ours and the
+// peers) in its own page load, the time from page load to first prediction on the page
+// itself, and the wasm's size. Prints one JSON line per figure, then the tables: medians
+// (min-max) per subject, and the ratio ours/peer for every figure.
+//   node scripts/bench.mjs [--quick] [--only=SUBJECT,...] [--pkg=DIR]
+// Run from the repository root, after scripts/bench.sh has built the wasm and the peer
+// models (it runs this). Serves the repository itself on 127.0.0.1 with COOP/COEP, which
+// the peers' threads need (SharedArrayBuffer).
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { extname, join, normalize, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../tests/chromium.mjs';
 
-const [url, ...flags] = process.argv.slice(2);
+const SUBJECTS = ['ours-webgpu', 'ours-cpu', 'ort-wasm-1', 'ort-wasm-2', 'ort-webgpu',
+  'tfjs-wasm-1', 'tfjs-wasm-2', 'tfjs-webgpu', 'tfjs-webgl', 'tfjs-cpu'];
+const flags = process.argv.slice(2);
 const quick = flags.includes('--quick');
+const only = flags.find((f) => f.startsWith('--only='))?.slice(7).split(',');
+// --pkg=DIR: our wasm from another wasm-pack output under the repository (to compare builds).
+const pkg = flags.find((f) => f.startsWith('--pkg='))?.slice(6) ?? 'pkg';
+const subjects = only ?? SUBJECTS;
+const unknown = subjects.filter((s) => !SUBJECTS.includes(s) && s !== 'first-prediction');
+if (unknown.length) throw new Error(`unknown subject ${unknown}: one of ${SUBJECTS}, first-prediction`);
+
 const figures = [];
 function report(figure) {
   figures.push(figure);
   console.log(JSON.stringify(figure));
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROME_BIN ?? '/usr/bin/chromium',
-  args: ['--enable-unsafe-webgpu', '--no-sandbox', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
+// A static server for the repository, cross-origin isolated.
+const ROOT = resolve('.');
+const TYPES = {
+  '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json',
+  '.wasm': 'application/wasm', '.css': 'text/css', '.onnx': 'application/octet-stream', '.gz': 'application/gzip',
+};
+const server = createServer((request, response) => {
+  let path = normalize(decodeURIComponent(new URL(request.url, 'http://x').pathname));
+  if (path.endsWith('/')) path += 'index.html';
+  const file = join(ROOT, path);
+  if (!file.startsWith(ROOT) || !existsSync(file) || !statSync(file).isFile()) {
+    response.writeHead(404).end();
+    return;
+  }
+  response.writeHead(200, {
+    'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
+    'Cross-Origin-Opener-Policy': 'same-origin',
+    'Cross-Origin-Embedder-Policy': 'require-corp',
+    'Cache-Control': 'no-cache',
+  });
+  createReadStream(file).pipe(response);
 });
+await new Promise((ready) => server.listen(0, '127.0.0.1', ready));
+const url = `http://127.0.0.1:${server.address().port}/`;
+
+const browser = await launchChromium();
+console.log(`# ${await browser.version()}; ${quick ? 'quick check' : 'full run'}`);
 
 // The wasm, as a server sends it and as it is gzipped on the wire.
-const wasm = readFileSync('pkg/resnet_web_bg.wasm');
+const wasm = readFileSync(`${pkg}/resnet_web_bg.wasm`);
 report({ figure: 'wasm size', raw_mb: wasm.length / 2 ** 20, gzip_mb: gzipSync(wasm, { level: 9 }).length / 2 ** 20 });
 
 // Page load to the first prediction of a stroke on the drawing canvas, in a new browser
 // context each time (the first with an empty cache).
-const firstPredictions = [];
-const context = await browser.newContext();
-for (let run = 0; run < (quick ? 1 : 3); run++) {
-  const page = await context.newPage();
-  const started = Date.now();
-  await page.goto(url);
-  await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
-  const box = await page.locator('#drawing').boundingBox();
-  await page.mouse.move(box.x + 140, box.y + 40);
-  await page.mouse.down();
-  await page.mouse.move(box.x + 140, box.y + 240, { steps: 10 });
-  await page.mouse.up();
-  await page.waitForSelector('#predictions li', { timeout: 120000 });
-  firstPredictions.push(Date.now() - started);
+async function firstPrediction() {
+  const times = [];
+  const readyTimes = [];
+  const context = await browser.newContext();
+  for (let run = 0; run < (quick ? 1 : 3); run++) {
+    const page = await context.newPage();
+    const started = Date.now();
+    await page.goto(url);
+    await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
+    readyTimes.push(Date.now() - started);
+    const box = await page.locator('#drawing').boundingBox();
+    await page.mouse.move(box.x + 140, box.y + 40);
+    await page.mouse.down();
+    await page.mouse.move(box.x + 140, box.y + 240, { steps: 10 });
+    await page.mouse.up();
+    await page.waitForSelector('#predictions li', { timeout: 120000 });
+    times.push(Date.now() - started);
+    await page.close();
+  }
+  await context.close();
+  const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1];
+  report({
+    subject: 'ours-webgpu', figure: 'first prediction', unit: 'ms', median: median(times), min: Math.min(...times),
+    max: Math.max(...times), runs: times.length, ready_median: median(readyTimes),
+    note: 'page load to the first prediction of one stroke (ready_median: to "Ready"); the first run with an empty cache',
+  });
+}
+if (!only || only.includes('first-prediction')) await firstPrediction();
+
+for (const subject of subjects.filter((s) => s !== 'first-prediction')) {
+  const page = await browser.newPage();
+  page.on('console', (message) => {
+    const text = message.text();
+    if (text.startsWith('BENCH ')) report(JSON.parse(text.slice(6)));
+  });
+  page.on('pageerror', (error) => report({ subject, figure: 'error', message: error.message }));
+  // Not waiting for 'load': a subject that loads scripts and then computes can hold it back.
+  await page.goto(`${url}bench/?subject=${subject}&pkg=/${pkg}${quick ? '&quick=1' : ''}`, { waitUntil: 'commit' });
+  await page.waitForFunction(() => window.benchDone, null, { timeout: 3600000, polling: 1000 });
   await page.close();
 }
-const sorted = [...firstPredictions].sort((a, b) => a - b);
-report({
-  figure: 'first prediction', unit: 'ms', median: sorted[sorted.length >> 1], min: sorted[0],
-  max: sorted.at(-1), runs: sorted.length, note: 'page load, WebGPU start, one stroke; the first run with an empty cache',
-});
-await context.close();
-
-const page = await browser.newPage();
-page.on('console', (message) => {
-  const text = message.text();
-  if (text.startsWith('BENCH ')) report(JSON.parse(text.slice(6)));
-});
-await page.goto(`${url}bench/${quick ? '?quick=1' : ''}`);
-await page.waitForFunction(() => window.benchDone, null, { timeout: 3600000, polling: 1000 });
 await browser.close();
+server.close();
 
+// The tables.
 const number = (value) => (value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2));
-console.log('\n| figure | model | batch | backend | median | min | max | runs |');
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+const deviceClass = (subject) => (/webgpu|webgl/.test(subject) ? 'gpu' : 'cpu');
+const rows = [
+  ['inference', 'resnet18-224', 1], ['inference', 'resnet18-224', 8],
+  ['inference', 'resnet20-32', 1], ['inference', 'resnet20-32', 64],
+  ['training', 'resnet20-28x28x1', 64],
+];
+const find = (subject, [figure, model, batch]) =>
+  figures.find((f) => f.subject === subject && f.figure === figure && f.model === model && f.batch === batch);
+const label = ([figure, model, batch]) => `${figure} ${model} b${batch} (${figure === 'training' ? 'images/s' : 'ms'})`;
+const ran = subjects.filter((s) => s !== 'first-prediction');
+
+console.log(`\n| figure | ${ran.join(' | ')} |`);
+console.log(`| --- |${ran.map(() => ' --- |').join('')}`);
+for (const row of rows) {
+  const cells = ran.map((s) => {
+    const f = find(s, row);
+    return f ? `${number(f.median)} (${number(f.min)}–${number(f.max)})` : '';
+  });
+  console.log(`| ${label(row)} | ${cells.join(' | ')} |`);
+}
+
+// ours/peer: latency ours ÷ peer (below 1 is faster), throughput ours ÷ peer (above 1 is
+// faster), each against ours on the same device class.
+const peers = ran.filter((s) => !s.startsWith('ours-'));
+if (peers.length) {
+  console.log(`\n| ours/peer | ${peers.join(' | ')} | best peer, same class and threads | target |`);
+  console.log(`| --- |${peers.map(() => ' --- |').join('')} --- | --- |`);
+  for (const row of rows) {
+    const training = row[0] === 'training';
+    const ratio = (peer) => {
+      const mine = find(`ours-${deviceClass(peer)}`, row);
+      const theirs = find(peer, row);
+      return mine && theirs ? mine.median / theirs.median : null;
+    };
+    const cells = peers.map((p) => (ratio(p) === null ? '' : ratio(p).toFixed(2)));
+    const best = [];
+    for (const cls of ['cpu', 'gpu']) {
+      // The CPU inference target compares at the same thread count (ours runs on one).
+      const candidates = peers.filter((p) => deviceClass(p) === cls && ratio(p) !== null
+        && (training || cls === 'gpu' || find(p, row).threads === 1));
+      if (!candidates.length) continue;
+      const pick = candidates.reduce((a, b) => ((training ? ratio(a) > ratio(b) : ratio(a) < ratio(b)) ? b : a));
+      best.push(`${cls}: ${ratio(pick).toFixed(2)} (${pick})`);
+    }
+    const target = training ? '≥ 2.0' : 'cpu ≤ 1.0, gpu ≤ 0.5';
+    console.log(`| ${label(row)} | ${cells.join(' | ')} | ${best.join('; ')} | ${target} |`);
+  }
+}
+
 for (const f of figures) {
-  if (f.figure === 'wasm size') {
-    console.log(`| wasm size | | | | ${f.raw_mb.toFixed(1)} MB raw, ${f.gzip_mb.toFixed(2)} MB gzipped | | | |`);
-  } else if (f.figure === 'error') {
-    console.log(`| error | | | ${f.backend} | ${f.message} | | | |`);
-  } else {
-    const unit = f.unit === 'ms' ? ' ms' : ` ${f.unit}`;
-    console.log(`| ${f.figure} | ${f.model ?? ''} | ${f.batch ?? ''} | ${f.backend ?? ''} | ${number(f.median)}${unit} | ${number(f.min)} | ${number(f.max)} | ${f.runs} |`);
+  if (f.figure === 'wasm size') console.log(`\nwasm: ${f.raw_mb.toFixed(1)} MiB raw, ${f.gzip_mb.toFixed(2)} MiB gzipped (target 4 MB)`);
+  if (f.figure === 'first prediction') console.log(`first prediction: ${f.median} ms (${f.min}–${f.max}, ${f.runs} runs; ready after ${f.ready_median} ms; target 2000 ms)`);
+  if (f.figure === 'error' || f.figure === 'unsupported') {
+    console.log(`${f.figure}: ${f.subject} ${f.failed ?? ''} ${f.model ?? ''} ${f.batch ?? ''}: ${f.message}`);
   }
 }
 if (figures.some((f) => f.figure === 'error')) process.exitCode = 1;

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# The benchmark (scripts/bench.mjs, bench/index.html): builds the wasm, serves the
-# repository on 127.0.0.1 and prints the figures. --quick: fewer runs, to check it works.
+# README command 3, the benchmark: builds the wasm, installs the peers (bench/package.json:
+# onnxruntime-web, TensorFlow.js) and generates their ONNX models (scripts/make_peer_models.py,
+# in a venv with the `onnx` package), then runs scripts/bench.mjs: every subject in headless
+# Chromium, one JSON line per figure, then the tables.
+#   scripts/bench.sh [--quick] [--only=SUBJECT,...]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/build-wasm.sh" >/dev/null
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m http.server "$port" --bind 127.0.0.1 --directory "$ROOT" >/dev/null 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
 cd "$ROOT"
-node scripts/bench.mjs "http://127.0.0.1:$port/" "$@"
+if [ ! -f bench/node_modules/.package-lock.json ] || [ bench/package-lock.json -nt bench/node_modules/.package-lock.json ]; then
+  (cd bench && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if [ ! -f bench/models/resnet20-32.onnx ] || [ scripts/make_peer_models.py -nt bench/models/resnet20-32.onnx ]; then
+  venv="$ROOT/.tools/bench-venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -c 'import onnx, numpy' 2>/dev/null || "$venv/bin/pip" install -q onnx numpy
+  "$venv/bin/python" scripts/make_peer_models.py bench/models
+fi
+node scripts/bench.mjs "$@"

@@ -6,25 +6,21 @@
 // (scripts/memory.sh builds, serves and runs it.) The numbers come from hooks in front of
 // the worker (tests/worker-prelude.mjs): the wasm memory's size, and the GPU buffers alive
 // (created, and neither destroyed nor collected), as the browser sees them.
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../tests/chromium.mjs';
 import { routeWorker } from '../tests/worker-prelude.mjs';
 
 const [url, classifications = '1000', trainingMinutes = '20', images = '2000', validation = '0.1'] = process.argv.slice(2);
 const MB = 1024 * 1024;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROME_BIN ?? '/usr/bin/chromium',
-  args: ['--enable-unsafe-webgpu', '--no-sandbox', '--use-fake-device-for-media-stream',
-    '--use-fake-ui-for-media-stream', '--disable-background-networking', '--disable-component-update',
-    '--disable-sync', '--disable-quic', '--no-first-run',
-    // gc() in the worker before each sample: buffers dropped but not yet collected would
-    // otherwise count as alive.
-    '--js-flags=--expose-gc'],
-});
+// gc() in the worker before each sample: buffers dropped but not yet collected would
+// otherwise count as alive.
+const browser = await launchChromium(['--js-flags=--expose-gc']);
 const page = await browser.newPage();
 await routeWorker(page);
 await page.goto(url);
 await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
+// The page answers on the CPU first; the classifications are measured on WebGPU.
+await page.waitForFunction(() => /^WebGPU/.test(document.getElementById('backend').textContent), null, { timeout: 300000 });
 const worker = page.workers().at(-1);
 const backend = await page.$eval('#backend', (b) => b.textContent);
 const startedAt = Date.now();

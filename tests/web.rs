@@ -117,30 +117,6 @@ async fn bad_input_is_an_error_and_the_model_still_works() {
     check_resnet20(BackendKind::Cpu).await;
 }
 
-/// flex against ndarray on wasm32, to choose the CPU backend (printed, not asserted).
-#[wasm_bindgen_test]
-async fn cpu_backends_agree_and_report_their_speed() {
-    let performance = web_sys::window()
-        .and_then(|w| w.performance())
-        .expect("performance");
-    let mut results = Vec::new();
-    for backend in [BackendKind::Cpu, BackendKind::CpuNdarray] {
-        let model = classifier(Arch::ResNet20, 10, RESNET20_SAFETENSORS.to_vec(), backend).await;
-        let images = synthetic_images(CIFAR_INPUT);
-        model.classify(images.clone(), CIFAR_INPUT).await.unwrap();
-        let start = performance.now();
-        let runs = 3;
-        let mut logits = Vec::new();
-        for _ in 0..runs {
-            logits = model.classify(images.clone(), CIFAR_INPUT).await.unwrap();
-        }
-        let ms = (performance.now() - start) / runs as f64;
-        console_log!("BENCH resnet20 batch 4 32x32 on {backend:?}: {ms:.1} ms");
-        results.push(logits);
-    }
-    assert!(max_abs_difference(&results[0], &results[1]) < TOLERANCE);
-}
-
 /// The same seed, data and settings give the loss curve of the native run (the committed
 /// fixture, which `tests/train.rs` checks natively): closely on the CPU, more loosely on
 /// WebGPU, whose kernels sum in another order.

@@ -34,6 +34,10 @@ worker.onmessage = ({ data }) => {
     trainingEvents(data);
     return;
   }
+  if (data.type === 'backend') {
+    showBackend(data.backend, data.notice);
+    return;
+  }
   const waiting = pending.get(data.id);
   if (!waiting) return;
   pending.delete(data.id);
@@ -53,9 +57,18 @@ async function loadModel(load) {
   showNotice('Loading the model…');
   const loaded = await request({ type: 'load', backend: $('backend-choice').value, ...load });
   model = { classNames: loaded.classNames, input: loaded.input };
-  $('backend').textContent = loaded.backend;
-  if (loaded.backend.startsWith('CPU')) $('backend-choice').value = 'cpu';
+  $('backend').textContent = loaded.movingToWebgpu ? `${loaded.backend}, until WebGPU is ready` : loaded.backend;
+  if (loaded.backend.startsWith('CPU') && !loaded.movingToWebgpu) $('backend-choice').value = 'cpu';
   showNotice(loaded.notice ?? 'Ready: draw, drop an image, or start the webcam.', Boolean(loaded.notice));
+}
+
+// The worker's move to WebGPU after a load, or why it stayed on the CPU.
+function showBackend(backend, notice) {
+  $('backend').textContent = backend;
+  if (notice) {
+    showNotice(notice, true);
+    $('backend-choice').value = 'cpu';
+  }
 }
 
 async function classifyCanvas(canvas) {

@@ -1,7 +1,8 @@
 // The model lives here, off the main thread: the page only draws and posts messages.
 // Requests carry an id and get one reply with it ({type: 'error', id, message} on failure):
 //   load        {backend, input, classNames, weights? (bytes) | url? | saved?}
-//                 -> loaded {backend, classNames, input, notice?}
+//                 -> loaded {backend, classNames, input, notice?, movingToWebgpu?}
+//                 and, when movingToWebgpu, later: backend {backend, notice?} (no id)
 //   classify    {rgba, width, height, withInput, withHeatMap}
 //                 -> result {probabilities, milliseconds, modelInput?, heatMap?, heatMapSize?, notice?}
 //   describe    {weights} -> described {numClasses, inChannels, arch}
@@ -20,20 +21,40 @@ let lastLoad = null;
 let webgpuLost = false;
 const WEBGPU_LOST = 'WebGPU was lost earlier: reload the page to use it again. Running on the CPU.';
 
-// WebGPU when it works, else the CPU, saying so.
+// A load for WebGPU is answered at once with the model on the CPU, and moves to WebGPU once
+// WebGPU has compiled its kernels: that takes seconds on a slow GPU, and the first prediction
+// should not wait for it. A later load makes an earlier move moot.
+let loadGeneration = 0;
+
 async function createClassifier(load) {
   await ready;
   const weights = load.weights ?? new Uint8Array(await fetchBytes(load.url));
   lastLoad = { ...load, weights };
-  if (load.backend === 'webgpu' && webgpuLost) {
-    return { classifier: await Classifier.forImages(weights, 'cpu', load.input, load.classNames), notice: WEBGPU_LOST };
-  }
+  const onCpu = () => Classifier.forImages(weights, 'cpu', load.input, load.classNames);
+  if (load.backend !== 'webgpu') return { classifier: await Classifier.forImages(weights, load.backend, load.input, load.classNames) };
+  if (webgpuLost) return { classifier: await onCpu(), notice: WEBGPU_LOST };
+  return { classifier: await onCpu(), movingToWebgpu: true };
+}
+
+// WebGPU when it works (after one warm-up prediction, heat map included), else the CPU,
+// saying so.
+async function moveToWebgpu(generation, load) {
   try {
-    return { classifier: await Classifier.forImages(weights, load.backend, load.input, load.classNames) };
+    const gpu = await Classifier.forImages(load.weights, 'webgpu', load.input, load.classNames);
+    const side = 32;
+    await gpu.classifyWithHeatMap(new Uint8Array(side * side * 4), side, side);
+    if (generation !== loadGeneration) {
+      gpu.free();
+      return;
+    }
+    // Safe to free while a prediction runs on it: the Rust side holds its own reference.
+    const cpu = classifier;
+    classifier = gpu;
+    cpu.free();
+    self.postMessage({ type: 'backend', backend: gpu.backend });
   } catch (error) {
-    if (load.backend !== 'webgpu') throw error;
-    const cpu = await Classifier.forImages(weights, 'cpu', load.input, load.classNames);
-    return { classifier: cpu, notice: `WebGPU failed (${error.message}); running on the CPU.` };
+    if (generation !== loadGeneration) return;
+    self.postMessage({ type: 'backend', backend: classifier.backend, notice: `WebGPU failed (${error.message}); running on the CPU.` });
   }
 }
 
@@ -218,6 +239,7 @@ async function train(message) {
     // The model as trained so far drives the page, whatever ended the run.
     const validation = session.validationCount > 0 ? await onWorkingDevice(session, () => session.evaluate(), notice) : null;
     const testResult = test ? await onWorkingDevice(session, () => session.evaluateOn(test), notice) : null;
+    loadGeneration++; // a move to WebGPU still under way must not replace this model
     classifier = session.classifier();
     const burnpack = await session.burnpack();
     lastLoad = { weights: burnpack, backend: options.backend, input, classNames: session.classNames };
@@ -290,13 +312,16 @@ self.onmessage = async ({ data }) => {
   }
   try {
     if (data.type === 'load') {
+      const generation = ++loadGeneration;
       const load = data.saved ? { ...data, ...(await savedModel()) } : data;
       const created = await createClassifier(load);
+      classifier?.free();
       classifier = created.classifier;
       self.postMessage({
         type: 'loaded', id: data.id, backend: classifier.backend, input: classifier.input,
-        classNames: classifier.classNames, notice: created.notice,
+        classNames: classifier.classNames, notice: created.notice, movingToWebgpu: created.movingToWebgpu,
       });
+      if (created.movingToWebgpu) moveToWebgpu(generation, lastLoad);
     } else if (data.type === 'classify') {
       self.postMessage({ type: 'result', id: data.id, ...(await classify(data)) });
     } else if (data.type === 'describe') {

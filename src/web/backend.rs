@@ -11,8 +11,6 @@ pub enum BackendKind {
     WebGpu,
     /// burn's flex backend: pure Rust on the CPU, in wasm.
     Cpu,
-    /// burn's ndarray backend, kept to measure against flex.
-    CpuNdarray,
 }
 
 impl BackendKind {
@@ -20,9 +18,8 @@ impl BackendKind {
         match name {
             "webgpu" => Ok(BackendKind::WebGpu),
             "cpu" => Ok(BackendKind::Cpu),
-            "cpu-ndarray" => Ok(BackendKind::CpuNdarray),
             other => Err(Error::InvalidInput(format!(
-                "unknown backend '{other}': use webgpu, cpu or cpu-ndarray"
+                "unknown backend '{other}': use webgpu or cpu"
             ))),
         }
     }
@@ -51,13 +48,6 @@ impl Backend {
                 kind,
                 device: Device::flex(),
                 description: "CPU (burn flex, wasm)".into(),
-                adapter: None,
-            }),
-            #[allow(deprecated)] // ndarray is kept only as a point of comparison
-            BackendKind::CpuNdarray => Ok(Self {
-                kind,
-                device: Device::ndarray(),
-                description: "CPU (burn ndarray, wasm)".into(),
                 adapter: None,
             }),
         }
