@@ -62,8 +62,8 @@ elif [ ! -f "$route_file" ]; then
   fi
 fi
 WASM_ROUTE="$(cat "$route_file")"
-# The wasm is optimised for size (opt-level s: 17 MiB raw, 3.1 MiB gzipped rather than 34 and
-# 5.0, and no slower; README "Benchmark"). Through the environment, so that native builds keep
+# The wasm is optimised for size (opt-level s halves it, and the CPU backend is no slower;
+# README "Notes on the wasm build"). Through the environment, so that native builds keep
 # opt-level 3 and `wasm-pack build` and `wasm-pack test` share one build of the dependencies.
 # SIMD (simd128) is in .cargo/config.toml.
 wasm_cargo_env=(CARGO_PROFILE_RELEASE_OPT_LEVEL=s)
