@@ -3,6 +3,7 @@
 // itself, and the wasm's size. Prints one JSON line per figure, then the tables: medians
 // (min-max) per subject, and the ratio ours/peer for every figure.
 //   node scripts/bench.mjs [--quick] [--only=SUBJECT,...] [--pkg=DIR]
+//   node scripts/bench.mjs --tables-from=LOG   (the tables again, from a run's JSON lines)
 // Run from the repository root, after scripts/bench.sh has built the wasm and the peer
 // models (it runs this). Serves the repository itself on 127.0.0.1 with COOP/COEP, which
 // the peers' threads need (SharedArrayBuffer).
@@ -28,6 +29,17 @@ function report(figure) {
   figures.push(figure);
   console.log(JSON.stringify(figure));
 }
+const tablesFrom = flags.find((f) => f.startsWith('--tables-from='))?.slice(14);
+if (tablesFrom) {
+  for (const line of readFileSync(tablesFrom, 'utf8').split('\n')) {
+    if (line.startsWith('{')) figures.push(JSON.parse(line));
+  }
+} else {
+  await measure();
+}
+printTables();
+
+async function measure() {
 
 // A static server for the repository, cross-origin isolated.
 const ROOT = resolve('.');
@@ -106,8 +118,9 @@ for (const subject of subjects.filter((s) => s !== 'first-prediction')) {
 }
 await browser.close();
 server.close();
+}
 
-// The tables.
+function printTables() {
 const number = (value) => (value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2));
 const deviceClass = (subject) => (/webgpu|webgl/.test(subject) ? 'gpu' : 'cpu');
 const rows = [
@@ -118,7 +131,7 @@ const rows = [
 const find = (subject, [figure, model, batch]) =>
   figures.find((f) => f.subject === subject && f.figure === figure && f.model === model && f.batch === batch);
 const label = ([figure, model, batch]) => `${figure} ${model} b${batch} (${figure === 'training' ? 'images/s' : 'ms'})`;
-const ran = subjects.filter((s) => s !== 'first-prediction');
+const ran = SUBJECTS.filter((s) => figures.some((f) => f.subject === s));
 
 console.log(`\n| figure | ${ran.join(' | ')} |`);
 console.log(`| --- |${ran.map(() => ' --- |').join('')}`);
@@ -139,7 +152,7 @@ if (peers.length) {
   for (const row of rows) {
     const training = row[0] === 'training';
     const ratio = (peer) => {
-      const mine = find(`ours-${deviceClass(peer)}`, row);
+      const mine = find(deviceClass(peer) === 'gpu' ? 'ours-webgpu' : 'ours-cpu', row);
       const theirs = find(peer, row);
       return mine && theirs ? mine.median / theirs.median : null;
     };
@@ -166,3 +179,4 @@ for (const f of figures) {
   }
 }
 if (figures.some((f) => f.figure === 'error')) process.exitCode = 1;
+}
