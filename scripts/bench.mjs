@@ -40,143 +40,142 @@ if (tablesFrom) {
 printTables();
 
 async function measure() {
-
-// A static server for the repository, cross-origin isolated.
-const ROOT = resolve('.');
-const TYPES = {
-  '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json',
-  '.wasm': 'application/wasm', '.css': 'text/css', '.onnx': 'application/octet-stream', '.gz': 'application/gzip',
-};
-const server = createServer((request, response) => {
-  let path = normalize(decodeURIComponent(new URL(request.url, 'http://x').pathname));
-  if (path.endsWith('/')) path += 'index.html';
-  const file = join(ROOT, path);
-  if (!file.startsWith(ROOT) || !existsSync(file) || !statSync(file).isFile()) {
-    response.writeHead(404).end();
-    return;
-  }
-  response.writeHead(200, {
-    'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
-    'Cross-Origin-Opener-Policy': 'same-origin',
-    'Cross-Origin-Embedder-Policy': 'require-corp',
-    'Cache-Control': 'no-cache',
+  // A static server for the repository, cross-origin isolated.
+  const ROOT = resolve('.');
+  const TYPES = {
+    '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json',
+    '.wasm': 'application/wasm', '.css': 'text/css', '.onnx': 'application/octet-stream', '.gz': 'application/gzip',
+  };
+  const server = createServer((request, response) => {
+    let path = normalize(decodeURIComponent(new URL(request.url, 'http://x').pathname));
+    if (path.endsWith('/')) path += 'index.html';
+    const file = join(ROOT, path);
+    if (!file.startsWith(ROOT) || !existsSync(file) || !statSync(file).isFile()) {
+      response.writeHead(404).end();
+      return;
+    }
+    response.writeHead(200, {
+      'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
+      'Cross-Origin-Opener-Policy': 'same-origin',
+      'Cross-Origin-Embedder-Policy': 'require-corp',
+      'Cache-Control': 'no-cache',
+    });
+    createReadStream(file).pipe(response);
   });
-  createReadStream(file).pipe(response);
-});
-await new Promise((ready) => server.listen(0, '127.0.0.1', ready));
-const url = `http://127.0.0.1:${server.address().port}/`;
+  await new Promise((ready) => server.listen(0, '127.0.0.1', ready));
+  const url = `http://127.0.0.1:${server.address().port}/`;
 
-const browser = await launchChromium();
-console.log(`# ${await browser.version()}; ${quick ? 'quick check' : 'full run'}`);
+  const browser = await launchChromium();
+  console.log(`# ${await browser.version()}; ${quick ? 'quick check' : 'full run'}`);
 
-// The wasm, as a server sends it and as it is gzipped on the wire.
-const wasm = readFileSync(`${pkg}/resnet_web_bg.wasm`);
-report({ figure: 'wasm size', raw_mb: wasm.length / 2 ** 20, gzip_mb: gzipSync(wasm, { level: 9 }).length / 2 ** 20 });
+  // The wasm, as a server sends it and as it is gzipped on the wire.
+  const wasm = readFileSync(`${pkg}/resnet_web_bg.wasm`);
+  report({ figure: 'wasm size', raw_mb: wasm.length / 2 ** 20, gzip_mb: gzipSync(wasm, { level: 9 }).length / 2 ** 20 });
 
-// Page load to the first prediction of a stroke on the drawing canvas, in a new browser
-// context each time (the first with an empty cache).
-async function firstPrediction() {
-  const times = [];
-  const readyTimes = [];
-  const context = await browser.newContext();
-  for (let run = 0; run < (quick ? 1 : 3); run++) {
-    const page = await context.newPage();
-    const started = Date.now();
-    await page.goto(url);
-    await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
-    readyTimes.push(Date.now() - started);
-    const box = await page.locator('#drawing').boundingBox();
-    await page.mouse.move(box.x + 140, box.y + 40);
-    await page.mouse.down();
-    await page.mouse.move(box.x + 140, box.y + 240, { steps: 10 });
-    await page.mouse.up();
-    await page.waitForSelector('#predictions li', { timeout: 120000 });
-    times.push(Date.now() - started);
+  // Page load to the first prediction of a stroke on the drawing canvas, in a new browser
+  // context each time (the first with an empty cache).
+  async function firstPrediction() {
+    const times = [];
+    const readyTimes = [];
+    const context = await browser.newContext();
+    for (let run = 0; run < (quick ? 1 : 3); run++) {
+      const page = await context.newPage();
+      const started = Date.now();
+      await page.goto(url);
+      await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
+      readyTimes.push(Date.now() - started);
+      const box = await page.locator('#drawing').boundingBox();
+      await page.mouse.move(box.x + 140, box.y + 40);
+      await page.mouse.down();
+      await page.mouse.move(box.x + 140, box.y + 240, { steps: 10 });
+      await page.mouse.up();
+      await page.waitForSelector('#predictions li', { timeout: 120000 });
+      times.push(Date.now() - started);
+      await page.close();
+    }
+    await context.close();
+    const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1];
+    report({
+      subject: 'page', figure: 'first prediction', unit: 'ms', median: median(times), min: Math.min(...times),
+      max: Math.max(...times), runs: times.length, ready_median: median(readyTimes),
+      note: 'page load to the first prediction of one stroke, which runs on the CPU while WebGPU warms up (ready_median: to "Ready"); the first run with an empty cache',
+    });
+  }
+  if (!only || only.includes('first-prediction')) await firstPrediction();
+
+  for (const subject of subjects.filter((s) => s !== 'first-prediction')) {
+    const page = await browser.newPage();
+    page.on('console', (message) => {
+      const text = message.text();
+      if (text.startsWith('BENCH ')) report(JSON.parse(text.slice(6)));
+    });
+    page.on('pageerror', (error) => report({ subject, figure: 'error', message: error.message }));
+    // Not waiting for 'load': a subject that loads scripts and then computes can hold it back.
+    await page.goto(`${url}bench/?subject=${subject}&pkg=/${pkg}${quick ? '&quick=1' : ''}`, { waitUntil: 'commit' });
+    await page.waitForFunction(() => window.benchDone, null, { timeout: 3600000, polling: 1000 });
     await page.close();
   }
-  await context.close();
-  const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1];
-  report({
-    subject: 'page', figure: 'first prediction', unit: 'ms', median: median(times), min: Math.min(...times),
-    max: Math.max(...times), runs: times.length, ready_median: median(readyTimes),
-    note: 'page load to the first prediction of one stroke, which runs on the CPU while WebGPU warms up (ready_median: to "Ready"); the first run with an empty cache',
-  });
-}
-if (!only || only.includes('first-prediction')) await firstPrediction();
-
-for (const subject of subjects.filter((s) => s !== 'first-prediction')) {
-  const page = await browser.newPage();
-  page.on('console', (message) => {
-    const text = message.text();
-    if (text.startsWith('BENCH ')) report(JSON.parse(text.slice(6)));
-  });
-  page.on('pageerror', (error) => report({ subject, figure: 'error', message: error.message }));
-  // Not waiting for 'load': a subject that loads scripts and then computes can hold it back.
-  await page.goto(`${url}bench/?subject=${subject}&pkg=/${pkg}${quick ? '&quick=1' : ''}`, { waitUntil: 'commit' });
-  await page.waitForFunction(() => window.benchDone, null, { timeout: 3600000, polling: 1000 });
-  await page.close();
-}
-await browser.close();
-server.close();
+  await browser.close();
+  server.close();
 }
 
 function printTables() {
-const number = (value) => (value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2));
-const deviceClass = (subject) => (/webgpu|webgl/.test(subject) ? 'gpu' : 'cpu');
-const rows = [
-  ['inference', 'resnet18-224', 1], ['inference', 'resnet18-224', 8],
-  ['inference', 'resnet20-32', 1], ['inference', 'resnet20-32', 64],
-  ['training', 'resnet20-28x28x1', 64],
-];
-const find = (subject, [figure, model, batch]) =>
-  figures.find((f) => f.subject === subject && f.figure === figure && f.model === model && f.batch === batch);
-const label = ([figure, model, batch]) => `${figure} ${model} b${batch} (${figure === 'training' ? 'images/s' : 'ms'})`;
-const ran = SUBJECTS.filter((s) => figures.some((f) => f.subject === s));
+  const number = (value) => (value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2));
+  const deviceClass = (subject) => (/webgpu|webgl/.test(subject) ? 'gpu' : 'cpu');
+  const rows = [
+    ['inference', 'resnet18-224', 1], ['inference', 'resnet18-224', 8],
+    ['inference', 'resnet20-32', 1], ['inference', 'resnet20-32', 64],
+    ['training', 'resnet20-28x28x1', 64],
+  ];
+  const find = (subject, [figure, model, batch]) =>
+    figures.find((f) => f.subject === subject && f.figure === figure && f.model === model && f.batch === batch);
+  const label = ([figure, model, batch]) => `${figure} ${model} b${batch} (${figure === 'training' ? 'images/s' : 'ms'})`;
+  const ran = SUBJECTS.filter((s) => figures.some((f) => f.subject === s));
 
-console.log(`\n| figure | ${ran.join(' | ')} |`);
-console.log(`| --- |${ran.map(() => ' --- |').join('')}`);
-for (const row of rows) {
-  const cells = ran.map((s) => {
-    const f = find(s, row);
-    return f ? `${number(f.median)} (${number(f.min)}–${number(f.max)})` : '';
-  });
-  console.log(`| ${label(row)} | ${cells.join(' | ')} |`);
-}
-
-// ours/peer: latency ours ÷ peer (below 1 is faster), throughput ours ÷ peer (above 1 is
-// faster), each against ours on the same device class.
-const peers = ran.filter((s) => !s.startsWith('ours-'));
-if (peers.length) {
-  console.log(`\n| ours/peer | ${peers.join(' | ')} | best peer, same class and threads | target |`);
-  console.log(`| --- |${peers.map(() => ' --- |').join('')} --- | --- |`);
+  console.log(`\n| figure | ${ran.join(' | ')} |`);
+  console.log(`| --- |${ran.map(() => ' --- |').join('')}`);
   for (const row of rows) {
-    const training = row[0] === 'training';
-    const ratio = (peer) => {
-      const mine = find(deviceClass(peer) === 'gpu' ? 'ours-webgpu' : 'ours-cpu', row);
-      const theirs = find(peer, row);
-      return mine && theirs ? mine.median / theirs.median : null;
-    };
-    const cells = peers.map((p) => (ratio(p) === null ? '' : ratio(p).toFixed(2)));
-    const best = [];
-    for (const cls of ['cpu', 'gpu']) {
-      // The CPU inference target compares at the same thread count (ours runs on one).
-      const candidates = peers.filter((p) => deviceClass(p) === cls && ratio(p) !== null
-        && (training || cls === 'gpu' || find(p, row).threads === 1));
-      if (!candidates.length) continue;
-      const pick = candidates.reduce((a, b) => ((training ? ratio(a) > ratio(b) : ratio(a) < ratio(b)) ? b : a));
-      best.push(`${cls}: ${ratio(pick).toFixed(2)} (${pick})`);
-    }
-    const target = training ? '≥ 2.0' : 'cpu ≤ 1.0, gpu ≤ 0.5';
-    console.log(`| ${label(row)} | ${cells.join(' | ')} | ${best.join('; ')} | ${target} |`);
+    const cells = ran.map((s) => {
+      const f = find(s, row);
+      return f ? `${number(f.median)} (${number(f.min)}–${number(f.max)})` : '';
+    });
+    console.log(`| ${label(row)} | ${cells.join(' | ')} |`);
   }
-}
 
-for (const f of figures) {
-  if (f.figure === 'wasm size') console.log(`\nwasm: ${f.raw_mb.toFixed(1)} MiB raw, ${f.gzip_mb.toFixed(2)} MiB gzipped (target 4 MB)`);
-  if (f.figure === 'first prediction') console.log(`first prediction: ${f.median} ms (${f.min}–${f.max}, ${f.runs} runs; ready after ${f.ready_median} ms; target 2000 ms)`);
-  if (f.figure === 'error' || f.figure === 'unsupported') {
-    console.log(`${f.figure}: ${f.subject} ${f.failed ?? ''} ${f.model ?? ''} ${f.batch ?? ''}: ${f.message}`);
+  // ours/peer: latency ours ÷ peer (below 1 is faster), throughput ours ÷ peer (above 1 is
+  // faster), each against ours on the same device class.
+  const peers = ran.filter((s) => !s.startsWith('ours-'));
+  if (peers.length) {
+    console.log(`\n| ours/peer | ${peers.join(' | ')} | best peer, same class and threads | target |`);
+    console.log(`| --- |${peers.map(() => ' --- |').join('')} --- | --- |`);
+    for (const row of rows) {
+      const training = row[0] === 'training';
+      const ratio = (peer) => {
+        const mine = find(deviceClass(peer) === 'gpu' ? 'ours-webgpu' : 'ours-cpu', row);
+        const theirs = find(peer, row);
+        return mine && theirs ? mine.median / theirs.median : null;
+      };
+      const cells = peers.map((p) => (ratio(p) === null ? '' : ratio(p).toFixed(2)));
+      const best = [];
+      for (const cls of ['cpu', 'gpu']) {
+        // The CPU inference target compares at the same thread count (ours runs on one).
+        const candidates = peers.filter((p) => deviceClass(p) === cls && ratio(p) !== null
+          && (training || cls === 'gpu' || find(p, row).threads === 1));
+        if (!candidates.length) continue;
+        const pick = candidates.reduce((a, b) => ((training ? ratio(a) > ratio(b) : ratio(a) < ratio(b)) ? b : a));
+        best.push(`${cls}: ${ratio(pick).toFixed(2)} (${pick})`);
+      }
+      const target = training ? '≥ 2.0' : 'cpu ≤ 1.0, gpu ≤ 0.5';
+      console.log(`| ${label(row)} | ${cells.join(' | ')} | ${best.join('; ')} | ${target} |`);
+    }
   }
-}
-if (figures.some((f) => f.figure === 'error')) process.exitCode = 1;
+
+  for (const f of figures) {
+    if (f.figure === 'wasm size') console.log(`\nwasm: ${f.raw_mb.toFixed(1)} MiB raw, ${f.gzip_mb.toFixed(2)} MiB gzipped (target 4 MB)`);
+    if (f.figure === 'first prediction') console.log(`first prediction: ${f.median} ms (${f.min}–${f.max}, ${f.runs} runs; ready after ${f.ready_median} ms; target 2000 ms)`);
+    if (f.figure === 'error' || f.figure === 'unsupported') {
+      console.log(`${f.figure}: ${f.subject} ${f.failed ?? ''} ${f.model ?? ''} ${f.batch ?? ''}: ${f.message}`);
+    }
+  }
+  if (figures.some((f) => f.figure === 'error')) process.exitCode = 1;
 }
