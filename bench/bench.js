@@ -72,9 +72,9 @@ function throughput(times, batch) {
   return { median: perSecond(times.median), min: perSecond(times.max), max: perSecond(times.min), runs: times.runs };
 }
 
-// Each runner: { backend (what it runs on, in words), threads, inference(spec) -> async
-// run(), training() -> async step() | null where it cannot train }. A run includes the input
-// upload and the read back of the result, for every subject.
+// Each runner: { backend (what it runs on, in words), threads, inference(spec) and
+// training(), each resolving to { run, free } (null where the library cannot) }. A run
+// includes the input upload and the read back of the result, for every subject.
 
 async function ours(backendName) {
   const pkg = params.get('pkg') ?? '/pkg';
