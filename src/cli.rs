@@ -401,7 +401,7 @@ fn run_eval(flags: &HashMap<String, String>) -> Result<()> {
     let config = weights::inspect(bytes.clone())?.config;
     let (_, held_out) = load_data(flags)?;
     let device = Device::flex();
-    let model = weights::load(bytes, &config, &device)?;
+    let model = weights::load(bytes, &config, &device)?.fold_batch_norm();
     let accuracy = accuracy(&model, &held_out, &device)?;
     println!(
         "{}: accuracy {:.2}% on {} held-out {} images",

@@ -96,6 +96,7 @@ pub fn load(bytes: Vec<u8>, config: &ResNetConfig, device: &Device) -> Result<Re
 /// Serialises a model to burnpack bytes. Reads tensors synchronously: on wasm, read the
 /// model's tensors back with the async API first.
 pub fn save_burnpack(model: &ResNet, config: &ResNetConfig) -> Result<Vec<u8>> {
+    refuse_folded(model)?;
     let mut store = BurnpackStore::from_bytes(None)
         .metadata("arch", config.arch.name())
         .metadata("num_classes", config.num_classes.to_string())
@@ -107,6 +108,19 @@ pub fn save_burnpack(model: &ResNet, config: &ResNetConfig) -> Result<Vec<u8>> {
         .get_bytes()
         .map_err(|e| Error::Backend(format!("cannot serialise the model: {e}")))?;
     Ok(bytes.to_vec())
+}
+
+/// A model with its BatchNorms folded away has no norms to write: its file would load into
+/// nothing and train wrongly.
+fn refuse_folded(model: &ResNet) -> Result<()> {
+    if model.is_folded() {
+        return Err(Error::InvalidInput(
+            "this model has its BatchNorm folded into its convolutions, for inference only: \
+             export the model it was folded from"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The burn path (`layer1.0.conv1.weight`) of what a `ModuleVisitor` or `ModuleMapper` is at:
@@ -170,6 +184,7 @@ fn model_tensors(model: &ResNet) -> Vec<(String, Vec<usize>, Tensor<1>)> {
 /// classifier weight as `[out, in]`, and each BatchNorm's `num_batches_tracked`, so that
 /// PyTorch's strict `load_state_dict` accepts it. Reads tensors asynchronously (any backend).
 pub async fn torchvision_safetensors(model: &ResNet) -> Result<Vec<u8>> {
+    refuse_folded(model)?;
     let tensors = model_tensors(model);
     let transaction = tensors
         .iter()

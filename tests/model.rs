@@ -99,6 +99,8 @@ fn batch_norm_uses_batch_statistics_in_train_mode_and_running_ones_in_eval() {
 
     let before = model
         .bn1
+        .as_ref()
+        .unwrap()
         .running_mean
         .value_sync()
         .into_data()
@@ -107,6 +109,8 @@ fn batch_norm_uses_batch_statistics_in_train_mode_and_running_ones_in_eval() {
     let train_logits = model.forward(images.clone());
     let after = model
         .bn1
+        .as_ref()
+        .unwrap()
         .running_mean
         .value_sync()
         .into_data()
@@ -119,7 +123,11 @@ fn batch_norm_uses_batch_statistics_in_train_mode_and_running_ones_in_eval() {
     );
 
     // In train mode bn1's output has zero mean per channel over the batch.
-    let stem = model.bn1.forward(model.conv1.forward(images.clone()));
+    let stem = model
+        .bn1
+        .as_ref()
+        .unwrap()
+        .forward(model.conv1.forward(images.clone()));
     let channel_means = stem
         .mean_dim(0)
         .mean_dim(2)
@@ -137,6 +145,8 @@ fn batch_norm_uses_batch_statistics_in_train_mode_and_running_ones_in_eval() {
     let eval_logits = eval.forward(images.clone());
     let unchanged = eval
         .bn1
+        .as_ref()
+        .unwrap()
         .running_mean
         .value_sync()
         .into_data()

@@ -12,6 +12,11 @@ use resnet_web::{npy, weights};
 const TOLERANCE: f32 = 1e-4;
 
 fn library_logits(weights_file: Vec<u8>, arch: Arch, input: [usize; 4]) -> Vec<f32> {
+    model_logits(weights_file, arch, input, false)
+}
+
+/// Logits of the model from `weights_file`, with its BatchNorms folded if `folded`.
+fn model_logits(weights_file: Vec<u8>, arch: Arch, input: [usize; 4], folded: bool) -> Vec<f32> {
     let device = Device::flex();
     let config = ResNetConfig::new(arch, 1000, 3);
     let config = if arch == Arch::ResNet20 {
@@ -20,6 +25,11 @@ fn library_logits(weights_file: Vec<u8>, arch: Arch, input: [usize; 4]) -> Vec<f
         config
     };
     let model = weights::load(weights_file, &config, &device).expect("weights load");
+    let model = if folded {
+        model.fold_batch_norm()
+    } else {
+        model
+    };
     let images = images_tensor(synthetic_images(input), input, &device).unwrap();
     logits(&model, images).unwrap()
 }
@@ -63,6 +73,38 @@ fn resnet20_from_pytorch_written_safetensors_and_pth_matches_pytorch() {
             error < TOLERANCE,
             "resnet20 differs from PyTorch by {error}"
         );
+    }
+}
+
+/// Folding covers the three block shapes: basic with projection shortcuts (ResNet-18),
+/// bottleneck (ResNet-50) and basic with zero-pad shortcuts (ResNet-20).
+#[test]
+fn batch_norm_folded_into_convolutions_still_matches_pytorch() {
+    let cases = [
+        (
+            synthetic_safetensors(RESNET18_KEYS, &[], &[]),
+            Arch::ResNet18,
+            IMAGENET_INPUT,
+            RESNET18_LOGITS,
+        ),
+        (
+            synthetic_safetensors(RESNET50_KEYS, &[], &[]),
+            Arch::ResNet50,
+            IMAGENET_INPUT,
+            RESNET50_LOGITS,
+        ),
+        (
+            RESNET20_SAFETENSORS.to_vec(),
+            Arch::ResNet20,
+            CIFAR_INPUT,
+            RESNET20_LOGITS,
+        ),
+    ];
+    for (file, arch, input, expected) in cases {
+        let folded = model_logits(file, arch, input, true);
+        let error = max_abs_difference(&folded, &fixture_logits(expected));
+        println!("{arch:?} folded: max |ours - pytorch| = {error:e}");
+        assert!(error < TOLERANCE, "{arch:?} folded differs by {error}");
     }
 }
 

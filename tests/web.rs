@@ -144,18 +144,20 @@ async fn webgpu_training_gives_the_native_loss_curve() {
     check_loss_curve(BackendKind::WebGpu, LOSS_CURVE_WEBGPU_TOLERANCE).await;
 }
 
-/// A model trained on WebGPU is exported by async reads only (a sync read would panic) and
-/// the torchvision safetensors it gives loads back to the same logits on the CPU.
+/// A model on WebGPU is exported by async reads only (a sync read would panic) and the
+/// torchvision safetensors it gives loads back to the same logits on the CPU. (A
+/// classifier's model has its BatchNorm folded and is not exportable: the model is loaded
+/// on the WebGPU device directly.)
 #[wasm_bindgen_test]
 async fn webgpu_model_exports_as_torchvision_safetensors() {
-    let gpu = classifier(
-        Arch::ResNet20,
-        10,
+    let gpu = Backend::init(BackendKind::WebGpu).await.unwrap();
+    let model = resnet_web::weights::load(
         RESNET20_SAFETENSORS.to_vec(),
-        BackendKind::WebGpu,
+        &ResNetConfig::new(Arch::ResNet20, 10, 3),
+        &gpu.device,
     )
-    .await;
-    let exported = resnet_web::weights::torchvision_safetensors(gpu.model())
+    .unwrap();
+    let exported = resnet_web::weights::torchvision_safetensors(&model)
         .await
         .unwrap();
     let cpu = classifier(Arch::ResNet20, 10, exported, BackendKind::Cpu).await;
@@ -322,9 +324,10 @@ async fn exports_refuse_bad_input_and_the_module_goes_on() {
     assert_eq!(after, before);
 }
 
-/// Fine-tuning the shipped digit model on two new classes, classifier only: the backbone's
-/// weights stay exactly as shipped (its BatchNorm statistics still follow the new data), and
-/// the classifier is a new two-class one.
+/// Fine-tuning the shipped digit model on two new classes, classifier only: the backbone
+/// stays exactly as shipped, BatchNorm statistics included (a classifier's convolutions carry
+/// its folded BatchNorm, so a moved statistic changes them), and the classifier is a new
+/// two-class one.
 #[wasm_bindgen_test]
 async fn head_only_fine_tuning_keeps_the_backbone() {
     use resnet_web::inference::read_floats_async;

@@ -180,6 +180,22 @@ fn export_as_torchvision_safetensors_round_trips() {
     assert!(difference == 0.0, "{difference}");
 }
 
+#[test]
+fn a_model_with_folded_batch_norm_is_not_exported() {
+    let device = Device::flex();
+    let config = ResNetConfig::new(Arch::ResNet20, 10, 3);
+    let model = weights::load(RESNET20_SAFETENSORS.to_vec(), &config, &device).unwrap();
+    assert!(!model.is_folded());
+    let folded = model.fold_batch_norm();
+    assert!(folded.is_folded());
+    let safetensors = resnet_web::inference::block_on(weights::torchvision_safetensors(&folded));
+    let burnpack = weights::save_burnpack(&folded, &config);
+    for result in [safetensors, burnpack] {
+        let message = result.unwrap_err().to_string();
+        assert!(message.contains("folded"), "{message}");
+    }
+}
+
 /// Damaged weight files of every readable format are errors, never panics: every truncation
 /// point of a sample, bytes flipped throughout, a header that claims gigabytes, a tensor
 /// shape far larger than the file. (Each reader is also run on the cases for `inspect`.)

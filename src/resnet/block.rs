@@ -21,9 +21,10 @@ pub enum ResidualBlock {
 #[derive(Module, Debug)]
 pub struct BasicBlock {
     pub conv1: Conv2d,
-    pub bn1: BatchNorm,
+    /// `None` once folded into `conv1` (`ResNet::fold_batch_norm`); likewise every norm.
+    pub bn1: Option<BatchNorm>,
     pub conv2: Conv2d,
-    pub bn2: BatchNorm,
+    pub bn2: Option<BatchNorm>,
     /// Option B shortcut where the shape changes; `[conv, bn]` so that keys read
     /// `downsample.0.weight` and `downsample.1.running_mean` like torchvision's `nn.Sequential`.
     pub downsample: Vec<DownsampleLayer>,
@@ -35,11 +36,11 @@ pub struct BasicBlock {
 #[derive(Module, Debug)]
 pub struct Bottleneck {
     pub conv1: Conv2d,
-    pub bn1: BatchNorm,
+    pub bn1: Option<BatchNorm>,
     pub conv2: Conv2d,
-    pub bn2: BatchNorm,
+    pub bn2: Option<BatchNorm>,
     pub conv3: Conv2d,
-    pub bn3: BatchNorm,
+    pub bn3: Option<BatchNorm>,
     pub downsample: Vec<DownsampleLayer>,
 }
 
@@ -82,6 +83,14 @@ pub(crate) fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(channels).init(device)
 }
 
+/// A BatchNorm, or nothing where it was folded into the convolution before it.
+pub(crate) fn normalize(norm: &Option<BatchNorm>, input: Tensor<4>) -> Tensor<4> {
+    match norm {
+        Some(norm) => norm.forward(input),
+        None => input,
+    }
+}
+
 fn projection(
     in_channels: usize,
     out_channels: usize,
@@ -114,9 +123,9 @@ impl ResidualBlock {
         match kind {
             BlockKind::Basic => ResidualBlock::Basic(BasicBlock {
                 conv1: conv(in_channels, width, 3, stride, device),
-                bn1: batch_norm(width, device),
+                bn1: Some(batch_norm(width, device)),
                 conv2: conv(width, width, 3, 1, device),
-                bn2: batch_norm(width, device),
+                bn2: Some(batch_norm(width, device)),
                 downsample,
                 pad_shortcut: (reshapes && shortcut == Shortcut::ZeroPad).then(|| PadShortcut {
                     stride,
@@ -125,11 +134,11 @@ impl ResidualBlock {
             }),
             BlockKind::Bottleneck => ResidualBlock::Bottleneck(Bottleneck {
                 conv1: conv(in_channels, width, 1, 1, device),
-                bn1: batch_norm(width, device),
+                bn1: Some(batch_norm(width, device)),
                 conv2: conv(width, width, 3, stride, device),
-                bn2: batch_norm(width, device),
+                bn2: Some(batch_norm(width, device)),
                 conv3: conv(width, out_channels, 1, 1, device),
-                bn3: batch_norm(out_channels, device),
+                bn3: Some(batch_norm(out_channels, device)),
                 downsample,
             }),
         }
@@ -152,8 +161,8 @@ fn apply_downsample(layers: &[DownsampleLayer], input: Tensor<4>) -> Tensor<4> {
 
 impl BasicBlock {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn1.forward(self.conv1.forward(input.clone())));
-        let x = self.bn2.forward(self.conv2.forward(x));
+        let x = relu(normalize(&self.bn1, self.conv1.forward(input.clone())));
+        let x = normalize(&self.bn2, self.conv2.forward(x));
         let identity = match &self.pad_shortcut {
             Some(pad) => pad.forward(input),
             None => apply_downsample(&self.downsample, input),
@@ -164,9 +173,9 @@ impl BasicBlock {
 
 impl Bottleneck {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn1.forward(self.conv1.forward(input.clone())));
-        let x = relu(self.bn2.forward(self.conv2.forward(x)));
-        let x = self.bn3.forward(self.conv3.forward(x));
+        let x = relu(normalize(&self.bn1, self.conv1.forward(input.clone())));
+        let x = relu(normalize(&self.bn2, self.conv2.forward(x)));
+        let x = normalize(&self.bn3, self.conv3.forward(x));
         relu(x + apply_downsample(&self.downsample, input))
     }
 }

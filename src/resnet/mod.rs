@@ -3,6 +3,7 @@
 
 mod block;
 mod config;
+mod fold;
 mod model;
 
 pub use block::{BasicBlock, Bottleneck, DownsampleLayer, PadShortcut, ResidualBlock};

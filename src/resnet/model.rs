@@ -5,7 +5,7 @@ use burn::prelude::*;
 use burn::store::ModuleSnapshot;
 use burn::tensor::activation::relu;
 
-use super::block::{batch_norm, conv};
+use super::block::{batch_norm, conv, normalize};
 use super::{ResNetConfig, ResidualBlock, Stem};
 use crate::error::{Error, Result};
 
@@ -21,7 +21,8 @@ pub fn is_running_statistic(key: &str) -> bool {
 #[derive(Module, Debug)]
 pub struct ResNet {
     pub conv1: Conv2d,
-    pub bn1: BatchNorm,
+    /// `None` once folded into `conv1` (`fold_batch_norm`).
+    pub bn1: Option<BatchNorm>,
     pub maxpool: Option<MaxPool2d>,
     pub layer1: Vec<ResidualBlock>,
     pub layer2: Vec<ResidualBlock>,
@@ -75,7 +76,7 @@ impl ResNet {
         let mut stages = stages.into_iter();
         Ok(Self {
             conv1,
-            bn1: batch_norm(widths[0], device),
+            bn1: Some(batch_norm(widths[0], device)),
             maxpool,
             layer1: stages.next().unwrap_or_default(),
             layer2: stages.next().unwrap_or_default(),
@@ -111,7 +112,7 @@ impl ResNet {
 
     /// The last stage's feature map, before pooling: `[batch, channels, h, w]`.
     pub fn features(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn1.forward(self.conv1.forward(input)));
+        let x = relu(normalize(&self.bn1, self.conv1.forward(input)));
         let x = match &self.maxpool {
             Some(pool) => pool.forward(x),
             None => x,

@@ -98,6 +98,7 @@ impl InputKind {
 #[wasm_bindgen]
 #[derive(Clone)]
 pub struct Classifier {
+    /// BatchNorm folded into the convolutions: inference only, one kernel fewer per layer.
     model: Rc<ResNet>,
     backend: Backend,
     input: Option<InputKind>,
@@ -118,7 +119,7 @@ impl Classifier {
             None => ResNet::new(config, &backend.device)?,
         };
         Ok(Self {
-            model: Rc::new(model),
+            model: Rc::new(model.fold_batch_norm()),
             backend,
             input: None,
             class_names: (0..config.num_classes)
@@ -165,13 +166,14 @@ impl Classifier {
         class_names: Vec<String>,
     ) -> Self {
         Self {
-            model: Rc::new(model),
+            model: Rc::new(model.fold_batch_norm()),
             backend,
             input: Some(input),
             class_names,
         }
     }
 
+    /// The model as it runs: with its BatchNorm folded (`ResNet::fold_batch_norm`).
     pub fn model(&self) -> &ResNet {
         &self.model
     }

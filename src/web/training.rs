@@ -372,10 +372,11 @@ fn fine_tuning_model(
     Ok((model, base.arch))
 }
 
-/// Only the classifier trains.
+/// Only the classifier trains. `freeze`, not `no_grad`: a frozen BatchNorm normalises with
+/// its running statistics and leaves them as they are, so the backbone does not move at all.
 fn freeze_backbone(mut model: ResNet) -> ResNet {
     let head = model.fc.clone();
-    model = model.no_grad();
+    model = model.freeze();
     model.fc = head.set_require_grad(true);
     model
 }
