@@ -21,10 +21,10 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (native, -D warnings)"
-native cargo clippy --release --all-targets -q -- -D warnings
+native cargo clippy --release --workspace --all-targets -q -- -D warnings
 
 step "native tests"
-native cargo test --release 2>&1 | tee "$ARTIFACTS/native-tests.log"
+native cargo test --release --workspace 2>&1 | tee "$ARTIFACTS/native-tests.log"
 
 step "fuzzing each weight reader for ${FUZZ_SECONDS:-60} s (cargo fuzz)"
 "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}" 2>&1 | tee "$ARTIFACTS/fuzz.log"

@@ -8,6 +8,12 @@ use crate::resnet::ResNet;
 
 /// A batch of images `[batch, channels, height, width]` from a flat C-ordered buffer.
 pub fn images_tensor(data: Vec<f32>, shape: [usize; 4], device: &Device) -> Result<Tensor<4>> {
+    check_images(&data, shape)?;
+    Ok(Tensor::from_data(TensorData::new(data, shape), device))
+}
+
+/// Whether `data` holds exactly `shape`'s count of finite values.
+pub fn check_images(data: &[f32], shape: [usize; 4]) -> Result<()> {
     let expected = shape
         .iter()
         .try_fold(1usize, |acc, &dim| acc.checked_mul(dim))
@@ -24,7 +30,7 @@ pub fn images_tensor(data: Vec<f32>, shape: [usize; 4], device: &Device) -> Resu
             data[index]
         )));
     }
-    Ok(Tensor::from_data(TensorData::new(data, shape), device))
+    Ok(())
 }
 
 /// A tensor's values as f32, read back synchronously (native backends only: on WebGPU in

@@ -5,7 +5,8 @@ mod common;
 
 use burn::prelude::*;
 use common::*;
-use resnet_web::inference::{images_tensor, logits};
+use resnet_web::inference::{block_on, images_tensor, logits, read_floats};
+use resnet_web::packed::{FeatureMap, PackedResNet};
 use resnet_web::resnet::{Arch, ResNetConfig};
 use resnet_web::{npy, weights};
 
@@ -106,6 +107,94 @@ fn batch_norm_folded_into_convolutions_still_matches_pytorch() {
         println!("{arch:?} folded: max |ours - pytorch| = {error:e}");
         assert!(error < TOLERANCE, "{arch:?} folded differs by {error}");
     }
+}
+
+/// A model from `weights_file`, folded, on the CPU.
+fn folded_model(weights_file: Vec<u8>, arch: Arch) -> resnet_web::resnet::ResNet {
+    let classes = if arch == Arch::ResNet20 { 10 } else { 1000 };
+    let config = ResNetConfig::new(arch, classes, 3);
+    weights::load(weights_file, &config, &Device::flex())
+        .expect("weights load")
+        .fold_batch_norm()
+}
+
+/// The CPU layout (`src/packed.rs`, what the page runs on the CPU) against PyTorch, on the
+/// three block shapes.
+#[test]
+fn cpu_layout_matches_pytorch() {
+    let cases = [
+        (
+            synthetic_safetensors(RESNET18_KEYS, &[], &[]),
+            Arch::ResNet18,
+            IMAGENET_INPUT,
+            RESNET18_LOGITS,
+        ),
+        (
+            synthetic_safetensors(RESNET50_KEYS, &[], &[]),
+            Arch::ResNet50,
+            IMAGENET_INPUT,
+            RESNET50_LOGITS,
+        ),
+        (
+            RESNET20_SAFETENSORS.to_vec(),
+            Arch::ResNet20,
+            CIFAR_INPUT,
+            RESNET20_LOGITS,
+        ),
+    ];
+    for (file, arch, input, expected) in cases {
+        let packed = block_on(PackedResNet::new(&folded_model(file, arch))).unwrap();
+        let images = FeatureMap::from_nchw(&synthetic_images(input), input);
+        let ours = packed.forward(&images).unwrap();
+        let error = max_abs_difference(&ours, &fixture_logits(expected));
+        println!("{arch:?} CPU layout: max |ours - pytorch| = {error:e}");
+        assert!(error < TOLERANCE, "{arch:?} CPU layout differs by {error}");
+    }
+}
+
+/// Odd, non-square input (borders, strides and the max pool's edges) and the heat map,
+/// against burn's own forward on the same folded model.
+#[test]
+fn cpu_layout_matches_burn_on_odd_shapes_and_class_maps() {
+    let model = folded_model(
+        synthetic_safetensors(RESNET18_KEYS, &[], &[]),
+        Arch::ResNet18,
+    );
+    let packed = block_on(PackedResNet::new(&model)).unwrap();
+    let shape = [2, 3, 37, 29];
+    let values = synthetic_images(shape);
+    let images = images_tensor(values.clone(), shape, &Device::flex()).unwrap();
+    let (burn_logits, burn_maps) = model.forward_with_maps(images);
+    let features = packed
+        .features(&FeatureMap::from_nchw(&values, shape))
+        .unwrap();
+    let logits = packed.logits(&features);
+    let error = max_abs_difference(&logits, &read_floats(burn_logits).unwrap());
+    assert!(error < TOLERANCE, "logits differ from burn's by {error}");
+    let [_, classes, height, width] = burn_maps.dims();
+    assert_eq!([features.height, features.width], [height, width]);
+    let burn_maps = read_floats(burn_maps).unwrap();
+    for (image, class) in [(0, 0), (1, 417), (1, classes - 1)] {
+        let start = (image * classes + class) * height * width;
+        let expected = &burn_maps[start..start + height * width];
+        let error = max_abs_difference(&packed.class_map(&features, image, class), expected);
+        assert!(error < TOLERANCE, "map of class {class} differs by {error}");
+    }
+}
+
+#[test]
+fn cpu_layout_refuses_an_unfolded_model_and_bad_input() {
+    let file = RESNET20_SAFETENSORS.to_vec();
+    let config = ResNetConfig::new(Arch::ResNet20, 10, 3);
+    let model = weights::load(file, &config, &Device::flex()).unwrap();
+    let error = block_on(PackedResNet::new(&model)).unwrap_err();
+    assert!(error.to_string().contains("fold_batch_norm"), "{error}");
+    let packed = block_on(PackedResNet::new(&model.fold_batch_norm())).unwrap();
+    let gray = FeatureMap::from_nchw(&[0.5; 1024], [1, 1, 32, 32]);
+    let error = packed.forward(&gray).unwrap_err();
+    assert!(error.to_string().contains("3 input channel(s)"), "{error}");
+    let empty = FeatureMap::from_nchw(&[], [0, 3, 32, 32]);
+    assert!(packed.forward(&empty).is_err());
 }
 
 struct TempDir(std::path::PathBuf);

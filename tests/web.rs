@@ -87,6 +87,30 @@ async fn cpu_resnet20_matches_pytorch() {
     check_resnet20(BackendKind::Cpu).await;
 }
 
+/// The page's move to WebGPU: a model loaded (and folded) on the CPU, then moved.
+#[wasm_bindgen_test]
+async fn a_cpu_model_moved_to_webgpu_matches_pytorch() {
+    let on_cpu = classifier(
+        Arch::ResNet20,
+        10,
+        RESNET20_SAFETENSORS.to_vec(),
+        BackendKind::Cpu,
+    )
+    .await;
+    let on_gpu = on_cpu.on_backend(BackendKind::WebGpu).await.unwrap();
+    assert_eq!(on_gpu.backend_info().kind, BackendKind::WebGpu);
+    let expected = fixture_logits(RESNET20_LOGITS);
+    for model in [&on_gpu, &on_cpu] {
+        let logits = model
+            .classify(synthetic_images(CIFAR_INPUT), CIFAR_INPUT)
+            .await
+            .unwrap();
+        let error = max_abs_difference(&logits, &expected);
+        let backend = &model.backend_info().description;
+        assert!(error < TOLERANCE, "{backend} differs by {error}");
+    }
+}
+
 #[wasm_bindgen_test]
 async fn bad_input_is_an_error_and_the_model_still_works() {
     let model = classifier(
@@ -371,7 +395,7 @@ async fn head_only_fine_tuning_keeps_the_backbone() {
     )
     .await
     .unwrap();
-    let tuned = session.classifier().unwrap();
+    let tuned = session.trained_classifier().await.unwrap();
     assert_eq!(tuned.num_classes(), 2);
     let weights = |classifier: &Classifier| {
         let model = classifier.model();

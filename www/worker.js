@@ -38,9 +38,10 @@ async function createClassifier(load) {
 
 // WebGPU when it works (after one warm-up prediction, heat map included), else the CPU,
 // saying so.
-async function moveToWebgpu(generation, load) {
+async function moveToWebgpu(generation, cpuClassifier) {
   try {
-    const gpu = await Classifier.forImages(load.weights, 'webgpu', load.input, load.classNames);
+    // The folded model as loaded, not the weight file parsed a second time.
+    const gpu = await cpuClassifier.onBackend('webgpu');
     const side = 32;
     await gpu.classifyWithHeatMap(new Uint8Array(side * side * 4), side, side);
     if (generation !== loadGeneration) {
@@ -240,7 +241,7 @@ async function train(message) {
     const validation = session.validationCount > 0 ? await onWorkingDevice(session, () => session.evaluate(), notice) : null;
     const testResult = test ? await onWorkingDevice(session, () => session.evaluateOn(test), notice) : null;
     loadGeneration++; // a move to WebGPU still under way must not replace this model
-    classifier = session.classifier();
+    classifier = await session.classifier();
     const burnpack = await session.burnpack();
     lastLoad = { weights: burnpack, backend: options.backend, input, classNames: session.classNames };
     trained = { session, input, classNames: session.classNames };
@@ -321,7 +322,7 @@ self.onmessage = async ({ data }) => {
         type: 'loaded', id: data.id, backend: classifier.backend, input: classifier.input,
         classNames: classifier.classNames, notice: created.notice, movingToWebgpu: created.movingToWebgpu,
       });
-      if (created.movingToWebgpu) moveToWebgpu(generation, lastLoad);
+      if (created.movingToWebgpu) moveToWebgpu(generation, classifier);
     } else if (data.type === 'classify') {
       self.postMessage({ type: 'result', id: data.id, ...(await classify(data)) });
     } else if (data.type === 'describe') {

@@ -47,7 +47,7 @@ impl Backend {
             BackendKind::Cpu => Ok(Self {
                 kind,
                 device: Device::flex(),
-                description: "CPU (burn flex, wasm)".into(),
+                description: "CPU (wasm)".into(),
                 adapter: None,
             }),
         }

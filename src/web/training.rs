@@ -281,6 +281,11 @@ pub struct TrainingSession {
 }
 
 impl TrainingSession {
+    /// A classifier with the model as trained so far, on the same backend.
+    pub async fn trained_classifier(&self) -> Result<Classifier> {
+        trained_classifier(&self.session, self.class_names.clone()).await
+    }
+
     async fn create(
         options: &JsValue,
         data: &Dataset,
@@ -379,6 +384,22 @@ fn freeze_backbone(mut model: ResNet) -> ResNet {
     model = model.freeze();
     model.fc = head.set_require_grad(true);
     model
+}
+
+async fn trained_classifier(
+    session: &RefCell<Option<Session>>,
+    class_names: Vec<String>,
+) -> Result<Classifier> {
+    let (model, backend, input) = {
+        let cell = session.borrow();
+        let session = cell.as_ref().ok_or_else(busy)?;
+        (
+            session.run.inference_model(),
+            session.backend.clone(),
+            session.input,
+        )
+    };
+    Classifier::from_model(model, backend, input, class_names).await
 }
 
 fn busy() -> Error {
@@ -539,16 +560,16 @@ impl TrainingSession {
         self.evaluate_dataset(Some(data.dataset.clone()))
     }
 
-    /// A classifier with the model as trained so far, on the same backend.
-    pub fn classifier(&self) -> std::result::Result<Classifier, JsValue> {
-        let cell = self.session.borrow();
-        let session = cell.as_ref().ok_or_else(|| js_error(busy()))?;
-        Ok(Classifier::from_model(
-            session.run.inference_model(),
-            session.backend.clone(),
-            session.input,
-            self.class_names.clone(),
-        ))
+    /// Resolves to a `Classifier` with the model as trained so far, on the same backend.
+    pub fn classifier(&self) -> Promise {
+        let session = self.session.clone();
+        let class_names = self.class_names.clone();
+        future_to_promise(async move {
+            let classifier = trained_classifier(&session, class_names)
+                .await
+                .map_err(js_error)?;
+            Ok(JsValue::from(classifier))
+        })
     }
 
     /// Resolves to the model as a burnpack file (Uint8Array), the project's own format.
