@@ -42,6 +42,7 @@ thread_local! {
 
 impl Backend {
     pub async fn init(kind: BackendKind) -> Result<Self> {
+        super::run_constructors_once();
         match kind {
             BackendKind::WebGpu => Self::webgpu().await,
             BackendKind::Cpu => Ok(Self {

@@ -166,20 +166,22 @@ impl Tiles<'_> {
         let zero = F32x4::splat(0.0);
         let mut low = [zero; PIXELS];
         let mut high = [zero; PIXELS];
-        for (tap, tap_weights) in weights.chunks_exact(channels * PANEL).enumerate() {
-            let (ky, kx) = (tap / kernel, tap % kernel);
-            // Every slice exactly `channels` long: the loop below then needs no bounds checks.
-            let (tap_weights, _) = tap_weights.as_chunks::<4>();
-            let tap_weights = &tap_weights[..2 * channels];
+        // In NHWC, a kernel row's taps are `kernel * channels` consecutive input values, and
+        // their weights are consecutive too: one long inner loop per kernel row.
+        let row_len = kernel * channels;
+        for (ky, row_weights) in weights.chunks_exact(row_len * PANEL).enumerate() {
+            // Every slice exactly `row_len` long: the loop below then needs no bounds checks.
+            let (row_weights, _) = row_weights.as_chunks::<4>();
+            let row_weights = &row_weights[..2 * row_len];
             let inputs: [&[f32]; PIXELS] = std::array::from_fn(|pixel| {
-                let start = (inputs[pixel] + ky * self.padded_width + kx) * channels;
-                &self.padded[start..start + channels]
+                let start = (inputs[pixel] + ky * self.padded_width) * channels;
+                &self.padded[start..start + row_len]
             });
-            for channel in 0..channels {
-                let weight_low = F32x4::load(&tap_weights[2 * channel]);
-                let weight_high = F32x4::load(&tap_weights[2 * channel + 1]);
+            for index in 0..row_len {
+                let weight_low = F32x4::load(&row_weights[2 * index]);
+                let weight_high = F32x4::load(&row_weights[2 * index + 1]);
                 for pixel in 0..PIXELS {
-                    let value = F32x4::load_splat(&inputs[pixel][channel]);
+                    let value = F32x4::load_splat(&inputs[pixel][index]);
                     low[pixel] = low[pixel].mul_add(value, weight_low);
                     high[pixel] = high[pixel].mul_add(value, weight_high);
                 }
