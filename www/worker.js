@@ -25,6 +25,15 @@ const WEBGPU_LOST = 'WebGPU was lost earlier: reload the page to use it again. R
 // WebGPU has compiled its kernels: that takes seconds on a slow GPU, and the first prediction
 // should not wait for it. A later load makes an earlier move moot.
 let loadGeneration = 0;
+// The move starts after the next answered classification, or after WARM_UP_DELAY_MS without
+// one: compiling WebGPU's kernels runs here, in this worker, and a prediction asked for
+// meanwhile would wait behind it.
+const WARM_UP_DELAY_MS = 1000;
+let onClassified = null;
+const classifiedOrDelay = () => new Promise((resolve) => {
+  onClassified = resolve;
+  setTimeout(resolve, WARM_UP_DELAY_MS);
+});
 
 async function createClassifier(load) {
   await ready;
@@ -39,6 +48,8 @@ async function createClassifier(load) {
 // WebGPU when it works (after one warm-up prediction, heat map included), else the CPU,
 // saying so.
 async function moveToWebgpu(generation, cpuClassifier) {
+  await classifiedOrDelay();
+  if (generation !== loadGeneration) return;
   try {
     // The folded model as loaded, not the weight file parsed a second time.
     const gpu = await cpuClassifier.onBackend('webgpu');
@@ -325,6 +336,7 @@ self.onmessage = async ({ data }) => {
       if (created.movingToWebgpu) moveToWebgpu(generation, classifier);
     } else if (data.type === 'classify') {
       self.postMessage({ type: 'result', id: data.id, ...(await classify(data)) });
+      onClassified?.();
     } else if (data.type === 'describe') {
       await ready;
       self.postMessage({ type: 'described', id: data.id, ...describeWeights(data.weights) });
