@@ -77,11 +77,14 @@ fn resnet20_from_pytorch_written_safetensors_and_pth_matches_pytorch() {
     }
 }
 
-/// Folding covers the three block shapes: basic with projection shortcuts (ResNet-18),
-/// bottleneck (ResNet-50) and basic with zero-pad shortcuts (ResNet-20).
-#[test]
-fn batch_norm_folded_into_convolutions_still_matches_pytorch() {
-    let cases = [
+/// A weight file, its architecture, the input shape and PyTorch's logits (`.npy`).
+type BlockShapeCase = (Vec<u8>, Arch, [usize; 4], &'static [u8]);
+
+/// The three block shapes, each with its weight file, input and PyTorch's logits: basic
+/// with projection shortcuts (ResNet-18), bottleneck (ResNet-50) and basic with zero-pad
+/// shortcuts (ResNet-20).
+fn block_shape_cases() -> [BlockShapeCase; 3] {
+    [
         (
             synthetic_safetensors(RESNET18_KEYS, &[], &[]),
             Arch::ResNet18,
@@ -100,8 +103,12 @@ fn batch_norm_folded_into_convolutions_still_matches_pytorch() {
             CIFAR_INPUT,
             RESNET20_LOGITS,
         ),
-    ];
-    for (file, arch, input, expected) in cases {
+    ]
+}
+
+#[test]
+fn batch_norm_folded_into_convolutions_still_matches_pytorch() {
+    for (file, arch, input, expected) in block_shape_cases() {
         let folded = model_logits(file, arch, input, true);
         let error = max_abs_difference(&folded, &fixture_logits(expected));
         println!("{arch:?} folded: max |ours - pytorch| = {error:e}");
@@ -118,31 +125,10 @@ fn folded_model(weights_file: Vec<u8>, arch: Arch) -> resnet_web::resnet::ResNet
         .fold_batch_norm()
 }
 
-/// The CPU layout (`src/packed.rs`, what the page runs on the CPU) against PyTorch, on the
-/// three block shapes.
+/// The CPU layout (`src/packed.rs`, what the page runs on the CPU) against PyTorch.
 #[test]
 fn cpu_layout_matches_pytorch() {
-    let cases = [
-        (
-            synthetic_safetensors(RESNET18_KEYS, &[], &[]),
-            Arch::ResNet18,
-            IMAGENET_INPUT,
-            RESNET18_LOGITS,
-        ),
-        (
-            synthetic_safetensors(RESNET50_KEYS, &[], &[]),
-            Arch::ResNet50,
-            IMAGENET_INPUT,
-            RESNET50_LOGITS,
-        ),
-        (
-            RESNET20_SAFETENSORS.to_vec(),
-            Arch::ResNet20,
-            CIFAR_INPUT,
-            RESNET20_LOGITS,
-        ),
-    ];
-    for (file, arch, input, expected) in cases {
+    for (file, arch, input, expected) in block_shape_cases() {
         let packed = block_on(PackedResNet::new(&folded_model(file, arch))).unwrap();
         let images = FeatureMap::from_nchw(&synthetic_images(input), input);
         let ours = packed.forward(&images).unwrap();

@@ -25,15 +25,22 @@ const WEBGPU_LOST = 'WebGPU was lost earlier: reload the page to use it again. R
 // WebGPU has compiled its kernels: that takes seconds on a slow GPU, and the first prediction
 // should not wait for it. A later load makes an earlier move moot.
 let loadGeneration = 0;
-// The move starts after the next answered classification, or after WARM_UP_DELAY_MS without
-// one: compiling WebGPU's kernels runs here, in this worker, and a prediction asked for
-// meanwhile would wait behind it.
-const WARM_UP_DELAY_MS = 1000;
-let onClassified = null;
-const classifiedOrDelay = () => new Promise((resolve) => {
-  onClassified = resolve;
-  setTimeout(resolve, WARM_UP_DELAY_MS);
-});
+// The move starts once this worker has had no classification to answer for WARM_UP_IDLE_MS,
+// or WARM_UP_LATEST_MS after the load (a webcam never pauses): compiling WebGPU's kernels
+// runs here, in this worker, and a prediction asked for meanwhile would wait behind it.
+const WARM_UP_IDLE_MS = 1000;
+const WARM_UP_LATEST_MS = 5000;
+let lastClassified = 0;
+async function whenIdle() {
+  const loaded = performance.now();
+  lastClassified = loaded;
+  for (;;) {
+    const now = performance.now();
+    const idle = now - lastClassified;
+    if (idle >= WARM_UP_IDLE_MS || now - loaded >= WARM_UP_LATEST_MS) return;
+    await new Promise((resolve) => setTimeout(resolve, WARM_UP_IDLE_MS - idle));
+  }
+}
 
 async function createClassifier(load) {
   await ready;
@@ -48,7 +55,7 @@ async function createClassifier(load) {
 // WebGPU when it works (after one warm-up prediction, heat map included), else the CPU,
 // saying so.
 async function moveToWebgpu(generation, cpuClassifier) {
-  await classifiedOrDelay();
+  await whenIdle();
   if (generation !== loadGeneration) return;
   try {
     // The folded model as loaded, not the weight file parsed a second time.
@@ -336,7 +343,7 @@ self.onmessage = async ({ data }) => {
       if (created.movingToWebgpu) moveToWebgpu(generation, classifier);
     } else if (data.type === 'classify') {
       self.postMessage({ type: 'result', id: data.id, ...(await classify(data)) });
-      onClassified?.();
+      lastClassified = performance.now();
     } else if (data.type === 'describe') {
       await ready;
       self.postMessage({ type: 'described', id: data.id, ...describeWeights(data.weights) });
