@@ -102,8 +102,8 @@ impl InputKind {
 pub struct Classifier {
     /// BatchNorm folded into the convolutions: inference only, one kernel fewer per layer.
     model: Rc<ResNet>,
-    /// On the CPU backend, the same model laid out for the CPU, which runs the predictions:
-    /// 1.6x to 2.3x faster than burn flex (README "Benchmark").
+    /// On the CPU backend, the same model laid out for the CPU (`src/packed.rs`), which runs
+    /// the predictions; `model` stays for `on_backend`.
     packed: Option<Rc<PackedResNet>>,
     backend: Backend,
     input: Option<InputKind>,
