@@ -20,6 +20,11 @@ async fn classifier(arch: Arch, classes: usize, file: Vec<u8>, backend: BackendK
         .unwrap_or_else(|e| panic!("{backend:?}: {e}"))
 }
 
+/// The PyTorch-written CIFAR ResNet-20 fixture on `backend`.
+async fn resnet20(backend: BackendKind) -> Classifier {
+    classifier(Arch::ResNet20, 10, RESNET20_SAFETENSORS.to_vec(), backend).await
+}
+
 async fn check_resnet18(backend: BackendKind) {
     let file = synthetic_safetensors(RESNET18_KEYS, &[], &[]);
     let model = classifier(Arch::ResNet18, 1000, file, backend).await;
@@ -36,7 +41,7 @@ async fn check_resnet18(backend: BackendKind) {
 }
 
 async fn check_resnet20(backend: BackendKind) {
-    let model = classifier(Arch::ResNet20, 10, RESNET20_SAFETENSORS.to_vec(), backend).await;
+    let model = resnet20(backend).await;
     let logits = model
         .classify(synthetic_images(CIFAR_INPUT), CIFAR_INPUT)
         .await
@@ -47,13 +52,7 @@ async fn check_resnet20(backend: BackendKind) {
 
 #[wasm_bindgen_test]
 async fn webgpu_uses_a_real_browser_adapter() {
-    let model = classifier(
-        Arch::ResNet20,
-        10,
-        RESNET20_SAFETENSORS.to_vec(),
-        BackendKind::WebGpu,
-    )
-    .await;
+    let model = resnet20(BackendKind::WebGpu).await;
     let adapter = model
         .backend_info()
         .adapter
@@ -90,13 +89,7 @@ async fn cpu_resnet20_matches_pytorch() {
 /// The page's move to WebGPU: a model loaded (and folded) on the CPU, then moved.
 #[wasm_bindgen_test]
 async fn a_cpu_model_moved_to_webgpu_matches_pytorch() {
-    let on_cpu = classifier(
-        Arch::ResNet20,
-        10,
-        RESNET20_SAFETENSORS.to_vec(),
-        BackendKind::Cpu,
-    )
-    .await;
+    let on_cpu = resnet20(BackendKind::Cpu).await;
     let on_gpu = on_cpu.on_backend(BackendKind::WebGpu).await.unwrap();
     assert_eq!(on_gpu.backend_info().kind, BackendKind::WebGpu);
     let expected = fixture_logits(RESNET20_LOGITS);
@@ -113,13 +106,7 @@ async fn a_cpu_model_moved_to_webgpu_matches_pytorch() {
 
 #[wasm_bindgen_test]
 async fn bad_input_is_an_error_and_the_model_still_works() {
-    let model = classifier(
-        Arch::ResNet20,
-        10,
-        RESNET20_SAFETENSORS.to_vec(),
-        BackendKind::Cpu,
-    )
-    .await;
+    let model = resnet20(BackendKind::Cpu).await;
     let too_short = model
         .classify(vec![0.0; 10], [1, 3, 32, 32])
         .await

@@ -43,6 +43,16 @@ impl ConvShape {
     }
 }
 
+/// Image, row and column of pixel `pixel` in a batch of `height x width` maps, pixels in
+/// order (NHWC without the channels).
+fn position(pixel: usize, height: usize, width: usize) -> (usize, usize, usize) {
+    (
+        pixel / (height * width),
+        pixel / width % height,
+        pixel % width,
+    )
+}
+
 fn window_output_size(size: usize, kernel: usize, stride: usize, padding: usize) -> usize {
     (size + 2 * padding).saturating_sub(kernel) / stride + 1
 }
@@ -117,8 +127,7 @@ pub fn conv2d(
     // pixels fall in a narrow tile (a 7x7 map is 12 tiles of 4 and 1 of 1, not 7 of 4 and 21
     // of 1): a narrow tile has too few accumulators to hide the adds' latency.
     let input_pixel = |pixel: usize| {
-        let image = pixel / (out_height * out_width);
-        let (y, x) = (pixel / out_width % out_height, pixel % out_width);
+        let (image, y, x) = position(pixel, out_height, out_width);
         (image * padded_height + y * shape.stride) * padded_width + x * shape.stride
     };
     for (panel, weights) in packed.chunks_exact(shape.depth() * PANEL).enumerate() {
@@ -249,8 +258,7 @@ pub fn max_pool(
         return (output, out_height, out_width);
     }
     for (pixel, out) in output.chunks_exact_mut(channels).enumerate() {
-        let image = pixel / (out_height * out_width);
-        let (y, x) = (pixel / out_width % out_height, pixel % out_width);
+        let (image, y, x) = position(pixel, out_height, out_width);
         for input_y in (y * stride..y * stride + kernel)
             .filter_map(|row| row.checked_sub(padding))
             .filter(|&row| row < height)
@@ -309,8 +317,7 @@ pub fn subsample_and_pad_channels(
         return (output, out_height, out_width);
     }
     for (pixel, out) in output.chunks_exact_mut(out_channels).enumerate() {
-        let image = pixel / (out_height * out_width);
-        let (y, x) = (pixel / out_width % out_height, pixel % out_width);
+        let (image, y, x) = position(pixel, out_height, out_width);
         let start = ((image * height + y * stride) * width + x * stride) * channels;
         out[before..before + channels].copy_from_slice(&input[start..start + channels]);
     }
