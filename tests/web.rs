@@ -397,3 +397,66 @@ async fn head_only_fine_tuning_keeps_the_backbone() {
     );
     assert_eq!(fc_after.dims(), [64, 2]);
 }
+
+/// Our WebGPU convolution kernel (`src/web/conv_kernel.rs`) against burn's convolution on the
+/// CPU, same weights and input: rows cut short by the 4-pixel tiles, stride 2, 1x1 and 7x7
+/// kernels, with and without bias, and the shapes that fall back to burn's kernel (channel
+/// counts not multiples of 4).
+#[wasm_bindgen_test]
+async fn webgpu_convolution_kernel_matches_the_cpu() {
+    use burn::module::Module;
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::prelude::*;
+    use burn::tensor::Distribution;
+    use resnet_web::resnet::convolve;
+
+    let gpu = Backend::init(BackendKind::WebGpu).await.unwrap().device;
+    let cpu = Backend::init(BackendKind::Cpu).await.unwrap().device;
+    // [in channels, out channels, kernel, stride, padding, height, width, batch, bias]
+    let cases = [
+        [8, 12, 3, 1, 1, 13, 11, 2, 1],
+        [16, 8, 3, 2, 1, 9, 15, 1, 0],
+        [4, 16, 1, 2, 0, 7, 7, 3, 0],
+        [12, 4, 3, 1, 0, 6, 5, 1, 1],
+        [3, 8, 7, 2, 3, 20, 17, 1, 0],
+        [8, 6, 3, 1, 1, 5, 9, 2, 1],
+    ];
+    for [
+        inputs,
+        outputs,
+        kernel,
+        stride,
+        padding,
+        height,
+        width,
+        batch,
+        bias,
+    ] in cases
+    {
+        let conv = Conv2dConfig::new([inputs, outputs], [kernel, kernel])
+            .with_stride([stride, stride])
+            .with_padding(PaddingConfig2d::Explicit(
+                padding, padding, padding, padding,
+            ))
+            .with_bias(bias == 1)
+            .init(&cpu);
+        let input = Tensor::<4>::random(
+            [batch, inputs, height, width],
+            Distribution::Uniform(-1.0, 1.0),
+            &cpu,
+        );
+        let expected = conv.forward(input.clone()).into_data_async().await.unwrap();
+        let on_gpu = convolve(&conv.clone().to_device(&gpu), input.to_device(&gpu));
+        let got = on_gpu.into_data_async().await.unwrap();
+        assert_eq!(got.shape(), expected.shape());
+        let error = max_abs_difference(
+            &got.try_to_vec::<f32>().unwrap(),
+            &expected.try_to_vec::<f32>().unwrap(),
+        );
+        assert!(
+            error < 1e-4,
+            "case {inputs}->{outputs} k{kernel}/{stride}: {error}"
+        );
+    }
+}

@@ -1,4 +1,6 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+
+use super::convolve::convolve;
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
@@ -154,15 +156,15 @@ impl ResidualBlock {
 
 fn apply_downsample(layers: &[DownsampleLayer], input: Tensor<4>) -> Tensor<4> {
     layers.iter().fold(input, |x, layer| match layer {
-        DownsampleLayer::Conv(conv) => conv.forward(x),
+        DownsampleLayer::Conv(conv) => convolve(conv, x),
         DownsampleLayer::Norm(norm) => norm.forward(x),
     })
 }
 
 impl BasicBlock {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = relu(normalize(&self.bn1, self.conv1.forward(input.clone())));
-        let x = normalize(&self.bn2, self.conv2.forward(x));
+        let x = relu(normalize(&self.bn1, convolve(&self.conv1, input.clone())));
+        let x = normalize(&self.bn2, convolve(&self.conv2, x));
         let identity = match &self.pad_shortcut {
             Some(pad) => pad.forward(input),
             None => apply_downsample(&self.downsample, input),
@@ -173,9 +175,9 @@ impl BasicBlock {
 
 impl Bottleneck {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = relu(normalize(&self.bn1, self.conv1.forward(input.clone())));
-        let x = relu(normalize(&self.bn2, self.conv2.forward(x)));
-        let x = normalize(&self.bn3, self.conv3.forward(x));
+        let x = relu(normalize(&self.bn1, convolve(&self.conv1, input.clone())));
+        let x = relu(normalize(&self.bn2, convolve(&self.conv2, x)));
+        let x = normalize(&self.bn3, convolve(&self.conv3, x));
         relu(x + apply_downsample(&self.downsample, input))
     }
 }

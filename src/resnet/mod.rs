@@ -3,9 +3,11 @@
 
 mod block;
 mod config;
+mod convolve;
 mod fold;
 mod model;
 
 pub use block::{BasicBlock, Bottleneck, DownsampleLayer, PadShortcut, ResidualBlock};
 pub use config::{Arch, BlockKind, ResNetConfig, Shortcut, Stem};
+pub use convolve::{ConvolveOps, convolve, output_shape as convolve_output_shape};
 pub use model::{ResNet, is_running_statistic};

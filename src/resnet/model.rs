@@ -1,4 +1,6 @@
 use burn::nn::conv::Conv2d;
+
+use super::convolve::convolve;
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
@@ -112,7 +114,7 @@ impl ResNet {
 
     /// The last stage's feature map, before pooling: `[batch, channels, h, w]`.
     pub fn features(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = relu(normalize(&self.bn1, self.conv1.forward(input)));
+        let x = relu(normalize(&self.bn1, convolve(&self.conv1, input)));
         let x = match &self.maxpool {
             Some(pool) => pool.forward(x),
             None => x,

@@ -3,6 +3,7 @@
 
 mod backend;
 mod classifier;
+mod conv_kernel;
 mod training;
 
 pub use backend::{Backend, BackendKind};
