@@ -398,18 +398,31 @@ async fn head_only_fine_tuning_keeps_the_backbone() {
     assert_eq!(fc_after.dims(), [64, 2]);
 }
 
-/// Our WebGPU convolution kernel (`src/web/conv_kernel.rs`) against burn's convolution on the
-/// CPU, same weights and input: rows cut short by the 4-pixel tiles, stride 2, 1x1 and 7x7
-/// kernels, with and without bias, and the shapes that fall back to burn's kernel (channel
-/// counts not multiples of 4).
+/// Our WebGPU convolution kernels (`src/web/conv_kernel.rs`) against burn's convolution on
+/// the CPU, same weights and input: the output, and with autodiff the gradients of the input
+/// and weight. Rows cut short by the 4-pixel tiles, stride 2, 1x1 and 7x7 kernels, with and
+/// without bias, and the shapes that fall back to burn's kernels (channel counts not
+/// multiples of 4, input gradients at stride 2).
 #[wasm_bindgen_test]
-async fn webgpu_convolution_kernel_matches_the_cpu() {
-    use burn::module::Module;
+async fn webgpu_convolution_kernels_match_the_cpu() {
+    use burn::module::Param;
     use burn::nn::PaddingConfig2d;
     use burn::nn::conv::Conv2dConfig;
     use burn::prelude::*;
-    use burn::tensor::Distribution;
+    use burn::tensor::{Distribution, TensorData};
     use resnet_web::resnet::convolve;
+
+    async fn values<const D: usize>(tensor: Tensor<D>) -> TensorData {
+        tensor.into_data_async().await.unwrap()
+    }
+    fn check(what: &str, got: TensorData, expected: TensorData) {
+        assert_eq!(got.shape(), expected.shape(), "{what}");
+        let error = max_abs_difference(
+            &got.try_to_vec::<f32>().unwrap(),
+            &expected.try_to_vec::<f32>().unwrap(),
+        );
+        assert!(error < 1e-4, "{what}: differs by {error}");
+    }
 
     let gpu = Backend::init(BackendKind::WebGpu).await.unwrap().device;
     let cpu = Backend::init(BackendKind::Cpu).await.unwrap().device;
@@ -421,6 +434,7 @@ async fn webgpu_convolution_kernel_matches_the_cpu() {
         [12, 4, 3, 1, 0, 6, 5, 1, 1],
         [3, 8, 7, 2, 3, 20, 17, 1, 0],
         [8, 6, 3, 1, 1, 5, 9, 2, 1],
+        [16, 16, 3, 1, 1, 8, 8, 5, 0],
     ];
     for [
         inputs,
@@ -434,29 +448,73 @@ async fn webgpu_convolution_kernel_matches_the_cpu() {
         bias,
     ] in cases
     {
-        let conv = Conv2dConfig::new([inputs, outputs], [kernel, kernel])
+        let case = format!("{inputs}->{outputs} k{kernel}/{stride} p{padding} {height}x{width}");
+        let config = Conv2dConfig::new([inputs, outputs], [kernel, kernel])
             .with_stride([stride, stride])
             .with_padding(PaddingConfig2d::Explicit(
                 padding, padding, padding, padding,
             ))
-            .with_bias(bias == 1)
-            .init(&cpu);
-        let input = Tensor::<4>::random(
-            [batch, inputs, height, width],
+            .with_bias(bias == 1);
+        let conv = config.init(&cpu);
+        let weight = values(conv.weight.val()).await;
+        let bias = match &conv.bias {
+            Some(bias) => Some(values(bias.val()).await),
+            None => None,
+        };
+        // The same layer on `device`, its parameters leaves that track their gradients.
+        let conv_on = |device: &Device| {
+            let mut layer = config.init(device);
+            layer.weight = Param::from_tensor(Tensor::from_data(weight.clone(), device));
+            layer.bias = bias
+                .clone()
+                .map(|bias| Param::from_tensor(Tensor::from_data(bias, device)));
+            layer
+        };
+        let shape = [batch, inputs, height, width];
+        let input = values(Tensor::<4>::random(
+            shape,
             Distribution::Uniform(-1.0, 1.0),
             &cpu,
+        ))
+        .await;
+
+        // Inference.
+        let expected = values(conv.forward(Tensor::from_data(input.clone(), &cpu))).await;
+        let got = values(convolve(
+            &conv_on(&gpu),
+            Tensor::from_data(input.clone(), &gpu),
+        ))
+        .await;
+        check(&format!("{case}: output"), got, expected);
+
+        // Training: the gradients of a weighted sum of the output.
+        let weighting = conv
+            .forward(Tensor::zeros(shape, &cpu))
+            .random_like(Distribution::Uniform(-1.0, 1.0));
+        let weighting = values(weighting).await;
+        let mut gradients = Vec::new();
+        for device in [cpu.clone().autodiff(), gpu.clone().autodiff()] {
+            let conv = conv_on(&device);
+            let tracked = Tensor::<4>::from_data(input.clone(), &device).require_grad();
+            let output = convolve(&conv, tracked.clone());
+            let weighting = Tensor::<4>::from_data(weighting.clone(), &device);
+            let grads = (output * weighting).sum().backward();
+            gradients.push([
+                values(tracked.grad(&grads).unwrap()).await,
+                values(conv.weight.grad(&grads).unwrap()).await,
+            ]);
+        }
+        let [[input_expected, weight_expected], [input_got, weight_got]] =
+            <[_; 2]>::try_from(gradients).unwrap();
+        check(
+            &format!("{case}: input gradient"),
+            input_got,
+            input_expected,
         );
-        let expected = conv.forward(input.clone()).into_data_async().await.unwrap();
-        let on_gpu = convolve(&conv.clone().to_device(&gpu), input.to_device(&gpu));
-        let got = on_gpu.into_data_async().await.unwrap();
-        assert_eq!(got.shape(), expected.shape());
-        let error = max_abs_difference(
-            &got.try_to_vec::<f32>().unwrap(),
-            &expected.try_to_vec::<f32>().unwrap(),
-        );
-        assert!(
-            error < 1e-4,
-            "case {inputs}->{outputs} k{kernel}/{stride}: {error}"
+        check(
+            &format!("{case}: weight gradient"),
+            weight_got,
+            weight_expected,
         );
     }
 }

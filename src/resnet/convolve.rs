@@ -1,12 +1,16 @@
 //! The model's convolutions, through a backend extension so that a backend can run its own
-//! kernel: on WebGPU, `src/web/conv_kernel.rs` (tiles of 4 pixels by 4 output channels, about
-//! twice as fast as burn's direct kernel on SwiftShader). Everywhere else, and for gradients,
-//! the default body is burn's own `conv2d`.
+//! kernels: on WebGPU, `src/web/conv_kernel.rs`. Elsewhere (the CPU) the default bodies are
+//! burn's own convolution and its gradients. With autodiff, the forward and both gradients go
+//! through the extension too, so training on WebGPU runs our kernels.
 
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Flex, backend_extension};
+use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
@@ -53,12 +57,125 @@ pub trait ConvolveOps: Backend {
             ConvOptions::new(stride, padding, [1, 1], 1),
         )
     }
+
+    /// The gradient of `convolve` with respect to its input (`input` gives the shape).
+    #[fusion(dtype = input, shape = input)]
+    fn convolve_input_grad(
+        input: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        Self::conv2d_x_backward(
+            input,
+            weight,
+            output_grad,
+            ConvOptions::new(stride, padding, [1, 1], 1),
+        )
+    }
+
+    /// The gradient of `convolve` with respect to its weight.
+    #[fusion(dtype = weight, shape = weight)]
+    fn convolve_weight_grad(
+        input: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        Self::conv2d_weight_backward(
+            input,
+            weight,
+            output_grad,
+            ConvOptions::new(stride, padding, [1, 1], 1),
+        )
+    }
 }
 
 impl ConvolveOps for Flex {}
 
-// Training differentiates burn's convolution.
-impl<B: Backend + ConvolveOps, C: CheckpointStrategy> ConvolveOps for Autodiff<B, C> {}
+/// What the backward pass of `convolve` keeps: the input and weight, stride and padding.
+type ConvolveState = (NodeId, NodeId, [usize; 2], [usize; 2]);
+
+#[derive(Debug)]
+struct ConvolveBackward;
+
+impl<B: Backend + ConvolveOps> Backward<B, 3> for ConvolveBackward {
+    type State = ConvolveState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [input_node, weight_node, bias_node] = ops.parents;
+        let output_grad = grads.consume::<B>(&ops.node);
+        let (input_state, weight_state, stride, padding) = ops.state;
+        let input = checkpointer.retrieve_node_output::<FloatTensor<B>>(input_state);
+        let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
+        if let Some(node) = input_node {
+            let grad = B::convolve_input_grad(
+                input.clone(),
+                weight.clone(),
+                output_grad.clone(),
+                stride,
+                padding,
+            );
+            grads.register::<B>(node.id, grad);
+        }
+        if let Some(node) = bias_node {
+            // Summed over the batch and the pixels: one value per output channel.
+            let channels = output_grad.shape()[1];
+            let grad = B::float_reshape(
+                B::float_sum_dims(output_grad.clone(), &[0, 2, 3]),
+                [channels].into(),
+            );
+            grads.register::<B>(node.id, grad);
+        }
+        if let Some(node) = weight_node {
+            let grad = B::convolve_weight_grad(input, weight, output_grad, stride, padding);
+            grads.register::<B>(node.id, grad);
+        }
+    }
+}
+
+impl<B: Backend + ConvolveOps, C: CheckpointStrategy> ConvolveOps for Autodiff<B, C> {
+    fn convolve(
+        input: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        match ConvolveBackward
+            .prepare::<C>([input.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let input_state = prep.checkpoint(&input);
+                let weight_state = prep.checkpoint(&weight);
+                let output = B::convolve(
+                    input.into_primitive(),
+                    weight.into_primitive(),
+                    bias.into_primitive(),
+                    stride,
+                    padding,
+                );
+                prep.finish((input_state, weight_state, stride, padding), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::convolve(
+                input.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                stride,
+                padding,
+            )),
+        }
+    }
+}
 
 /// `conv.forward(input)`, through [`ConvolveOps`] where the layer fits it.
 pub fn convolve(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {

@@ -6,13 +6,14 @@
 //! (`scripts/profile-webgpu.sh`, hand-written WGSL). Activations are NHWC in memory, as burn's
 //! own convolutions leave them.
 
-use burn::backend::DType;
-use burn::backend::ops::{ConvOptions, ModuleOps};
+use burn::backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
+use burn::backend::{DType, FloatDType};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::ops::{permute, permute_nchw_to_nhwc, permute_nhwc_to_nchw};
+use cubecl::num_traits::Zero;
 use cubecl::prelude::*;
 
 use crate::resnet::{ConvolveOps, convolve_output_shape};
@@ -123,6 +124,96 @@ fn conv_tiles_kernel<E: Float, N: Size>(
     }
 }
 
+#[derive(CubeLaunch, CubeType)]
+struct WeightGradShape {
+    in_height: u32,
+    in_width: u32,
+    in_vectors: u32,
+    out_height: u32,
+    out_width: u32,
+    out_vectors: u32,
+    kernel_height: u32,
+    kernel_width: u32,
+    stride_height: u32,
+    stride_width: u32,
+    pad_height: u32,
+    pad_width: u32,
+    images: u32,
+    /// The batch is cut into this many interleaved parts, each summed apart.
+    splits: u32,
+    invocations: u32,
+}
+
+/// The weight gradient, one tap by `VECTOR` input channels by `VECTOR` output channels per
+/// invocation, summed over one part of the batch: `partial` is [part, kernel row, kernel
+/// column, in channel, out channel]. input and output_grad: NHWC; all vectors of channels.
+#[cube(launch_unchecked)]
+fn conv_weight_grad_kernel<E: Float, N: Size>(
+    input: &Tensor<Vector<E, N>>,
+    output_grad: &Tensor<Vector<E, N>>,
+    partial: &mut Tensor<Vector<E, N>>,
+    shape: WeightGradShape,
+    #[define(E)] _dtype: ElemType,
+) {
+    let position = ABSOLUTE_POS as u32;
+    if position >= shape.invocations {
+        terminate!();
+    }
+    let out_vector = position % shape.out_vectors;
+    let rest = position / shape.out_vectors;
+    let in_vector = rest % shape.in_vectors;
+    let rest = rest / shape.in_vectors;
+    let kx = rest % shape.kernel_width;
+    let rest = rest / shape.kernel_width;
+    let ky = rest % shape.kernel_height;
+    let split = rest / shape.kernel_height;
+
+    let mut sums = Array::<Vector<E, N>>::new(VECTOR);
+    #[unroll]
+    for channel in 0..VECTOR {
+        sums[channel] = Vector::zero();
+    }
+    for image in range_stepped(split, shape.images, shape.splits) {
+        for out_y in 0..shape.out_height {
+            let in_y = (out_y * shape.stride_height + ky) as i32 - shape.pad_height as i32;
+            if in_y >= 0 && in_y < shape.in_height as i32 {
+                let in_row = (image * shape.in_height + in_y as u32) * shape.in_width;
+                let grad_row = (image * shape.out_height + out_y) * shape.out_width;
+                for out_x in 0..shape.out_width {
+                    let in_x = (out_x * shape.stride_width + kx) as i32 - shape.pad_width as i32;
+                    if in_x >= 0 && in_x < shape.in_width as i32 {
+                        let grad = output_grad
+                            [((grad_row + out_x) * shape.out_vectors + out_vector) as usize];
+                        let value =
+                            input[((in_row + in_x as u32) * shape.in_vectors + in_vector) as usize];
+                        sums[0] += grad * Vector::new(value.extract(0usize));
+                        sums[1] += grad * Vector::new(value.extract(1usize));
+                        sums[2] += grad * Vector::new(value.extract(2usize));
+                        sums[3] += grad * Vector::new(value.extract(3usize));
+                    }
+                }
+            }
+        }
+    }
+    let at = (((split * shape.kernel_height + ky) * shape.kernel_width + kx) * shape.in_vectors
+        + in_vector)
+        * VECTOR as u32
+        * shape.out_vectors
+        + out_vector;
+    #[unroll]
+    for channel in 0..VECTOR {
+        partial[(at + channel as u32 * shape.out_vectors) as usize] = sums[channel];
+    }
+}
+
+/// Partial weight gradients kept at most (floats), which bounds how many parts the batch is
+/// cut into.
+const WEIGHT_GRAD_PARTIALS: usize = 4 << 20;
+
+fn launch_count(invocations: usize) -> CubeCount {
+    CubeCount::Static(invocations.div_ceil(WORKGROUP as usize) as u32, 1, 1)
+}
+
 impl ConvolveOps for CubeBackend {
     fn convolve(
         input: FloatTensor<Self>,
@@ -156,7 +247,6 @@ impl ConvolveOps for CubeBackend {
         );
         let row_tiles = out_shape[3].div_ceil(PIXELS);
         let invocations = out_shape[0] * out_shape[2] * row_tiles * (out_channels / VECTOR);
-        let cube_count = CubeCount::Static(invocations.div_ceil(WORKGROUP as usize) as u32, 1, 1);
         let shape = ConvShapeLaunch::new(
             in_shape[2] as u32,
             in_shape[3] as u32,
@@ -178,7 +268,7 @@ impl ConvolveOps for CubeBackend {
         unsafe {
             conv_tiles_kernel::launch_unchecked(
                 &client,
-                cube_count,
+                launch_count(invocations),
                 CubeDim::new_1d(WORKGROUP),
                 VECTOR,
                 input.into_tensor_arg(),
@@ -190,5 +280,119 @@ impl ConvolveOps for CubeBackend {
             );
         }
         permute_nhwc_to_nchw(output)
+    }
+
+    /// At stride 1, the input gradient is a convolution of the output gradient by the weights
+    /// turned around (in and out channels swapped, kernel flipped), padded by `kernel - 1 -
+    /// padding`: our kernel again.
+    fn convolve_input_grad(
+        input: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let kernel = [weight.meta.shape()[2], weight.meta.shape()[3]];
+        let in_channels = weight.meta.shape()[1];
+        if stride != [1, 1] || padding[0] >= kernel[0] || padding[1] >= kernel[1] {
+            return Self::conv2d_x_backward(
+                input,
+                weight,
+                output_grad,
+                ConvOptions::new(stride, padding, [1, 1], 1),
+            );
+        }
+        let turned = Self::float_swap_dims(Self::float_flip(weight, &[2, 3]), 0, 1);
+        let no_bias = Self::float_zeros([in_channels].into(), &input.device, FloatDType::F32);
+        Self::convolve(
+            output_grad,
+            turned,
+            no_bias,
+            [1, 1],
+            [kernel[0] - 1 - padding[0], kernel[1] - 1 - padding[1]],
+        )
+    }
+
+    fn convolve_weight_grad(
+        input: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let weight_shape = weight.meta.shape().clone();
+        let [out_channels, in_channels, kernel_height, kernel_width] = [
+            weight_shape[0],
+            weight_shape[1],
+            weight_shape[2],
+            weight_shape[3],
+        ];
+        if input.dtype != DType::F32 || out_channels % VECTOR != 0 || in_channels % VECTOR != 0 {
+            return Self::conv2d_weight_backward(
+                input,
+                weight,
+                output_grad,
+                ConvOptions::new(stride, padding, [1, 1], 1),
+            );
+        }
+        let in_shape = input.meta.shape().clone();
+        let grad_shape = output_grad.meta.shape().clone();
+        let (client, device, dtype) = (input.client.clone(), input.device.clone(), input.dtype);
+        let input = into_contiguous(permute_nchw_to_nhwc(input));
+        let output_grad = into_contiguous(permute_nchw_to_nhwc(output_grad));
+        let weights = weight_shape.num_elements();
+        let images = in_shape[0];
+        let splits = (WEIGHT_GRAD_PARTIALS / weights).clamp(1, images);
+        let partial = empty_device_dtype(
+            client.clone(),
+            device,
+            [
+                splits,
+                kernel_height,
+                kernel_width,
+                in_channels,
+                out_channels,
+            ]
+            .into(),
+            dtype,
+        );
+        let invocations = splits * weights / (VECTOR * VECTOR);
+        let shape = WeightGradShapeLaunch::new(
+            in_shape[2] as u32,
+            in_shape[3] as u32,
+            (in_channels / VECTOR) as u32,
+            grad_shape[2] as u32,
+            grad_shape[3] as u32,
+            (out_channels / VECTOR) as u32,
+            kernel_height as u32,
+            kernel_width as u32,
+            stride[0] as u32,
+            stride[1] as u32,
+            padding[0] as u32,
+            padding[1] as u32,
+            images as u32,
+            splits as u32,
+            invocations as u32,
+        );
+        // SAFETY: as for the forward kernel: invocations past the end stop, padded taps are
+        // skipped, and `partial` holds every (part, tap, in channel, out channel).
+        unsafe {
+            conv_weight_grad_kernel::launch_unchecked(
+                &client,
+                launch_count(invocations),
+                CubeDim::new_1d(WORKGROUP),
+                VECTOR,
+                input.into_tensor_arg(),
+                output_grad.into_tensor_arg(),
+                partial.clone().into_tensor_arg(),
+                shape,
+                burn::backend::cubecl::dtype_to_storage_type(dtype),
+            );
+        }
+        let summed = Self::float_reshape(
+            Self::float_sum_dim(partial, 0),
+            [kernel_height, kernel_width, in_channels, out_channels].into(),
+        );
+        Self::float_permute(summed, &[3, 2, 0, 1])
     }
 }
