@@ -99,9 +99,18 @@ async fn webgpu_training_profile() {
 
         let tracked =
             Tensor::<4>::random(shape, Distribution::Default, &training_device).require_grad();
-        let conv = conv3x3(channels, &training_device);
-        profile(&format!("conv forward+backward {layer}"), async || {
-            let gradients = conv.forward(tracked.clone()).sum().backward();
+        let conv = conv3x3(channels, &training_device).train();
+        profile(
+            &format!("conv forward+backward (input and weight gradients) {layer}"),
+            async || {
+                let gradients = conv.forward(tracked.clone()).sum().backward();
+                wait_for(tracked.grad(&gradients).unwrap()).await
+            },
+        )
+        .await;
+
+        profile(&format!("our conv forward+backward {layer}"), async || {
+            let gradients = convolve(&conv, tracked.clone()).sum().backward();
             wait_for(tracked.grad(&gradients).unwrap()).await
         })
         .await;

@@ -401,8 +401,8 @@ async fn head_only_fine_tuning_keeps_the_backbone() {
 /// Our WebGPU convolution kernels (`src/web/conv_kernel.rs`) against burn's convolution on
 /// the CPU, same weights and input: the output, and with autodiff the gradients of the input
 /// and weight. Rows cut short by the 4-pixel tiles, stride 2, 1x1 and 7x7 kernels, with and
-/// without bias, and the shapes that fall back to burn's kernels (channel counts not
-/// multiples of 4, input gradients at stride 2).
+/// without bias, images of 1 and 3 channels (padded to 4), and what falls back to burn's
+/// kernels (output channels not a multiple of 4, input gradients at stride 2).
 #[wasm_bindgen_test]
 async fn webgpu_convolution_kernels_match_the_cpu() {
     use burn::module::Param;
@@ -435,6 +435,7 @@ async fn webgpu_convolution_kernels_match_the_cpu() {
         [3, 8, 7, 2, 3, 20, 17, 1, 0],
         [8, 6, 3, 1, 1, 5, 9, 2, 1],
         [16, 16, 3, 1, 1, 8, 8, 5, 0],
+        [1, 16, 3, 1, 1, 12, 10, 4, 0],
     ];
     for [
         inputs,

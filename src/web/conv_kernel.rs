@@ -8,7 +8,7 @@
 
 use burn::backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{DType, FloatDType};
+use burn::backend::{DType, FloatDType, Slice};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
@@ -214,6 +214,15 @@ fn launch_count(invocations: usize) -> CubeCount {
     CubeCount::Static(invocations.div_ceil(WORKGROUP as usize) as u32, 1, 1)
 }
 
+/// `tensor` (NCHW, or a weight [out, in, kernel rows, kernel columns]) with zero channels
+/// added along axis 1 up to a multiple of `VECTOR`.
+fn pad_channels(tensor: FloatTensor<CubeBackend>) -> FloatTensor<CubeBackend> {
+    let mut shape = tensor.meta.shape().clone();
+    shape[1] = shape[1].next_multiple_of(VECTOR) - shape[1];
+    let zeros = CubeBackend::float_zeros(shape, &tensor.device, FloatDType::F32);
+    CubeBackend::float_cat(vec![tensor, zeros], 1)
+}
+
 impl ConvolveOps for CubeBackend {
     fn convolve(
         input: FloatTensor<Self>,
@@ -226,7 +235,12 @@ impl ConvolveOps for CubeBackend {
         let weight_shape = weight.meta.shape().clone();
         let out_channels = weight_shape[0];
         let in_channels = in_shape[1];
-        if input.dtype != DType::F32 || out_channels % VECTOR != 0 || in_channels % VECTOR != 0 {
+        if input.dtype == DType::F32 && in_channels % VECTOR != 0 {
+            // An RGB or grayscale image: zero channels make it a whole vector.
+            let (input, weight) = (pad_channels(input), pad_channels(weight));
+            return Self::convolve(input, weight, bias, stride, padding);
+        }
+        if input.dtype != DType::F32 || out_channels % VECTOR != 0 {
             return Self::conv2d(
                 input,
                 weight,
@@ -327,6 +341,18 @@ impl ConvolveOps for CubeBackend {
             weight_shape[2],
             weight_shape[3],
         ];
+        if input.dtype == DType::F32 && out_channels % VECTOR == 0 && in_channels % VECTOR != 0 {
+            // The stem, on the image: computed on zero channels too, which are then cut off.
+            let (input, weight) = (pad_channels(input), pad_channels(weight));
+            let grad = Self::convolve_weight_grad(input, weight, output_grad, stride, padding);
+            let keep = [
+                0..out_channels,
+                0..in_channels,
+                0..kernel_height,
+                0..kernel_width,
+            ];
+            return Self::float_slice(grad, &keep.map(Slice::from));
+        }
         if input.dtype != DType::F32 || out_channels % VECTOR != 0 || in_channels % VECTOR != 0 {
             return Self::conv2d_weight_backward(
                 input,
