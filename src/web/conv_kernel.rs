@@ -13,6 +13,7 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::ops::{permute, permute_nchw_to_nhwc, permute_nhwc_to_nchw};
+use cubecl::calculate_cube_count_elemwise;
 use cubecl::num_traits::Zero;
 use cubecl::prelude::*;
 
@@ -210,8 +211,10 @@ fn conv_weight_grad_kernel<E: Float, N: Size>(
 /// cut into.
 const WEIGHT_GRAD_PARTIALS: usize = 4 << 20;
 
-fn launch_count(invocations: usize) -> CubeCount {
-    CubeCount::Static(invocations.div_ceil(WORKGROUP as usize) as u32, 1, 1)
+/// Workgroups for `invocations` (spread over two dimensions past WebGPU's 65,535 per
+/// dimension; `ABSOLUTE_POS` stays linear).
+fn launch_count(client: &Client, invocations: usize) -> CubeCount {
+    calculate_cube_count_elemwise(client, invocations, CubeDim::new_1d(WORKGROUP))
 }
 
 /// `tensor` (NCHW, or a weight [out, in, kernel rows, kernel columns]) with zero channels
@@ -235,12 +238,12 @@ impl ConvolveOps for CubeBackend {
         let weight_shape = weight.meta.shape().clone();
         let out_channels = weight_shape[0];
         let in_channels = in_shape[1];
-        if input.dtype == DType::F32 && in_channels % VECTOR != 0 {
+        if input.dtype == DType::F32 && !in_channels.is_multiple_of(VECTOR) {
             // An RGB or grayscale image: zero channels make it a whole vector.
             let (input, weight) = (pad_channels(input), pad_channels(weight));
             return Self::convolve(input, weight, bias, stride, padding);
         }
-        if input.dtype != DType::F32 || out_channels % VECTOR != 0 {
+        if input.dtype != DType::F32 || !out_channels.is_multiple_of(VECTOR) {
             return Self::conv2d(
                 input,
                 weight,
@@ -282,7 +285,7 @@ impl ConvolveOps for CubeBackend {
         unsafe {
             conv_tiles_kernel::launch_unchecked(
                 &client,
-                launch_count(invocations),
+                launch_count(&client, invocations),
                 CubeDim::new_1d(WORKGROUP),
                 VECTOR,
                 input.into_tensor_arg(),
@@ -341,7 +344,10 @@ impl ConvolveOps for CubeBackend {
             weight_shape[2],
             weight_shape[3],
         ];
-        if input.dtype == DType::F32 && out_channels % VECTOR == 0 && in_channels % VECTOR != 0 {
+        if input.dtype == DType::F32
+            && out_channels.is_multiple_of(VECTOR)
+            && !in_channels.is_multiple_of(VECTOR)
+        {
             // The stem, on the image: computed on zero channels too, which are then cut off.
             let (input, weight) = (pad_channels(input), pad_channels(weight));
             let grad = Self::convolve_weight_grad(input, weight, output_grad, stride, padding);
@@ -353,7 +359,10 @@ impl ConvolveOps for CubeBackend {
             ];
             return Self::float_slice(grad, &keep.map(Slice::from));
         }
-        if input.dtype != DType::F32 || out_channels % VECTOR != 0 || in_channels % VECTOR != 0 {
+        if input.dtype != DType::F32
+            || !out_channels.is_multiple_of(VECTOR)
+            || !in_channels.is_multiple_of(VECTOR)
+        {
             return Self::conv2d_weight_backward(
                 input,
                 weight,
@@ -405,7 +414,7 @@ impl ConvolveOps for CubeBackend {
         unsafe {
             conv_weight_grad_kernel::launch_unchecked(
                 &client,
-                launch_count(invocations),
+                launch_count(&client, invocations),
                 CubeDim::new_1d(WORKGROUP),
                 VECTOR,
                 input.into_tensor_arg(),
