@@ -238,12 +238,14 @@ impl ConvolveOps for CubeBackend {
         let weight_shape = weight.meta.shape().clone();
         let out_channels = weight_shape[0];
         let in_channels = in_shape[1];
-        if input.dtype == DType::F32 && !in_channels.is_multiple_of(VECTOR) {
+        // burn's convolution reports shapes that do not fit; ours would read past the weights.
+        let fits = in_channels == weight_shape[1] && in_shape.num_dims() == 4;
+        if fits && input.dtype == DType::F32 && !in_channels.is_multiple_of(VECTOR) {
             // An RGB or grayscale image: zero channels make it a whole vector.
             let (input, weight) = (pad_channels(input), pad_channels(weight));
             return Self::convolve(input, weight, bias, stride, padding);
         }
-        if input.dtype != DType::F32 || !out_channels.is_multiple_of(VECTOR) {
+        if !fits || input.dtype != DType::F32 || !out_channels.is_multiple_of(VECTOR) {
             return Self::conv2d(
                 input,
                 weight,
