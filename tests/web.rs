@@ -399,8 +399,8 @@ async fn head_only_fine_tuning_keeps_the_backbone() {
 }
 
 /// Our WebGPU convolution kernels (`src/web/conv_kernel.rs`) against burn's convolution on
-/// the CPU, same weights and input: the output, and with autodiff the gradients of the input
-/// and weight. Rows cut short by the 4-pixel tiles, stride 2, 1x1 and 7x7 kernels, with and
+/// the CPU, same weights and input: the output, and with autodiff the gradients of the input,
+/// weight and bias. Rows cut short by the 4-pixel tiles, stride 2, 1x1 and 7x7 kernels, with and
 /// without bias, images of 1 and 3 channels (padded to 4), and what falls back to burn's
 /// kernels (output channels not a multiple of 4, input gradients at stride 2).
 #[wasm_bindgen_test]
@@ -494,19 +494,37 @@ async fn webgpu_convolution_kernels_match_the_cpu() {
             .random_like(Distribution::Uniform(-1.0, 1.0));
         let weighting = values(weighting).await;
         let mut gradients = Vec::new();
-        for device in [cpu.clone().autodiff(), gpu.clone().autodiff()] {
+        // Expected: burn's own autodiff convolution on the CPU; got: ours on WebGPU.
+        for (device, ours) in [
+            (cpu.clone().autodiff(), false),
+            (gpu.clone().autodiff(), true),
+        ] {
             let conv = conv_on(&device);
             let tracked = Tensor::<4>::from_data(input.clone(), &device).require_grad();
-            let output = convolve(&conv, tracked.clone());
+            let output = if ours {
+                convolve(&conv, tracked.clone())
+            } else {
+                conv.forward(tracked.clone())
+            };
             let weighting = Tensor::<4>::from_data(weighting.clone(), &device);
             let grads = (output * weighting).sum().backward();
-            gradients.push([
+            let bias_grad = match &conv.bias {
+                Some(bias) => Some(values(bias.grad(&grads).unwrap()).await),
+                None => None,
+            };
+            gradients.push((
                 values(tracked.grad(&grads).unwrap()).await,
                 values(conv.weight.grad(&grads).unwrap()).await,
-            ]);
+                bias_grad,
+            ));
         }
-        let [[input_expected, weight_expected], [input_got, weight_got]] =
-            <[_; 2]>::try_from(gradients).unwrap();
+        let [
+            (input_expected, weight_expected, bias_expected),
+            (input_got, weight_got, bias_got),
+        ] = <[_; 2]>::try_from(gradients).unwrap();
+        if let (Some(got), Some(expected)) = (bias_got, bias_expected) {
+            check(&format!("{case}: bias gradient"), got, expected);
+        }
         check(
             &format!("{case}: input gradient"),
             input_got,

@@ -1,12 +1,11 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-
-use super::convolve::convolve;
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 
+use super::convolve::convolve;
 use super::{BlockKind, Shortcut};
 
 /// One residual block. The enum variant is invisible in weight files (burn's stores skip

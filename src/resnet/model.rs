@@ -1,6 +1,4 @@
 use burn::nn::conv::Conv2d;
-
-use super::convolve::convolve;
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
@@ -8,6 +6,7 @@ use burn::store::ModuleSnapshot;
 use burn::tensor::activation::relu;
 
 use super::block::{batch_norm, conv, normalize};
+use super::convolve::convolve;
 use super::{ResNetConfig, ResidualBlock, Stem};
 use crate::error::{Error, Result};
 

@@ -1,10 +1,11 @@
-//! Our WebGPU convolution (`ConvolveOps` for burn's CubeCL backend): each invocation computes
-//! 4 consecutive output pixels of a row by 4 output channels, so that every input value it
-//! loads serves 4 channels and every weight 4 pixels. burn's direct kernel computes one pixel
-//! by 4 channels and loads 1.25 values per multiply-add, where this loads 0.5: on SwiftShader
-//! that took ResNet-20's 3x3 layers from 0.32-0.45 to 0.71-0.85 billion multiply-adds a second
-//! (`scripts/profile-webgpu.sh`, hand-written WGSL). Activations are NHWC in memory, as burn's
-//! own convolutions leave them.
+//! Our WebGPU convolutions (`ConvolveOps` for burn's CubeCL backend). The forward kernel
+//! computes 4 consecutive output pixels of a row by 4 output channels per invocation, so each
+//! input vector (4 channels) it loads serves 16 multiply-adds and each weight vector 4
+//! pixels; burn's direct kernel computes one pixel by 4 channels. SwiftShader loads each SIMD
+//! lane's values apart, so loads per multiply-add decide its speed there: 1.4x to 1.6x
+//! burn's kernel on ResNet-20's 3x3 layers (`scripts/profile-webgpu.sh`, README "Notes on
+//! the wasm build"). The input gradient at stride 1 is the same kernel; the weight gradient
+//! has its own. Activations are NHWC in memory, as burn's own convolutions leave them.
 
 use burn::backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
