@@ -9,7 +9,7 @@
 
 use burn::backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{DType, FloatDType, Slice};
+use burn::backend::{DType, FloatDType, Shape, Slice};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
@@ -25,6 +25,7 @@ const PIXELS: usize = 4;
 const VECTOR: usize = 4;
 const WORKGROUP: u32 = 64;
 
+/// What both kernels read of a convolution's shape.
 #[derive(CubeLaunch, CubeType)]
 struct ConvShape {
     in_height: u32,
@@ -40,9 +41,61 @@ struct ConvShape {
     stride_width: u32,
     pad_height: u32,
     pad_width: u32,
-    /// Tiles of `PIXELS` per output row.
+    images: u32,
+    /// The forward kernel: tiles of `PIXELS` per output row.
     row_tiles: u32,
+    /// The weight-gradient kernel: the batch is cut into this many interleaved parts, each
+    /// summed apart.
+    splits: u32,
     invocations: u32,
+}
+
+/// Which kernel a `ConvShape` is for, and so what its invocations are.
+enum ConvWork {
+    /// Tiles of `PIXELS` output pixels by one vector of output channels.
+    Forward,
+    /// A tap by `VECTOR` by `VECTOR` channels, for each of `splits` parts of the batch.
+    WeightGrad { splits: usize },
+}
+
+/// `ConvShape` for an NCHW input and output and a weight [out, in, kernel rows, kernel
+/// columns], both channel counts multiples of `VECTOR`; and the invocation count.
+fn conv_shape(
+    input: &Shape,
+    weight: &Shape,
+    output: &Shape,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    work: ConvWork,
+) -> (ConvShapeLaunch, usize) {
+    let (in_vectors, out_vectors) = (weight[1] / VECTOR, weight[0] / VECTOR);
+    let row_tiles = output[3].div_ceil(PIXELS);
+    let (splits, invocations) = match work {
+        ConvWork::Forward => (1, input[0] * output[2] * row_tiles * out_vectors),
+        ConvWork::WeightGrad { splits } => (
+            splits,
+            splits * weight[2] * weight[3] * in_vectors * out_vectors,
+        ),
+    };
+    let shape = ConvShapeLaunch::new(
+        input[2] as u32,
+        input[3] as u32,
+        in_vectors as u32,
+        output[2] as u32,
+        output[3] as u32,
+        out_vectors as u32,
+        weight[2] as u32,
+        weight[3] as u32,
+        stride[0] as u32,
+        stride[1] as u32,
+        padding[0] as u32,
+        padding[1] as u32,
+        input[0] as u32,
+        row_tiles as u32,
+        splits as u32,
+        invocations as u32,
+    );
+    (shape, invocations)
 }
 
 /// input: NHWC; weight: [kernel row, kernel column, in channel, out channel]; output: NHWC;
@@ -126,26 +179,6 @@ fn conv_tiles_kernel<E: Float, N: Size>(
     }
 }
 
-#[derive(CubeLaunch, CubeType)]
-struct WeightGradShape {
-    in_height: u32,
-    in_width: u32,
-    in_vectors: u32,
-    out_height: u32,
-    out_width: u32,
-    out_vectors: u32,
-    kernel_height: u32,
-    kernel_width: u32,
-    stride_height: u32,
-    stride_width: u32,
-    pad_height: u32,
-    pad_width: u32,
-    images: u32,
-    /// The batch is cut into this many interleaved parts, each summed apart.
-    splits: u32,
-    invocations: u32,
-}
-
 /// The weight gradient, one tap by `VECTOR` input channels by `VECTOR` output channels per
 /// invocation, summed over one part of the batch: `partial` is [part, kernel row, kernel
 /// column, in channel, out channel]. input and output_grad: NHWC; all vectors of channels.
@@ -154,7 +187,7 @@ fn conv_weight_grad_kernel<E: Float, N: Size>(
     input: &Tensor<Vector<E, N>>,
     output_grad: &Tensor<Vector<E, N>>,
     partial: &mut Tensor<Vector<E, N>>,
-    shape: WeightGradShape,
+    shape: ConvShape,
     #[define(E)] _dtype: ElemType,
 ) {
     let position = ABSOLUTE_POS as u32;
@@ -265,23 +298,13 @@ impl ConvolveOps for CubeBackend {
             [out_shape[0], out_shape[2], out_shape[3], out_channels].into(),
             dtype,
         );
-        let row_tiles = out_shape[3].div_ceil(PIXELS);
-        let invocations = out_shape[0] * out_shape[2] * row_tiles * (out_channels / VECTOR);
-        let shape = ConvShapeLaunch::new(
-            in_shape[2] as u32,
-            in_shape[3] as u32,
-            (in_channels / VECTOR) as u32,
-            out_shape[2] as u32,
-            out_shape[3] as u32,
-            (out_channels / VECTOR) as u32,
-            weight_shape[2] as u32,
-            weight_shape[3] as u32,
-            stride[0] as u32,
-            stride[1] as u32,
-            padding[0] as u32,
-            padding[1] as u32,
-            row_tiles as u32,
-            invocations as u32,
+        let (shape, invocations) = conv_shape(
+            &in_shape,
+            &weight_shape,
+            &out_shape,
+            stride,
+            padding,
+            ConvWork::Forward,
         );
         // SAFETY: every index the kernel reads or writes is inside its tensor: invocations past
         // the end stop, and padded taps are skipped.
@@ -394,23 +417,13 @@ impl ConvolveOps for CubeBackend {
             .into(),
             dtype,
         );
-        let invocations = splits * weights / (VECTOR * VECTOR);
-        let shape = WeightGradShapeLaunch::new(
-            in_shape[2] as u32,
-            in_shape[3] as u32,
-            (in_channels / VECTOR) as u32,
-            grad_shape[2] as u32,
-            grad_shape[3] as u32,
-            (out_channels / VECTOR) as u32,
-            kernel_height as u32,
-            kernel_width as u32,
-            stride[0] as u32,
-            stride[1] as u32,
-            padding[0] as u32,
-            padding[1] as u32,
-            images as u32,
-            splits as u32,
-            invocations as u32,
+        let (shape, invocations) = conv_shape(
+            &in_shape,
+            &weight_shape,
+            &grad_shape,
+            stride,
+            padding,
+            ConvWork::WeightGrad { splits },
         );
         // SAFETY: as for the forward kernel: invocations past the end stop, padded taps are
         // skipped, and `partial` holds every (part, tap, in channel, out channel).
