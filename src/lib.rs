@@ -1,21 +1,32 @@
 //! resnet-web: ResNets in Rust with burn, for the browser (WebGPU or CPU, through wasm) and
-//! for the command line.
+//! for the command line. Everything but `web` is target-independent and natively tested.
 //!
 //! - [`resnet`]: the model family, backend-generic.
 //! - [`weights`]: torchvision and burnpack weight files.
-//! - [`data`] and [`train`]: labelled image sets and the one training loop.
-//! - [`inference`]: turning arrays into input tensors and logits back into arrays.
+//! - [`preprocess`]: canvas pixels to model input, per input kind.
+//! - [`classifier`]: a folded model that classifies images, on burn or our CPU kernels.
 //! - [`packed`]: a folded ResNet laid out once for fast CPU inference.
-//! - [`preprocess`]: canvas pixels to model input, per model family.
+//! - [`data`]: labelled image sets, batches and augmentation.
+//! - [`train`]: the training loop, its options and evaluation.
+//! - [`finetune`]: a trained model made ready for new data.
+//! - [`session`]: a training session (validation split, fresh or fine-tuned model, the run).
+//! - [`shipped`]: the shipped models and data sets (`models/models.json`).
+//! - [`readback`]: tensors read back into host memory.
+//! - [`rng`]: the seeded random number generator.
 //! - `web` (wasm32 only): the `#[wasm_bindgen]` surface.
 
+pub mod classifier;
 pub mod data;
 pub mod error;
-pub mod inference;
+pub mod finetune;
 pub mod npy;
 pub mod packed;
 pub mod preprocess;
+pub mod readback;
 pub mod resnet;
+pub mod rng;
+pub mod session;
+pub mod shipped;
 pub mod train;
 pub mod weights;
 

@@ -14,7 +14,7 @@ use burn::nn::pool::MaxPool2d;
 use cpu_kernels::ConvShape;
 
 use crate::error::{Error, Result};
-use crate::inference::read_floats_async;
+use crate::readback::read_floats_async;
 use crate::resnet::{DownsampleLayer, ResNet, ResidualBlock};
 
 /// Images or feature maps `[batch, height, width, channels]`, channels innermost.

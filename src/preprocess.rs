@@ -287,3 +287,92 @@ fn fit_to_field(image: &Rgba, box_size: usize, centre: Centre) -> Vec<f32> {
     }
     output
 }
+
+/// How canvas pixels become this model's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// MNIST digits: 28x28 grayscale, centred by mass.
+    Digit,
+    /// Fashion-MNIST: 28x28 grayscale, object fitted to the field.
+    Fashion,
+    /// torchvision ImageNet models: 224x224 RGB, normalised.
+    ImageNet,
+    /// Models trained in the page on the user's own pictures: the whole picture squeezed to
+    /// `size x size`, grayscale (1 channel) or RGB (3).
+    Plain { channels: usize, size: usize },
+}
+
+impl InputKind {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "digit" => Ok(InputKind::Digit),
+            "fashion" => Ok(InputKind::Fashion),
+            "imagenet" => Ok(InputKind::ImageNet),
+            other => {
+                let plain = match other.split_once('-') {
+                    Some(("gray", size)) => size.parse().ok().map(|size| (1, size)),
+                    Some(("rgb", size)) => size.parse().ok().map(|size| (3, size)),
+                    _ => None,
+                };
+                match plain {
+                    Some((channels, size)) if (8..=64).contains(&size) => {
+                        Ok(InputKind::Plain { channels, size })
+                    }
+                    _ => Err(Error::InvalidInput(format!(
+                        "unknown input kind '{other}': use digit, fashion, imagenet, or \
+                         gray-SIZE / rgb-SIZE with SIZE from 8 to 64"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// The input's name, as `parse` reads it.
+    pub fn name(self) -> String {
+        match self {
+            InputKind::Digit => "digit".into(),
+            InputKind::Fashion => "fashion".into(),
+            InputKind::ImageNet => "imagenet".into(),
+            InputKind::Plain { channels, size } => {
+                format!("{}-{size}", if channels == 1 { "gray" } else { "rgb" })
+            }
+        }
+    }
+
+    /// The side of the square images the model receives.
+    pub fn size(self) -> usize {
+        match self {
+            InputKind::Digit | InputKind::Fashion => 28,
+            InputKind::ImageNet => 224,
+            InputKind::Plain { size, .. } => size,
+        }
+    }
+
+    /// The model input `[channels, height, width]` for an image, and its shape.
+    pub fn prepare(self, image: &Rgba) -> (Vec<f32>, [usize; 4]) {
+        match self {
+            InputKind::Digit => (digit(image), [1, 1, 28, 28]),
+            InputKind::Fashion => (fashion(image), [1, 1, 28, 28]),
+            InputKind::ImageNet => (imagenet(image), [1, 3, 224, 224]),
+            InputKind::Plain { channels, size } => {
+                (plain(image, channels, size), [1, channels, size, size])
+            }
+        }
+    }
+
+    pub fn channels(self) -> usize {
+        match self {
+            InputKind::Digit | InputKind::Fashion => 1,
+            InputKind::ImageNet => 3,
+            InputKind::Plain { channels, .. } => channels,
+        }
+    }
+}
+
+impl std::str::FromStr for InputKind {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Self::parse(name)
+    }
+}

@@ -7,14 +7,18 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use std::collections::VecDeque;
+use std::fmt;
+use std::str::FromStr;
 
 use burn::prelude::*;
 use burn::tensor::Transaction;
 
-use crate::data::Dataset;
+use crate::data::{Augment, Dataset, batch_tensors};
 use crate::error::{Error, Result};
-use crate::inference::{floats, read_floats_async, read_ints_async, read_together};
+use crate::preprocess::InputKind;
+use crate::readback::{floats, read_floats_async, read_ints_async, read_together};
 use crate::resnet::ResNet;
+use crate::rng::SplitMix;
 use crate::weights;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -26,6 +30,29 @@ pub enum OptimizerKind {
     },
 }
 
+impl FromStr for OptimizerKind {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "adam" => Ok(OptimizerKind::Adam),
+            "sgd" => Ok(OptimizerKind::Sgd { momentum: 0.9 }),
+            other => Err(Error::InvalidConfig(format!(
+                "optimizer '{other}': use adam or sgd"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::Sgd { .. } => "sgd",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schedule {
     Constant,
@@ -33,6 +60,113 @@ pub enum Schedule {
     Cosine,
     /// Linear warm-up over the first 30% to the base rate, then cosine decay to zero.
     OneCycle,
+}
+
+impl FromStr for Schedule {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "one-cycle" => Ok(Schedule::OneCycle),
+            "cosine" => Ok(Schedule::Cosine),
+            "constant" => Ok(Schedule::Constant),
+            other => Err(Error::InvalidConfig(format!(
+                "schedule '{other}': use one-cycle, cosine or constant"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Schedule::OneCycle => "one-cycle",
+            Schedule::Cosine => "cosine",
+            Schedule::Constant => "constant",
+        })
+    }
+}
+
+/// Whether training augments its images (`yes` or `no`; the page sends a boolean).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Augmentation {
+    On,
+    Off,
+}
+
+impl FromStr for Augmentation {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "yes" | "true" | "on" => Ok(Augmentation::On),
+            "no" | "false" | "off" => Ok(Augmentation::Off),
+            other => Err(Error::InvalidConfig(format!(
+                "augment '{other}': use yes or no"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Augmentation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Augmentation::On => "yes",
+            Augmentation::Off => "no",
+        })
+    }
+}
+
+/// Training options as a user gives them (flags of `resnet train`, the page's options
+/// object), with the defaults both use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub optimizer: OptimizerKind,
+    pub schedule: Schedule,
+    pub augment: Augmentation,
+    pub seed: u64,
+}
+
+impl TrainOptions {
+    pub const DEFAULT: TrainOptions = TrainOptions {
+        epochs: 4,
+        batch_size: 64,
+        learning_rate: 0.003,
+        weight_decay: 5e-4,
+        optimizer: OptimizerKind::Adam,
+        schedule: Schedule::OneCycle,
+        augment: Augmentation::On,
+        seed: 1,
+    };
+
+    /// The loop's settings for images of `input`, checked.
+    pub fn config(&self, input: InputKind) -> Result<TrainConfig> {
+        let config = TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            weight_decay: self.weight_decay,
+            optimizer: self.optimizer,
+            schedule: self.schedule,
+            augment: match self.augment {
+                Augmentation::On => Augment::for_input(input),
+                Augmentation::Off => Augment::NONE,
+            },
+            seed: self.seed,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 impl Schedule {
@@ -53,21 +187,6 @@ impl Schedule {
             }
         }
     }
-}
-
-/// Random crops from a zero-padded image, and horizontal flips where the data allows it
-/// (clothes, not digits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Augment {
-    pub crop_padding: usize,
-    pub flip: bool,
-}
-
-impl Augment {
-    pub const NONE: Augment = Augment {
-        crop_padding: 0,
-        flip: false,
-    };
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,87 +216,6 @@ impl TrainConfig {
         };
         Err(Error::InvalidConfig(problem.into()))
     }
-}
-
-/// splitmix64: small, seedable, identical on every platform, so a seed gives the same
-/// shuffles and augmentations natively and in the browser.
-#[derive(Debug, Clone)]
-pub struct SplitMix(u64);
-
-impl SplitMix {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..bound` (bound > 0).
-    pub fn below(&mut self, bound: usize) -> usize {
-        (self.next_u64() % bound as u64) as usize
-    }
-
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            items.swap(i, self.below(i + 1));
-        }
-    }
-}
-
-/// A batch as tensors: images scaled to [0, 1] and, with `augment`, randomly cropped and
-/// flipped (drawing from `rng`).
-pub fn batch_tensors(
-    dataset: &Dataset,
-    indices: &[usize],
-    augment: Augment,
-    rng: &mut SplitMix,
-    device: &Device,
-) -> (Tensor<4>, Tensor<1, Int>) {
-    let (channels, height, width) = (dataset.channels, dataset.height, dataset.width);
-    let mut images = Vec::with_capacity(indices.len() * dataset.image_len());
-    for &index in indices {
-        let image = dataset.image(index);
-        let pad = augment.crop_padding;
-        let (dx, dy) = if pad > 0 {
-            (rng.below(2 * pad + 1), rng.below(2 * pad + 1))
-        } else {
-            (0, 0)
-        };
-        let flip = augment.flip && rng.below(2) == 1;
-        for c in 0..channels {
-            for y in 0..height {
-                for x in 0..width {
-                    // Pixel (x, y) of the crop is (x + dx - pad, y + dy - pad) of the padded image.
-                    let source_x = (x + dx).checked_sub(pad).filter(|&sx| sx < width);
-                    let source_y = (y + dy).checked_sub(pad).filter(|&sy| sy < height);
-                    let value = match (source_x, source_y) {
-                        (Some(sx), Some(sy)) => {
-                            let sx = if flip { width - 1 - sx } else { sx };
-                            f32::from(image[(c * height + sy) * width + sx]) / 255.0
-                        }
-                        _ => 0.0,
-                    };
-                    images.push(value);
-                }
-            }
-        }
-    }
-    let labels: Vec<i64> = indices
-        .iter()
-        .map(|&i| i64::from(dataset.labels[i]))
-        .collect();
-    (
-        Tensor::from_data(
-            TensorData::new(images, [indices.len(), channels, height, width]),
-            device,
-        ),
-        Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
-    )
 }
 
 /// A model, its optimiser and the schedule: one `step` per batch.

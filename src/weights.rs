@@ -12,7 +12,7 @@ use burn::store::{
 use burn::tensor::{Bytes, Transaction};
 
 use crate::error::{Error, Result};
-use crate::inference::{floats, read_together};
+use crate::readback::{floats, read_together};
 use crate::resnet::{Arch, BlockKind, ResNet, ResNetConfig, Shortcut, Stem, is_running_statistic};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,14 +7,16 @@ import { launchChromium } from './chromium.mjs';
 import { routeWorker } from './worker-prelude.mjs';
 
 const [url, artifacts = 'artifacts'] = process.argv.slice(2);
-const HELD_OUT_PER_CLASS = 200; // src/data.rs: MNIST_HELD_OUT_PER_CLASS
+// The shipped models' data sets, from the file the crate and the page read too.
+const { datasets } = JSON.parse(readFileSync(new URL('../models/models.json', import.meta.url)));
+const HELD_OUT_PER_CLASS = datasets.mnist.heldOutPerClass;
 const PER_CLASS = 10; // 100 uploads per backend
 // `resnet eval --data mnist --weights models/mnist-resnet20.bpk` and
 // `resnet eval --data fashion --weights models/fashion-resnet14.bpk`; the test allows 2 points less.
 const HELD_OUT_ACCURACY = 0.991;
 const FASHION_TEST_ACCURACY = 0.93;
 const FASHION_DIR = process.env.FASHION_MNIST_DIR ?? '/usr/share/datasets/fashion-mnist';
-const FASHION_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+const FASHION_CLASSES = datasets.fashion.classNames;
 
 const results = [];
 // PAGE_TEST_FILTER=regexp runs only the tests whose name matches (for development; CI runs all).

@@ -5,8 +5,9 @@ mod common;
 
 use burn::prelude::*;
 use common::*;
-use resnet_web::inference::{block_on, images_tensor, logits, read_floats};
+use resnet_web::classifier::{images_tensor, logits};
 use resnet_web::packed::{FeatureMap, PackedResNet};
+use resnet_web::readback::{block_on, read_floats};
 use resnet_web::resnet::{Arch, ResNetConfig};
 use resnet_web::{npy, weights};
 

@@ -6,13 +6,12 @@ use std::io::Write;
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
-use resnet_web::data::{DIGIT_CLASSES, Dataset};
-use resnet_web::inference::{block_on, read_floats};
+use resnet_web::data::{Augment, Dataset, batch_tensors};
+use resnet_web::readback::{block_on, read_floats};
 use resnet_web::resnet::{Arch, BlockKind, ResNet, ResNetConfig, ResidualBlock, Shortcut};
-use resnet_web::train::{
-    Augment, OptimizerKind, Schedule, SplitMix, TrainConfig, Trainer, TrainingRun, batch_tensors,
-    evaluate,
-};
+use resnet_web::rng::SplitMix;
+use resnet_web::shipped::digit_classes;
+use resnet_web::train::{OptimizerKind, Schedule, TrainConfig, Trainer, TrainingRun, evaluate};
 
 mod common;
 use common::*;
@@ -188,7 +187,7 @@ fn tiny_dataset(images: Vec<u8>, labels: Vec<u8>, size: usize) -> Dataset {
         channels: 1,
         height: size,
         width: size,
-        class_names: DIGIT_CLASSES.iter().map(|s| s.to_string()).collect(),
+        class_names: digit_classes().to_vec(),
     }
 }
 
@@ -242,11 +241,11 @@ fn readers_parse_idx_and_mnist_json_and_hold_out_per_class() {
     let mut images = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3];
     images.extend(0..12u8);
     let labels = [0, 0, 8, 1, 0, 0, 0, 2, 7, 1];
-    let dataset = Dataset::from_idx(&gzip(&images), &labels, &DIGIT_CLASSES).unwrap();
+    let dataset = Dataset::from_idx(&gzip(&images), &labels, digit_classes()).unwrap();
     assert_eq!((dataset.len(), dataset.height, dataset.width), (2, 2, 3));
     assert_eq!(dataset.image(1), &[6, 7, 8, 9, 10, 11]);
     assert_eq!(dataset.labels, vec![7, 1]);
-    let error = Dataset::from_idx(&images[..20], &labels, &DIGIT_CLASSES).unwrap_err();
+    let error = Dataset::from_idx(&images[..20], &labels, digit_classes()).unwrap_err();
     assert!(
         error.to_string().contains("do not match the file size"),
         "{error}"

@@ -218,7 +218,7 @@ async fn exports_refuse_bad_input_and_the_module_goes_on() {
     let classifier = Classifier::for_images(
         MNIST_MODEL.to_vec(),
         BackendKind::Cpu,
-        resnet_web::web::InputKind::Digit,
+        resnet_web::preprocess::InputKind::Digit,
         digits.clone(),
     )
     .await
@@ -341,7 +341,7 @@ async fn exports_refuse_bad_input_and_the_module_goes_on() {
 /// two-class one.
 #[wasm_bindgen_test]
 async fn head_only_fine_tuning_keeps_the_backbone() {
-    use resnet_web::inference::read_floats_async;
+    use resnet_web::readback::read_floats_async;
     use resnet_web::web::{TrainingData, TrainingSession};
     let mut data =
         TrainingData::for_input("digit".into(), vec!["bar".into(), "blank".into()]).unwrap();

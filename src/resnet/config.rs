@@ -54,6 +54,14 @@ pub enum Shortcut {
     Projection,
 }
 
+impl std::str::FromStr for Arch {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Self::parse(name)
+    }
+}
+
 impl Arch {
     pub const ALL: [Arch; 12] = [
         Arch::ResNet18,
@@ -95,7 +103,10 @@ impl Arch {
             .iter()
             .position(|candidate| *candidate == wanted)
             .map(|index| Self::ALL[index])
-            .ok_or_else(|| Error::UnknownArch(name.to_string()))
+            .ok_or_else(|| Error::UnknownArch {
+                name: name.to_string(),
+                known: &Self::NAMES,
+            })
     }
 
     pub fn stem(self) -> Stem {

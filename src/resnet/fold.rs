@@ -8,7 +8,8 @@ use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 
-use super::{BasicBlock, Bottleneck, DownsampleLayer, ResNet, ResidualBlock};
+use super::block::{BasicBlock, Bottleneck, DownsampleLayer, ResidualBlock};
+use super::model::ResNet;
 
 /// `norm(conv(x))` with running statistics as one convolution: with
 /// `s = gamma / sqrt(var + eps)`, the weights become `w * s` (per output channel) and the

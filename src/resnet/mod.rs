@@ -6,6 +6,8 @@ mod config;
 mod convolve;
 mod fold;
 mod model;
+#[cfg(target_arch = "wasm32")]
+mod webgpu_convolution;
 
 pub use block::{BasicBlock, Bottleneck, DownsampleLayer, PadShortcut, ResidualBlock};
 pub use config::{Arch, BlockKind, ResNetConfig, Shortcut, Stem};

@@ -5,9 +5,9 @@ use burn::prelude::*;
 use burn::store::ModuleSnapshot;
 use burn::tensor::activation::relu;
 
-use super::block::{batch_norm, conv, normalize};
+use super::block::{ResidualBlock, batch_norm, conv, normalize};
+use super::config::{ResNetConfig, Stem};
 use super::convolve::convolve;
-use super::{ResNetConfig, ResidualBlock, Stem};
 use crate::error::{Error, Result};
 
 /// BatchNorm's running statistics and torchvision's batch counter: state saved with the

@@ -3,6 +3,7 @@ use std::cell::RefCell;
 use burn::prelude::*;
 use burn::tensor::wgpu::wgpu;
 
+use crate::classifier::Engine;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,14 @@ impl BackendKind {
     }
 }
 
+impl std::str::FromStr for BackendKind {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Self::parse(name)
+    }
+}
+
 /// A ready device, and what it runs on in words.
 #[derive(Debug, Clone)]
 pub struct Backend {
@@ -41,8 +50,16 @@ thread_local! {
 }
 
 impl Backend {
+    /// Which engine classifies on this backend: our CPU kernels on the CPU.
+    pub fn engine(&self) -> Engine {
+        match self.kind {
+            BackendKind::Cpu => Engine::Packed,
+            BackendKind::WebGpu => Engine::Burn,
+        }
+    }
+
     pub async fn init(kind: BackendKind) -> Result<Self> {
-        super::run_constructors_once();
+        run_constructors_once();
         match kind {
             BackendKind::WebGpu => Self::webgpu().await,
             BackendKind::Cpu => Ok(Self {
@@ -88,4 +105,18 @@ impl Backend {
         WEBGPU.with(|cell| *cell.borrow_mut() = Some(backend.clone()));
         Ok(backend)
     }
+}
+
+/// Runs the static constructors (the `inventory` registrations of cubecl's `pliron`) once.
+/// A module that never calls `__wasm_call_ctors` itself has wasm-ld wrap every export to run
+/// them again on each call ("command" linkage): that was a quarter of the time of a ResNet-20
+/// prediction on the CPU. Called from `start` and, as tests do not run `start`, before any
+/// backend is used.
+pub(crate) fn run_constructors_once() {
+    unsafe extern "C" {
+        fn __wasm_call_ctors();
+    }
+    static DONE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: wasm-ld defines it; it runs each constructor, and `Once` makes that happen once.
+    DONE.call_once(|| unsafe { __wasm_call_ctors() });
 }

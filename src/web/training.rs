@@ -1,26 +1,23 @@
-//! Training in the page: data sets built from the browser's bytes and pixels, and a training
-//! session that the worker steps one batch at a time (so it can show progress, pause and
-//! stop between batches). The loop itself is `train::TrainingRun`, shared with the CLI.
+//! Training as JavaScript sees it: data sets built from the browser's bytes and pixels, and
+//! `crate::session::Session` on a browser backend, which the worker steps one batch at a
+//! time (so it can show progress, pause and stop between batches). On WebGPU the session is
+//! checkpointed after every step, so that a lost device moves it to the CPU.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use burn::module::Module;
-use burn::nn::LinearConfig;
-use burn::prelude::*;
-use js_sys::{Object, Promise, Reflect};
+use js_sys::{Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use super::{Backend, BackendKind, Classifier, InputKind, js_error, rgba_bytes};
+use super::backend::{Backend, BackendKind};
+use super::classifier::Classifier;
+use super::convert::{count, flag, js_error, number, parsed, rgba_bytes, set};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::preprocess::Rgba;
-use crate::resnet::{Arch, ResNet, ResNetConfig};
-use crate::train::{
-    Augment, Checkpoint, Evaluation, OptimizerKind, Schedule, StepReport, TrainConfig, TrainingRun,
-    evaluate,
-};
+use crate::preprocess::{InputKind, Rgba};
+use crate::session::{Session, SessionOptions};
+use crate::train::{Augmentation, Checkpoint, Evaluation, StepReport, TrainOptions};
 use crate::weights;
 
 /// Labelled images for training or evaluation, kept as bytes in wasm memory.
@@ -100,12 +97,8 @@ impl TrainingData {
 
     /// `count` images chosen at random (by `seed`), or all of them when there are fewer.
     pub fn subset(&self, count: usize, seed: u32) -> TrainingData {
-        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
-        crate::train::SplitMix::new(u64::from(seed)).shuffle(&mut order);
-        order.truncate(count);
-        order.sort_unstable();
         Self {
-            dataset: self.dataset.select(&order),
+            dataset: self.dataset.random_subset(count, u64::from(seed)),
         }
     }
 
@@ -129,137 +122,51 @@ impl TrainingData {
     }
 }
 
-/// Settings read from the page's options object; absent fields take the defaults.
-struct SessionOptions {
-    backend: BackendKind,
-    arch: Arch,
-    input: InputKind,
-    train: TrainConfig,
-    validation_fraction: f64,
-    /// Fine-tuning: train only the classifier, the backbone frozen.
-    head_only: bool,
+/// The page's options object read with the library's parsers; absent fields take the
+/// defaults of `SessionOptions::DEFAULT` (the CLI's too).
+fn session_options(options: &JsValue) -> Result<(BackendKind, SessionOptions)> {
+    let defaults = SessionOptions::DEFAULT;
+    let train = TrainOptions {
+        epochs: count(options, "epochs", defaults.train.epochs)?,
+        batch_size: count(options, "batchSize", defaults.train.batch_size)?,
+        learning_rate: number(options, "learningRate", defaults.train.learning_rate)?,
+        weight_decay: number(options, "weightDecay", defaults.train.weight_decay)?,
+        optimizer: parsed(options, "optimizer", defaults.train.optimizer)?,
+        schedule: parsed(options, "schedule", defaults.train.schedule)?,
+        augment: if flag(
+            options,
+            "augment",
+            defaults.train.augment == Augmentation::On,
+        )? {
+            Augmentation::On
+        } else {
+            Augmentation::Off
+        },
+        seed: count(options, "seed", defaults.train.seed as usize)? as u64,
+    };
+    let session = SessionOptions {
+        arch: parsed(options, "arch", defaults.arch)?,
+        input: parsed(options, "input", defaults.input)?,
+        train,
+        validation_fraction: number(options, "validationFraction", defaults.validation_fraction)?,
+        fine_tune: parsed(options, "fineTune", defaults.fine_tune)?,
+    };
+    Ok((parsed(options, "backend", BackendKind::WebGpu)?, session))
 }
 
-fn option(options: &JsValue, name: &str) -> Option<JsValue> {
-    Reflect::get(options, &JsValue::from_str(name))
-        .ok()
-        .filter(|value| !value.is_undefined() && !value.is_null())
-}
-
-fn number(options: &JsValue, name: &str, default: f64) -> Result<f64> {
-    match option(options, name) {
-        None => Ok(default),
-        Some(value) => value.as_f64().filter(|v| v.is_finite()).ok_or_else(|| {
-            Error::InvalidConfig(format!("option '{name}' must be a number, not {value:?}"))
-        }),
-    }
-}
-
-fn count(options: &JsValue, name: &str, default: usize) -> Result<usize> {
-    let value = number(options, name, default as f64)?;
-    if value < 0.0 || value.fract() != 0.0 || value > 1e9 {
-        return Err(Error::InvalidConfig(format!(
-            "option '{name}' must be a whole number, not {value}"
-        )));
-    }
-    Ok(value as usize)
-}
-
-fn text(options: &JsValue, name: &str, default: &str) -> Result<String> {
-    match option(options, name) {
-        None => Ok(default.to_string()),
-        Some(value) => value.as_string().ok_or_else(|| {
-            Error::InvalidConfig(format!("option '{name}' must be a string, not {value:?}"))
-        }),
-    }
-}
-
-impl SessionOptions {
-    fn read(options: &JsValue) -> Result<Self> {
-        let optimizer = match text(options, "optimizer", "adam")?.as_str() {
-            "adam" => OptimizerKind::Adam,
-            "sgd" => OptimizerKind::Sgd { momentum: 0.9 },
-            other => {
-                return Err(Error::InvalidConfig(format!(
-                    "optimizer '{other}': use adam or sgd"
-                )));
-            }
-        };
-        let schedule = match text(options, "schedule", "one-cycle")?.as_str() {
-            "one-cycle" => Schedule::OneCycle,
-            "cosine" => Schedule::Cosine,
-            "constant" => Schedule::Constant,
-            other => {
-                return Err(Error::InvalidConfig(format!(
-                    "schedule '{other}': use one-cycle, cosine or constant"
-                )));
-            }
-        };
-        let augment = option(options, "augment").and_then(|v| v.as_bool()) != Some(false);
-        let input = InputKind::parse(&text(options, "input", "gray-28")?)?;
-        let train = TrainConfig {
-            epochs: count(options, "epochs", 1)?,
-            batch_size: count(options, "batchSize", 64)?,
-            learning_rate: number(options, "learningRate", 0.003)?,
-            weight_decay: number(options, "weightDecay", 5e-4)?,
-            optimizer,
-            schedule,
-            augment: if augment {
-                Augment {
-                    crop_padding: 2,
-                    // Mirrored digits are not digits; clothes and the user's objects stay what
-                    // they are.
-                    flip: input != InputKind::Digit,
-                }
-            } else {
-                Augment::NONE
-            },
-            seed: count(options, "seed", 1)? as u64,
-        };
-        train.validate()?;
-        let head_only = match text(options, "fineTune", "all")?.as_str() {
-            "all" => false,
-            "head" => true,
-            other => {
-                return Err(Error::InvalidConfig(format!(
-                    "fineTune '{other}': use all or head"
-                )));
-            }
-        };
-        let validation_fraction = number(options, "validationFraction", 0.1)?;
-        if !(0.0..1.0).contains(&validation_fraction) {
-            return Err(Error::InvalidConfig(
-                "validationFraction must be at least 0 and below 1".into(),
-            ));
-        }
-        Ok(Self {
-            backend: BackendKind::parse(&text(options, "backend", "webgpu")?)?,
-            arch: Arch::parse(&text(options, "arch", "resnet8")?)?,
-            input,
-            train,
-            validation_fraction,
-            head_only,
-        })
-    }
-}
-
-struct Session {
-    run: TrainingRun,
-    validation: Dataset,
+/// A session on a browser backend.
+struct BrowserSession {
+    session: Session,
     backend: Backend,
-    training_device: Device,
-    config: ResNetConfig,
-    input: InputKind,
-    head_only: bool,
     /// On WebGPU, the run after its last completed step, in wasm memory: if the device is
     /// lost, `resumeOnCpu` goes on from here.
     checkpoint: Option<Checkpoint>,
 }
 
-impl Session {
+impl BrowserSession {
     async fn take_checkpoint(&mut self) -> Result<()> {
         if self.backend.kind == BackendKind::WebGpu {
-            self.checkpoint = Some(self.run.checkpoint().await?);
+            self.checkpoint = Some(self.session.checkpoint().await?);
         }
         Ok(())
     }
@@ -270,7 +177,7 @@ impl Session {
 #[wasm_bindgen]
 pub struct TrainingSession {
     // Taken out while an async call runs, so an overlapping call finds it empty.
-    session: Rc<RefCell<Option<Session>>>,
+    session: Rc<RefCell<Option<BrowserSession>>>,
     class_names: Vec<String>,
     train_count: usize,
     validation_count: usize,
@@ -283,7 +190,7 @@ pub struct TrainingSession {
 impl TrainingSession {
     /// A classifier with the model as trained so far, on the same backend.
     pub async fn trained_classifier(&self) -> Result<Classifier> {
-        trained_classifier(&self.session, self.class_names.clone()).await
+        trained_classifier(&self.session).await
     }
 
     async fn create(
@@ -291,112 +198,39 @@ impl TrainingSession {
         data: &Dataset,
         base_weights: Option<Vec<u8>>,
     ) -> Result<Self> {
-        let options = SessionOptions::read(options)?;
-        data.check_trainable()?;
-        if data.channels != options.input.channels() || data.height != options.input.size() {
-            return Err(Error::Training(format!(
-                "the data's images are {}x{}x{} but input '{}' is {}x{}x{}",
-                data.channels,
-                data.height,
-                data.width,
-                options.input.name(),
-                options.input.channels(),
-                options.input.size(),
-                options.input.size()
-            )));
-        }
-        let (train_set, validation) = if options.validation_fraction > 0.0 {
-            data.split_validation(options.validation_fraction, options.train.seed)
-        } else {
-            (
-                data.clone(),
-                Dataset::empty(data.channels, data.height, data.class_names.clone()),
-            )
-        };
-        let backend = Backend::init(options.backend).await?;
-        let training_device = backend.device.clone().autodiff();
-        training_device.seed(options.train.seed);
-        let (model, arch) = match base_weights {
-            None => (
-                ResNet::new(
-                    &ResNetConfig::new(options.arch, data.num_classes(), data.channels),
-                    &training_device,
-                )?,
-                options.arch,
-            ),
-            Some(bytes) => fine_tuning_model(bytes, data, &options, &training_device)?,
-        };
-        let config = ResNetConfig::new(arch, data.num_classes(), data.channels);
-        let (train_count, validation_count) = (train_set.len(), validation.len());
-        let run = TrainingRun::new(model, train_set, options.train)?;
-        let mut session = Session {
-            run,
-            validation,
+        let (backend, options) = session_options(options)?;
+        // Checked before the device is set up: bad options fail fast.
+        options.train.config(options.input)?;
+        let backend = Backend::init(backend).await?;
+        let session = Session::new(data, &options, base_weights, &backend.device)?;
+        let mut browser = BrowserSession {
+            session,
             backend,
-            training_device,
-            config,
-            input: options.input,
-            head_only: options.head_only,
             checkpoint: None,
         };
-        session.take_checkpoint().await?;
+        browser.take_checkpoint().await?;
+        let session = &browser.session;
         Ok(Self {
-            class_names: data.class_names.clone(),
-            train_count,
-            validation_count,
-            total_steps: session.run.total_steps(),
-            backend: Rc::new(RefCell::new(session.backend.description.clone())),
-            input: options.input.name(),
-            session: Rc::new(RefCell::new(Some(session))),
+            class_names: session.class_names().to_vec(),
+            train_count: session.train_count(),
+            validation_count: session.validation_count(),
+            total_steps: session.total_steps(),
+            backend: Rc::new(RefCell::new(browser.backend.description.clone())),
+            input: session.input().name(),
+            session: Rc::new(RefCell::new(Some(browser))),
         })
     }
 }
 
-/// A shipped or uploaded model, with a new classifier when the classes differ, and with the
-/// backbone frozen for head-only fine-tuning.
-fn fine_tuning_model(
-    bytes: Vec<u8>,
-    data: &Dataset,
-    options: &SessionOptions,
-    device: &Device,
-) -> Result<(ResNet, Arch)> {
-    let base = weights::inspect(bytes.clone())?.config;
-    if base.in_channels != data.channels {
-        return Err(Error::Training(format!(
-            "the model to fine-tune takes {} channel(s) but the data has {}",
-            base.in_channels, data.channels
-        )));
-    }
-    let mut model = weights::load(bytes, &base, device)?;
-    if base.num_classes != data.num_classes() {
-        model.fc = LinearConfig::new(base.feature_channels(), data.num_classes()).init(device);
-    }
-    if options.head_only {
-        model = freeze_backbone(model);
-    }
-    Ok((model, base.arch))
-}
-
-/// Only the classifier trains. `freeze`, not `no_grad`: a frozen BatchNorm normalises with
-/// its running statistics and leaves them as they are, so the backbone does not move at all.
-fn freeze_backbone(mut model: ResNet) -> ResNet {
-    let head = model.fc.clone();
-    model = model.freeze();
-    model.fc = head.set_require_grad(true);
-    model
-}
-
-async fn trained_classifier(
-    session: &RefCell<Option<Session>>,
-    class_names: Vec<String>,
-) -> Result<Classifier> {
-    let (model, backend, input) = {
+async fn trained_classifier(session: &RefCell<Option<BrowserSession>>) -> Result<Classifier> {
+    let (model, backend, input, class_names) = {
         let cell = session.borrow();
-        let session = cell.as_ref().ok_or_else(busy)?;
+        let browser = cell.as_ref().ok_or_else(busy)?;
         (
-            session.run.inference_model(),
-            session.backend.clone(),
-            session.input,
+            browser.session.inference_model(),
+            browser.backend.clone(),
+            browser.session.input(),
+            browser.session.class_names().to_vec(),
         )
     };
     Classifier::from_model(model, backend, input, class_names).await
@@ -453,23 +287,10 @@ fn evaluation_object(evaluation: &Evaluation) -> Result<JsValue> {
     Ok(object.into())
 }
 
-fn set(object: &Object, name: &str, value: &JsValue) -> Result<()> {
-    Reflect::set(object, &JsValue::from_str(name), value)
-        .map(|_| ())
-        .map_err(|_| Error::Backend(format!("cannot set '{name}' on a result object")))
-}
-
 impl TrainingSession {
     fn evaluate_dataset(&self, dataset: Option<Dataset>) -> Promise {
-        self.with_session(async move |session: &mut Session| {
-            let dataset = dataset.unwrap_or_else(|| session.validation.clone());
-            if dataset.is_empty() {
-                return Err(Error::Training(
-                    "there are no validation images: set a validation share above 0".into(),
-                ));
-            }
-            let model = session.run.inference_model();
-            let evaluation = evaluate(&model, &dataset, &session.backend.device).await?;
+        self.with_session(async move |browser: &mut BrowserSession| {
+            let evaluation = browser.session.evaluate(dataset.as_ref()).await?;
             evaluation_object(&evaluation)
         })
     }
@@ -477,7 +298,7 @@ impl TrainingSession {
     /// Runs `work` with the session taken out of its cell, and always puts it back.
     fn with_session<T, F>(&self, work: F) -> Promise
     where
-        F: AsyncFnOnce(&mut Session) -> Result<T> + 'static,
+        F: AsyncFnOnce(&mut BrowserSession) -> Result<T> + 'static,
         T: Into<JsValue>,
     {
         let cell = self.session.clone();
@@ -516,9 +337,9 @@ impl TrainingSession {
     /// epoch, epochFinished}. A loss that is not finite ends the run with an error and
     /// keeps the last good model.
     pub fn step(&self) -> Promise {
-        self.with_session(async |session: &mut Session| {
-            let report = session.run.step(&session.training_device).await?;
-            session.take_checkpoint().await?;
+        self.with_session(async |browser: &mut BrowserSession| {
+            let report = browser.session.step().await?;
+            browser.take_checkpoint().await?;
             step_object(&report)
         })
     }
@@ -528,22 +349,16 @@ impl TrainingSession {
     #[wasm_bindgen(js_name = resumeOnCpu)]
     pub fn resume_on_cpu(&self) -> Promise {
         let description = self.backend.clone();
-        self.with_session(async move |session: &mut Session| {
+        self.with_session(async move |browser: &mut BrowserSession| {
             // Kept until the move has worked, so that a failed move can be tried again.
-            let checkpoint = session.checkpoint.clone().ok_or_else(|| {
+            let checkpoint = browser.checkpoint.clone().ok_or_else(|| {
                 Error::Training("only a run on WebGPU can move to the CPU".into())
             })?;
             let backend = Backend::init(BackendKind::Cpu).await?;
-            let device = backend.device.clone().autodiff();
-            let mut model = weights::load(checkpoint.model.clone(), &session.config, &device)?;
-            if session.head_only {
-                model = freeze_backbone(model);
-            }
-            session.run.resume(&checkpoint, model)?;
+            browser.session.resume_on(&checkpoint, &backend.device)?;
             *description.borrow_mut() = backend.description.clone();
-            session.backend = backend;
-            session.training_device = device;
-            session.checkpoint = None;
+            browser.backend = backend;
+            browser.checkpoint = None;
             Ok(JsValue::from_f64(checkpoint.steps_done() as f64))
         })
     }
@@ -563,28 +378,27 @@ impl TrainingSession {
     /// Resolves to a `Classifier` with the model as trained so far, on the same backend.
     pub fn classifier(&self) -> Promise {
         let session = self.session.clone();
-        let class_names = self.class_names.clone();
         future_to_promise(async move {
-            let classifier = trained_classifier(&session, class_names)
-                .await
-                .map_err(js_error)?;
+            let classifier = trained_classifier(&session).await.map_err(js_error)?;
             Ok(JsValue::from(classifier))
         })
     }
 
     /// Resolves to the model as a burnpack file (Uint8Array), the project's own format.
     pub fn burnpack(&self) -> Promise {
-        self.with_session(async |session: &mut Session| {
+        self.with_session(async |browser: &mut BrowserSession| {
+            let session = &browser.session;
             let bytes =
-                weights::burnpack_async(&session.run.inference_model(), &session.config).await?;
+                weights::burnpack_async(&session.inference_model(), session.config()).await?;
             Ok(js_sys::Uint8Array::from(bytes.as_slice()))
         })
     }
 
     /// Resolves to the model as a torchvision `state_dict` in safetensors (Uint8Array).
     pub fn safetensors(&self) -> Promise {
-        self.with_session(async |session: &mut Session| {
-            let bytes = weights::torchvision_safetensors(&session.run.inference_model()).await?;
+        self.with_session(async |browser: &mut BrowserSession| {
+            let bytes =
+                weights::torchvision_safetensors(&browser.session.inference_model()).await?;
             Ok(js_sys::Uint8Array::from(bytes.as_slice()))
         })
     }

@@ -193,7 +193,7 @@ impl burn::module::ModuleMapper for SyntheticWeights {
 /// 12x12, one channel.
 pub fn three_pattern_dataset(count: usize, seed: u64) -> resnet_web::data::Dataset {
     let size = 12;
-    let mut rng = resnet_web::train::SplitMix::new(seed);
+    let mut rng = resnet_web::rng::SplitMix::new(seed);
     let mut dataset = resnet_web::data::Dataset::empty(
         1,
         size,
@@ -229,8 +229,9 @@ pub const LOSS_CURVE: &str = include_str!("../fixtures/loss-curve.txt");
 
 pub async fn reference_loss_curve(training_device: &burn::prelude::Device) -> Vec<f32> {
     use burn::module::Module;
+    use resnet_web::data::Augment;
     use resnet_web::resnet::{Arch, ResNet, ResNetConfig};
-    use resnet_web::train::{Augment, OptimizerKind, Schedule, TrainConfig, TrainingRun};
+    use resnet_web::train::{OptimizerKind, Schedule, TrainConfig, TrainingRun};
     let model = ResNet::new(&ResNetConfig::new(Arch::ResNet8, 3, 1), training_device)
         .expect("a ResNet-8")
         .map(&mut SyntheticWeights::default());

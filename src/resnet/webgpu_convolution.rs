@@ -1,4 +1,5 @@
-//! Our WebGPU convolutions (`ConvolveOps` for burn's CubeCL backend). The forward kernel
+//! Our WebGPU convolutions (`ConvolveOps` for burn's CubeCL backend). Built for wasm32 only,
+//! as burn's CubeCL backends are (the native build has the CPU backend alone). The forward kernel
 //! computes 4 consecutive output pixels of a row by 4 output channels per invocation, so each
 //! input vector (4 channels) it loads serves 16 multiply-adds and each weight vector 4
 //! pixels; burn's direct kernel computes one pixel by 4 channels. SwiftShader loads each SIMD
@@ -18,7 +19,7 @@ use cubecl::calculate_cube_count_elemwise;
 use cubecl::num_traits::Zero;
 use cubecl::prelude::*;
 
-use crate::resnet::{ConvolveOps, convolve_output_shape};
+use super::convolve::{ConvolveOps, output_shape as convolve_output_shape};
 
 /// Output pixels per invocation; each computes one vector of `VECTOR` output channels.
 const PIXELS: usize = 4;
@@ -27,7 +28,7 @@ const WORKGROUP: u32 = 64;
 
 /// What both kernels read of a convolution's shape.
 #[derive(CubeLaunch, CubeType)]
-struct ConvShape {
+struct GpuConvShape {
     in_height: u32,
     in_width: u32,
     /// Channel counts in vectors of `VECTOR`.
@@ -50,7 +51,7 @@ struct ConvShape {
     invocations: u32,
 }
 
-/// Which kernel a `ConvShape` is for, and so what its invocations are.
+/// Which kernel a `GpuConvShape` is for, and so what its invocations are.
 enum ConvWork {
     /// Tiles of `PIXELS` output pixels by one vector of output channels.
     Forward,
@@ -58,7 +59,7 @@ enum ConvWork {
     WeightGrad { splits: usize },
 }
 
-/// `ConvShape` for an NCHW input and output and a weight [out, in, kernel rows, kernel
+/// `GpuConvShape` for an NCHW input and output and a weight [out, in, kernel rows, kernel
 /// columns], both channel counts multiples of `VECTOR`; and the invocation count.
 fn conv_shape(
     input: &Shape,
@@ -67,7 +68,7 @@ fn conv_shape(
     stride: [usize; 2],
     padding: [usize; 2],
     work: ConvWork,
-) -> (ConvShapeLaunch, usize) {
+) -> (GpuConvShapeLaunch, usize) {
     let (in_vectors, out_vectors) = (weight[1] / VECTOR, weight[0] / VECTOR);
     let row_tiles = output[3].div_ceil(PIXELS);
     let (splits, invocations) = match work {
@@ -77,7 +78,7 @@ fn conv_shape(
             splits * weight[2] * weight[3] * in_vectors * out_vectors,
         ),
     };
-    let shape = ConvShapeLaunch::new(
+    let shape = GpuConvShapeLaunch::new(
         input[2] as u32,
         input[3] as u32,
         in_vectors as u32,
@@ -106,7 +107,7 @@ fn conv_tiles_kernel<E: Float, N: Size>(
     weight: &Tensor<Vector<E, N>>,
     bias: &Tensor<Vector<E, N>>,
     output: &mut Tensor<Vector<E, N>>,
-    shape: ConvShape,
+    shape: GpuConvShape,
     #[define(E)] _dtype: ElemType,
 ) {
     let position = ABSOLUTE_POS as u32;
@@ -187,7 +188,7 @@ fn conv_weight_grad_kernel<E: Float, N: Size>(
     input: &Tensor<Vector<E, N>>,
     output_grad: &Tensor<Vector<E, N>>,
     partial: &mut Tensor<Vector<E, N>>,
-    shape: ConvShape,
+    shape: GpuConvShape,
     #[define(E)] _dtype: ElemType,
 ) {
     let position = ABSOLUTE_POS as u32;

@@ -1,37 +1,10 @@
-//! Arrays in, logits out, with the checks that keep bad input from reaching a kernel.
+//! Tensors read back into host memory: synchronously where a backend allows it (native),
+//! asynchronously everywhere (WebGPU in a browser allows nothing else), with failures in words.
 
 use burn::prelude::*;
 use burn::tensor::Transaction;
 
 use crate::error::{Error, Result};
-use crate::resnet::ResNet;
-
-/// A batch of images `[batch, channels, height, width]` from a flat C-ordered buffer.
-pub fn images_tensor(data: Vec<f32>, shape: [usize; 4], device: &Device) -> Result<Tensor<4>> {
-    check_images(&data, shape)?;
-    Ok(Tensor::from_data(TensorData::new(data, shape), device))
-}
-
-/// Whether `data` holds exactly `shape`'s count of finite values.
-pub fn check_images(data: &[f32], shape: [usize; 4]) -> Result<()> {
-    let expected = shape
-        .iter()
-        .try_fold(1usize, |acc, &dim| acc.checked_mul(dim))
-        .ok_or_else(|| Error::InvalidInput(format!("shape {shape:?} is too large")))?;
-    if expected != data.len() {
-        return Err(Error::InvalidInput(format!(
-            "shape {shape:?} needs {expected} values but {} were given",
-            data.len()
-        )));
-    }
-    if let Some(index) = data.iter().position(|value| !value.is_finite()) {
-        return Err(Error::InvalidInput(format!(
-            "value {index} is {}: inputs must be finite numbers",
-            data[index]
-        )));
-    }
-    Ok(())
-}
 
 /// A tensor's values as f32, read back synchronously (native backends only: on WebGPU in
 /// the browser a synchronous read panics).
@@ -87,18 +60,6 @@ pub fn floats(data: TensorData) -> Result<Vec<f32>> {
     data.convert::<f32>()
         .try_to_vec::<f32>()
         .map_err(|e| Error::Backend(format!("unexpected tensor data: {e:?}")))
-}
-
-/// Logits `[batch, classes]` as a flat vector, read back synchronously (native backends).
-#[cfg(not(target_arch = "wasm32"))]
-pub fn logits(model: &ResNet, images: Tensor<4>) -> Result<Vec<f32>> {
-    read_floats(model.try_forward(images)?)
-}
-
-/// Logits `[batch, classes]` as a flat vector, read back asynchronously (any backend,
-/// required on WebGPU in the browser).
-pub async fn logits_async(model: &ResNet, images: Tensor<4>) -> Result<Vec<f32>> {
-    read_floats_async(model.try_forward(images)?).await
 }
 
 /// Runs a future to completion on this thread. For native callers of the async API: on the
