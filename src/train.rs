@@ -108,6 +108,16 @@ impl FromStr for Augmentation {
     }
 }
 
+impl From<bool> for Augmentation {
+    fn from(on: bool) -> Self {
+        if on {
+            Augmentation::On
+        } else {
+            Augmentation::Off
+        }
+    }
+}
+
 impl fmt::Display for Augmentation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

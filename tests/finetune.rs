@@ -1,6 +1,7 @@
 //! Fine-tuning through the library's session, as `resnet train --init` and the page run it:
 //! head-only leaves the backbone bit-identical, all layers move it, and a new class count
 //! gets a new classifier.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

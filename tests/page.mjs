@@ -17,6 +17,8 @@ const HELD_OUT_ACCURACY = 0.991;
 const FASHION_TEST_ACCURACY = 0.93;
 const FASHION_DIR = process.env.FASHION_MNIST_DIR ?? '/usr/share/datasets/fashion-mnist';
 const FASHION_CLASSES = datasets.fashion.classNames;
+// Ten digits in several strokes each, as a mouse draws them (tests/drawing.rs draws them too).
+const DRAWN_DIGITS = JSON.parse(readFileSync(new URL('./fixtures/drawn-digits.json', import.meta.url))).digits;
 
 const results = [];
 // PAGE_TEST_FILTER=regexp runs only the tests whose name matches (for development; CI runs all).
@@ -157,6 +159,21 @@ async function predictions(page) {
   return page.$$eval('#predictions li', (items) => items.map((i) => ({ label: i.dataset.label, prob: Number(i.dataset.prob) })));
 }
 
+// Uploads an image file and waits for the bars that the page shows under its name (not
+// those of an input classified before it).
+async function upload(page, file) {
+  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
+  await page.setInputFiles('#image-input', file);
+  const name = file.name ?? file.split('/').pop();
+  await page.waitForFunction(
+    (wanted) => {
+      const list = document.getElementById('predictions');
+      return list.dataset.source === wanted && list.children.length > 0;
+    },
+    name, { timeout: 60000 },
+  );
+}
+
 async function useBackend(page, backend) {
   await page.selectOption('#backend-choice', backend);
   await page.waitForFunction(
@@ -187,9 +204,7 @@ for (const backend of ['webgpu', 'cpu']) {
     await useBackend(page, backend);
     let correct = 0;
     for (const digit of digits) {
-      await page.evaluate(() => document.getElementById('predictions').replaceChildren());
-      await page.setInputFiles('#image-input', { name: digit.name, mimeType: 'image/png', buffer: digit.png });
-      await page.waitForSelector('#predictions li', { timeout: 60000 });
+      await upload(page, { name: digit.name, mimeType: 'image/png', buffer: digit.png });
       if ((await predictions(page))[0].label === digit.label) correct += 1;
     }
     const accuracy = correct / digits.length;
@@ -222,12 +237,97 @@ await test('the fake webcam stream updates the bars at least 5 times, with no ma
   await page.screenshot({ path: `${artifacts}/page.png`, fullPage: true });
 });
 
+// The bars once no prediction runs or waits, and the input they belong to.
+async function settledPredictions(page, source) {
+  await page.waitForTimeout(100);
+  await page.waitForFunction(
+    (wanted) => {
+      const list = document.getElementById('predictions');
+      return list.getAttribute('aria-busy') === 'false' && list.children.length > 0 && (!wanted || list.dataset.source === wanted);
+    },
+    source, { timeout: 60000 },
+  );
+  return { source: await page.$eval('#predictions', (list) => list.dataset.source), top: (await predictions(page))[0] };
+}
+
+// Draws `strokes` (unit-box points) with the mouse in a `size`-pixel box at (left, top) of the
+// drawing canvas, each stroke a press, moves and a release.
+async function drawStrokes(page, strokes, size, left, top) {
+  const box = await page.locator('#drawing').boundingBox();
+  const at = ([x, y]) => [box.x + left + x * size, box.y + top + y * size];
+  for (const stroke of strokes) {
+    await page.mouse.move(...at(stroke[0]));
+    await page.mouse.down();
+    for (const point of stroke.slice(1)) await page.mouse.move(...at(point), { steps: 3 });
+    await page.mouse.up();
+  }
+}
+
+const modelInputPixels = (page) => page.$eval('#model-input', (canvas) => Array.from(canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data).join(','));
+
+await test('a digit drawn in several strokes, ending with a short one, shows the whole drawing\'s prediction', async () => {
+  for (const label of ['2', '4', '7']) {
+    await page.click('#clear-drawing');
+    await drawStrokes(page, DRAWN_DIGITS[label], 200, 40, 40);
+    const { source, top } = await settledPredictions(page, 'Drawing');
+    assert(source === 'Drawing' && top.label === label, `${label} drawn, the bars say ${top.label} (for ${source})`);
+    // The model input shown is the final canvas's: classifying it again shows the same.
+    const shown = await modelInputPixels(page);
+    const box = await page.locator('#drawing').boundingBox();
+    await page.mouse.move(box.x + 5, box.y + 5);
+    await page.mouse.down();
+    await page.mouse.up();
+    await settledPredictions(page, 'Drawing');
+    assert(shown === await modelInputPixels(page), `${label}: the model input shown was not the final drawing's`);
+  }
+});
+
+await test('the ten digits drawn with the mouse read right at two sizes and two places', async () => {
+  for (const [size, left, top] of [[200, 40, 40], [200, 10, 70], [110, 85, 85], [110, 150, 20]]) {
+    const read = [];
+    for (const [label, strokes] of Object.entries(DRAWN_DIGITS)) {
+      await page.click('#clear-drawing');
+      await drawStrokes(page, strokes, size, left, top);
+      read.push({ label, got: (await settledPredictions(page, 'Drawing')).top.label });
+    }
+    const correct = read.filter((r) => r.label === r.got).length;
+    console.log(`  ${size} px at (${left}, ${top}): ${correct}/10 (${read.map((r) => `${r.label}->${r.got}`).join(' ')})`);
+    assert(correct >= 9, `${correct}/10 at ${size} px, (${left}, ${top})`);
+  }
+  await page.click('#clear-drawing');
+});
+
+await test('two uploads in quick succession show the second\'s bars under its name', async () => {
+  for (let round = 0; round < 3; round++) {
+    const [first, second] = [digits[round * PER_CLASS], digits[(round + 5) * PER_CLASS]];
+    await page.evaluate(() => document.getElementById('predictions').replaceChildren());
+    await page.setInputFiles('#image-input', { name: first.name, mimeType: 'image/png', buffer: first.png });
+    await page.setInputFiles('#image-input', { name: second.name, mimeType: 'image/png', buffer: second.png });
+    const shown = await settledPredictions(page, second.name);
+    await page.waitForTimeout(500);
+    const later = await settledPredictions(page);
+    assert(later.source === second.name && later.top.label === second.label,
+      `after ${first.name} then ${second.name}: the bars say ${later.top.label} for ${later.source} (${shown.top.label} at first)`);
+    assert(await page.$eval('#prediction-source', (p) => p.textContent) === second.name, 'the bars are captioned with the file name');
+  }
+});
+
+await test('an upload during live webcam classification gets its own prediction shown', async () => {
+  await page.click('#webcam-toggle');
+  await settledPredictions(page, 'Webcam');
+  const digit = digits[7 * PER_CLASS];
+  await upload(page, { name: digit.name, mimeType: 'image/png', buffer: digit.png });
+  const top = (await predictions(page))[0];
+  assert(top.label === digit.label, `${digit.name} read as ${top.label}`);
+  // The webcam goes on classifying, and takes the bars back.
+  await page.waitForFunction(() => document.getElementById('predictions').dataset.source === 'Webcam', null, { timeout: 30000 });
+  await page.click('#webcam-toggle');
+});
+
 await test('a file that is not an image gives a message, and the page goes on', async () => {
   await page.setInputFiles('#image-input', { name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('not a png') });
   await page.waitForFunction(() => /not an image/.test(document.getElementById('notice').textContent), null, { timeout: 30000 });
-  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
-  await page.setInputFiles('#image-input', { name: digits[0].name, mimeType: 'image/png', buffer: digits[0].png });
-  await page.waitForSelector('#predictions li', { timeout: 60000 });
+  await upload(page, { name: digits[0].name, mimeType: 'image/png', buffer: digits[0].png });
 });
 
 await test('uploaded Fashion-MNIST test images are classified by the Fashion model on webgpu', async () => {
@@ -237,9 +337,7 @@ await test('uploaded Fashion-MNIST test images are classified by the Fashion mod
   let correct = 0;
   const images = fashionTestImages();
   for (const image of images) {
-    await page.evaluate(() => document.getElementById('predictions').replaceChildren());
-    await page.setInputFiles('#image-input', { name: image.name, mimeType: 'image/png', buffer: image.png });
-    await page.waitForSelector('#predictions li', { timeout: 60000 });
+    await upload(page, { name: image.name, mimeType: 'image/png', buffer: image.png });
     if ((await predictions(page))[0].label === image.label) correct += 1;
   }
   console.log(`  webgpu: ${correct}/${images.length} Fashion-MNIST test images correct`);
@@ -286,10 +384,8 @@ await test('training a ResNet-8 on 2,000 Fashion-MNIST images for one epoch on W
   const rows = await page.$$eval('#confusion-matrix tbody tr', (r) => r.length);
   assert(rows === 10, `confusion matrix rows: ${rows}`);
   // The trained model classifies the page's inputs at once.
-  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
   const image = fashionTestImages()[0];
-  await page.setInputFiles('#image-input', { name: image.name, mimeType: 'image/png', buffer: image.png });
-  await page.waitForSelector('#predictions li', { timeout: 60000 });
+  await upload(page, { name: image.name, mimeType: 'image/png', buffer: image.png });
   const top = (await predictions(page))[0];
   assert(FASHION_CLASSES.includes(top.label), `predicted ${top.label}`);
 });
@@ -341,9 +437,7 @@ await test('bad input for your own classes gives clear messages and loses nothin
   const result = await trainingResult(600000);
   assert(/loss became/.test(result.failure), `failure: ${result.failure}; notice ${result.notice}`);
   assert(JSON.stringify(await classCounts()) === JSON.stringify(before), 'the pictures are kept');
-  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
-  await page.setInputFiles('#image-input', ownClasses[1][0]);
-  await page.waitForSelector('#predictions li', { timeout: 60000 });
+  await upload(page, ownClasses[1][0]);
 });
 
 await test('your own three classes, from uploaded pictures, reach 90% validation accuracy on WebGPU, with pause and resume', async () => {
@@ -366,9 +460,7 @@ await test('your own three classes, from uploaded pictures, reach 90% validation
   assert(/WebGPU/.test(result.notice), result.notice);
   assert(!result.failure, result.failure);
   assert(Number(result.validationAccuracy) >= 0.9, `validation accuracy ${result.validationAccuracy}`);
-  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
-  await page.setInputFiles('#image-input', ownClasses[2][1]);
-  await page.waitForSelector('#predictions li', { timeout: 60000 });
+  await upload(page, ownClasses[2][1]);
   const top = (await predictions(page))[0];
   assert(top.label === 'class 3', `a blob reads as ${top.label}`);
 });
@@ -387,18 +479,14 @@ await test('the trained model downloads for PyTorch and comes back after a reloa
   await packed.saveAs(`${artifacts}/trained.bpk`);
   await page.setInputFiles('#weights-input', `${artifacts}/trained.bpk`);
   await page.waitForFunction(() => /Loaded trained.bpk \(resnet8, 3 classes/.test(document.getElementById('notice').textContent), null, { timeout: 120000 });
-  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
-  await page.setInputFiles('#image-input', ownClasses[1][1]);
-  await page.waitForSelector('#predictions li', { timeout: 60000 });
+  await upload(page, ownClasses[1][1]);
   assert((await predictions(page))[0].label === 'class 2', 'stripes down read as class 2');
   await page.reload();
   await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
   await page.waitForSelector('#model-choice option[value="trained"]', { state: 'attached', timeout: 30000 });
   await page.selectOption('#model-choice', 'trained');
   await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 120000 });
-  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
-  await page.setInputFiles('#image-input', ownClasses[0][1]);
-  await page.waitForSelector('#predictions li', { timeout: 60000 });
+  await upload(page, ownClasses[0][1]);
   const top = (await predictions(page))[0];
   assert(top.label === 'class 1', `stripes across read as ${top.label}`);
 });
@@ -412,8 +500,7 @@ for (const gpu of ['none', 'refused']) {
       const state = await opened.page.$eval('#notice', (n) => `${document.getElementById('backend').textContent} | ${n.textContent}`);
       console.log(`  ${state}`);
       assert(/^CPU/.test(state) && !/until WebGPU/.test(state) && /WebGPU failed/.test(state), state);
-      await opened.page.setInputFiles('#image-input', { name: digits[1].name, mimeType: 'image/png', buffer: digits[1].png });
-      await opened.page.waitForSelector('#predictions li', { timeout: 60000 });
+      await upload(opened.page, { name: digits[1].name, mimeType: 'image/png', buffer: digits[1].png });
       const top = (await predictions(opened.page))[0];
       assert(top.label === digits[1].label, `read as ${top.label}`);
       assert(opened.problems.length === 0, opened.problems.join('\n'));
@@ -443,9 +530,7 @@ await test('a lost WebGPU device: classification and training go on on the CPU',
   await reloadPage();
   await useBackend(page, 'webgpu');
   await loseGpuDevices();
-  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
-  await page.setInputFiles('#image-input', { name: digits[0].name, mimeType: 'image/png', buffer: digits[0].png });
-  await page.waitForSelector('#predictions li', { timeout: 60000 });
+  await upload(page, { name: digits[0].name, mimeType: 'image/png', buffer: digits[0].png });
   const after = await page.$eval('#notice', (n) => `${document.getElementById('backend').textContent} | ${n.textContent}`);
   console.log(`  after the loss: ${after}`);
   assert(/^CPU/.test(after) && /GPU device was lost/.test(after), after);
@@ -485,9 +570,7 @@ await test('a lost WebGPU device: classification and training go on on the CPU',
 await test('names from the user are shown as text, never run as HTML', async () => {
   await page.setInputFiles('#image-input', { name: `${MARKUP}.png`, mimeType: 'image/png', buffer: Buffer.from('no image') });
   await page.waitForFunction(() => /is not an image/.test(document.getElementById('notice').textContent));
-  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
-  await page.setInputFiles('#image-input', ownClasses[0][2]);
-  await page.waitForSelector('#predictions li', { timeout: 60000 });
+  await upload(page, ownClasses[0][2]);
   assert((await predictions(page))[0].label === MARKUP, 'the class named with markup is predicted, by its name');
   const shown = await page.evaluate(() => ({
     injected: window.injected,

@@ -127,6 +127,27 @@ fn light_ink_on_dark_ground_is_kept() {
 }
 
 #[test]
+fn a_28x28_image_on_a_dark_ground_is_taken_as_prepared() {
+    // Light ink on black, off-centre and small: an MNIST-style file, not a drawing.
+    let mut pixels = drawing(28, 28, (3, 4, 9, 12));
+    pixels
+        .chunks_mut(4)
+        .for_each(|p| p[..3].iter_mut().for_each(|v| *v = 255 - *v));
+    let image = Rgba::new(&pixels, 28, 28).unwrap();
+    let expected: Vec<f32> = pixels.chunks(4).map(|p| f32::from(p[0]) / 255.0).collect();
+    for prepared in [preprocess::digit(&image), preprocess::fashion(&image)] {
+        assert!(
+            max_abs_difference(&prepared, &expected) < 1e-6,
+            "left as it is"
+        );
+    }
+    // The same on white paper is a drawing: inverted, fitted and centred.
+    let paper = drawing(28, 28, (3, 4, 9, 12));
+    let digit = preprocess::digit(&Rgba::new(&paper, 28, 28).unwrap());
+    assert_eq!(ink_box(&digit), (15, 20));
+}
+
+#[test]
 fn blank_image_gives_an_empty_digit() {
     let digit = preprocess::digit(&Rgba::new(&[255; 16 * 16 * 4], 16, 16).unwrap());
     assert!(digit.iter().all(|&v| v == 0.0));

@@ -14,10 +14,8 @@ const BUILT_IN = {
   trained: { saved: true },
 };
 
-// One request at a time: a source that produces frames faster than the model waits.
 let nextId = 1;
 const pending = new Map();
-let busy = false;
 
 function request(message, transfer = []) {
   const id = nextId++;
@@ -62,6 +60,7 @@ async function loadModel(load) {
   $('backend').textContent = loaded.movingToWebgpu ? `${loaded.backend}, until WebGPU is ready` : loaded.backend;
   if (loaded.backend.startsWith('CPU') && !loaded.movingToWebgpu) $('backend-choice').value = 'cpu';
   showNotice(loaded.notice ?? 'Ready: draw, drop an image, or start the webcam.', Boolean(loaded.notice));
+  modelChanged();
 }
 
 // The worker's move to WebGPU after a load, or why it stayed on the CPU.
@@ -73,9 +72,59 @@ function showBackend(backend, notice) {
   }
 }
 
-async function classifyCanvas(canvas) {
-  if (!model || busy) return false;
-  busy = true;
+// Classification requests by source ('drawing', 'image', 'webcam'). While a prediction runs,
+// the newest request of each source waits, replacing an older one of the same source (never
+// a growing queue), and the sources take turns in the order they first asked. The pixels
+// are read when a request runs, so a waiting drawing is classified as it is by then.
+const waitingBySource = new Map(); // source -> { canvas, label, resolve }
+let running = false;
+let lastShown = null; // { source, canvas, label, at } of the bars on screen
+// A drawing's or an image's bars stay this long before the webcam's replace them.
+const HOLD_OVER_WEBCAM_MS = 2000;
+
+// Resolves to whether this request's prediction was made (false: replaced, or failed).
+function classifyCanvas(source, canvas, label) {
+  return new Promise((resolve) => {
+    waitingBySource.get(source)?.resolve(false);
+    waitingBySource.set(source, { canvas, label, resolve });
+    runNextClassification();
+  });
+}
+
+function dropWaiting(source) {
+  waitingBySource.get(source)?.resolve(false);
+  waitingBySource.delete(source);
+  showBusy();
+}
+
+// aria-busy on the bars: a prediction runs or waits, so they are about to change.
+function showBusy() {
+  $('predictions').setAttribute('aria-busy', String(running || waitingBySource.size > 0));
+}
+
+async function runNextClassification() {
+  showBusy();
+  if (running || !model) return;
+  const next = waitingBySource.entries().next();
+  if (next.done) return;
+  const [source, job] = next.value;
+  waitingBySource.delete(source);
+  running = true;
+  try {
+    job.resolve(await classifyNow(source, job));
+  } finally {
+    running = false;
+    runNextClassification();
+  }
+}
+
+// A new model (loaded, moved or just trained): the drawing or image on screen again, by it.
+function modelChanged() {
+  if (lastShown && lastShown.source !== 'webcam') classifyCanvas(lastShown.source, lastShown.canvas, lastShown.label);
+  runNextClassification();
+}
+
+async function classifyNow(source, { canvas, label }) {
   try {
     const { width, height } = canvas;
     const pixels = canvas.getContext('2d', { willReadFrequently: true }).getImageData(0, 0, width, height);
@@ -83,10 +132,16 @@ async function classifyCanvas(canvas) {
       { type: 'classify', rgba: pixels.data.buffer, width, height, withInput: true, withHeatMap: $('heat-map-toggle').checked },
       [pixels.data.buffer],
     );
-    showPredictions(result.probabilities);
-    showModelInput(result.modelInput);
-    showHeatMap(result.heatMap, result.heatMapSize);
-    $('latency').textContent = `${result.milliseconds.toFixed(1)} ms per prediction`;
+    const held = lastShown && lastShown.source !== 'webcam' && performance.now() - lastShown.at < HOLD_OVER_WEBCAM_MS;
+    if (source !== 'webcam' || !held) {
+      lastShown = { source, canvas, label, at: performance.now() };
+      $('prediction-source').textContent = label;
+      $('predictions').dataset.source = label;
+      showPredictions(result.probabilities);
+      showModelInput(result.modelInput);
+      showHeatMap(result.heatMap, result.heatMapSize);
+      $('latency').textContent = `${result.milliseconds.toFixed(1)} ms per prediction`;
+    }
     if (result.notice) {
       showNotice(result.notice, true);
       $('backend').textContent = result.backend;
@@ -96,8 +151,6 @@ async function classifyCanvas(canvas) {
   } catch (error) {
     showNotice(error.message, true);
     return false;
-  } finally {
-    busy = false;
   }
 }
 
@@ -184,30 +237,42 @@ drawing.addEventListener('pointermove', (event) => {
   pen.lineTo(event.offsetX, event.offsetY);
   pen.stroke();
   lastPoint = [event.offsetX, event.offsetY];
-  classifyCanvas(drawing);
+  classifyCanvas('drawing', drawing, 'Drawing');
 });
 const endStroke = () => {
   if (!lastPoint) return;
   lastPoint = null;
-  // The last move may have been skipped while the model was busy.
-  setTimeout(() => classifyCanvas(drawing), 0);
+  // The whole stroke, whatever ran while it was drawn.
+  classifyCanvas('drawing', drawing, 'Drawing');
 };
 drawing.addEventListener('pointerup', endStroke);
 drawing.addEventListener('pointercancel', endStroke);
 $('clear-drawing').addEventListener('click', () => {
   clearDrawing();
-  $('predictions').replaceChildren();
+  dropWaiting('drawing');
+  if (lastShown?.source === 'drawing') {
+    lastShown = null;
+    $('predictions').replaceChildren();
+    $('prediction-source').textContent = '';
+  }
 });
 
-// Images: file picker, drag and drop, paste.
+// Images: file picker, drag and drop, paste. Decoding takes its time: an image given while
+// an earlier one decodes wins, whichever finishes first.
 const imageView = $('image-view');
+let newestImage = 0;
 async function classifyFile(file) {
   if (!file) return;
+  const ticket = ++newestImage;
   let bitmap;
   try {
     bitmap = await createImageBitmap(file);
   } catch {
-    showNotice(`${file.name || 'The pasted file'} is not an image this browser can decode.`, true);
+    if (ticket === newestImage) showNotice(`${file.name || 'The pasted file'} is not an image this browser can decode.`, true);
+    return;
+  }
+  if (ticket !== newestImage) {
+    bitmap.close();
     return;
   }
   // Large photos are scaled down on the way in; the model needs at most 256 pixels.
@@ -219,7 +284,7 @@ async function classifyFile(file) {
   context.fillRect(0, 0, imageView.width, imageView.height);
   context.drawImage(bitmap, 0, 0, imageView.width, imageView.height);
   bitmap.close();
-  await classifyCanvas(imageView);
+  await classifyCanvas('image', imageView, file.name || 'Pasted image');
 }
 $('image-input').addEventListener('change', (event) => classifyFile(event.target.files[0]));
 const dropZone = $('drop-zone');
@@ -247,7 +312,7 @@ async function webcamLoop() {
       frame.width = video.videoWidth;
       frame.height = video.videoHeight;
       frame.getContext('2d', { willReadFrequently: true }).drawImage(video, 0, 0);
-      if (await classifyCanvas(frame)) {
+      if (await classifyCanvas('webcam', frame, 'Webcam')) {
         frames += 1;
         const seconds = (performance.now() - started) / 1000;
         $('fps').textContent = `${(frames / seconds).toFixed(1)} frames/s`;
@@ -339,6 +404,7 @@ initTrainingPanel({
     model = { classNames: trained.classNames, input: trained.input };
     $('backend').textContent = trained.backend;
     showNotice('The model just trained now classifies the drawing, images and the webcam.');
+    modelChanged();
   },
   currentInput: () => model?.input,
   drawing: $('drawing'),

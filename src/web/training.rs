@@ -133,15 +133,12 @@ fn session_options(options: &JsValue) -> Result<(BackendKind, SessionOptions)> {
         weight_decay: number(options, "weightDecay", defaults.train.weight_decay)?,
         optimizer: parsed(options, "optimizer", defaults.train.optimizer)?,
         schedule: parsed(options, "schedule", defaults.train.schedule)?,
-        augment: if flag(
+        augment: flag(
             options,
             "augment",
             defaults.train.augment == Augmentation::On,
-        )? {
-            Augmentation::On
-        } else {
-            Augmentation::Off
-        },
+        )?
+        .into(),
         seed: count(options, "seed", defaults.train.seed as usize)? as u64,
     };
     let session = SessionOptions {
@@ -317,7 +314,8 @@ impl TrainingSession {
     /// "cpu"), arch ("resnet8", "resnet14", "resnet20"), input ("digit", "fashion",
     /// "gray-28", "rgb-32", ...), epochs, batchSize, learningRate, weightDecay, optimizer
     /// ("adam", "sgd"), schedule ("one-cycle", "cosine", "constant"), augment (bool), seed,
-    /// validationFraction, fineTune ("all" or "head", with baseWeights).
+    /// validationFraction, fineTune ("all" or "head", with baseWeights). Absent options take
+    /// `SessionOptions::DEFAULT`, the CLI's defaults.
     #[wasm_bindgen(js_name = create)]
     pub fn create_js(
         options: JsValue,
