@@ -18,13 +18,14 @@ shopt -s nullglob
 declare -A seed=(
   [safetensors]=tests/fixtures/resnet20.safetensors
   [burnpack]=models/mnist-resnet20.bpk
-  [pytorch]=tests/fixtures/resnet20.pth
+  [pytorch]="tests/fixtures/resnet20.pth tests/fixtures/resnet8-legacy.pth tests/fixtures/resnet8-checkpoint.pth"
 )
 for reader in safetensors burnpack pytorch; do
   corpus="fuzz/corpus/$reader"
   findings="fuzz/artifacts/$reader"
   mkdir -p "$corpus" "$findings" "fuzz/regressions/$reader"
-  cp "${seed[$reader]}" fuzz/regressions/"$reader"/* "$corpus/"
+  read -ra seeds <<<"${seed[$reader]}"
+  cp "${seeds[@]}" fuzz/regressions/"$reader"/* "$corpus/"
   log="fuzz/artifacts/$reader.log"
   if cargo fuzz run -s none "$reader" "$corpus" -- -max_total_time="$SECONDS_PER_READER" \
     -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1 >"$log" 2>&1; then

@@ -2,7 +2,7 @@
 //! for the command line. Everything but `web` is target-independent and natively tested.
 //!
 //! - [`resnet`]: the model family, backend-generic.
-//! - [`weights`]: torchvision and burnpack weight files.
+//! - [`weights`]: torchvision and burnpack weight files; [`pth`]: `torch.save` files.
 //! - [`preprocess`]: canvas pixels to model input, per input kind.
 //! - [`classifier`]: a folded model that classifies images, on burn or our CPU kernels.
 //! - [`packed`]: a folded ResNet laid out once for fast CPU inference.
@@ -22,6 +22,7 @@ pub mod finetune;
 pub mod npy;
 pub mod packed;
 pub mod preprocess;
+pub mod pth;
 pub mod readback;
 pub mod resnet;
 pub mod rng;

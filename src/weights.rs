@@ -1,5 +1,6 @@
-//! Weight files in and out: torchvision `state_dict`s (`.safetensors` everywhere, `.pth`
-//! natively) under torchvision's own key names, and the project's own burnpack format.
+//! Weight files in and out: torchvision `state_dict`s (`.safetensors`, and `torch.save`
+//! files read by `pth`, on every target) under torchvision's own key names, and the
+//! project's own burnpack format.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ use burn::store::{
 use burn::tensor::{Bytes, Transaction};
 
 use crate::error::{Error, Result};
+use crate::pth::{self, TensorValues};
 use crate::readback::{floats, read_together};
 use crate::resnet::{Arch, BlockKind, ResNet, ResNetConfig, Shortcut, Stem, is_running_statistic};
 
@@ -237,9 +239,14 @@ fn write_torchvision_safetensors(tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -
         let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         entries.insert(key, ("F32", shape, bytes));
     }
+    safetensors_file(&entries)
+}
+
+/// A safetensors file of (key, dtype, shape, little-endian bytes), in key order.
+fn safetensors_file(entries: &BTreeMap<String, (&str, Vec<usize>, Vec<u8>)>) -> Vec<u8> {
     let mut header = String::from(r#"{"__metadata__":{"format":"pt"}"#);
     let mut offset = 0;
-    for (key, (dtype, shape, bytes)) in &entries {
+    for (key, (dtype, shape, bytes)) in entries {
         let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
         header.push_str(&format!(
             r#","{key}":{{"dtype":"{dtype}","shape":[{}],"data_offsets":[{offset},{}]}}"#,
@@ -413,85 +420,33 @@ fn infer_layout(
     })
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-mod pytorch {
-    //! `.pth` files: burn's reader takes a path, so bytes go through a temporary file.
-    use super::*;
-    use burn::store::PytorchStore;
-
-    struct TempFile(std::path::PathBuf);
-
-    impl TempFile {
-        fn write(bytes: &[u8]) -> Result<Self> {
-            let unique = format!(
-                "resnet-web-{}-{:?}.pth",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or_default()
-            );
-            let path = std::env::temp_dir().join(unique);
-            std::fs::write(&path, bytes).map_err(|e| Error::Io {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
-            Ok(Self(path))
-        }
+/// A `torch.save` file as the safetensors file it holds the tensors of (`pth`).
+fn pytorch_as_safetensors(bytes: &[u8]) -> Result<Vec<u8>> {
+    let mut entries: BTreeMap<String, (&str, Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    for (name, tensor) in pth::read_state_dict(bytes)? {
+        let (dtype, data) = match tensor.values {
+            TensorValues::F32(values) => {
+                ("F32", values.iter().flat_map(|v| v.to_le_bytes()).collect())
+            }
+            TensorValues::I64(values) => {
+                ("I64", values.iter().flat_map(|v| v.to_le_bytes()).collect())
+            }
+        };
+        entries.insert(name, (dtype, tensor.shape, data));
     }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-
-    fn store(path: &std::path::Path) -> PytorchStore {
-        PytorchStore::from_file(path)
-            .skip_enum_variants(true)
-            .allow_partial(true)
-    }
-
-    pub(super) fn load(mut model: ResNet, bytes: Vec<u8>, arch: &str) -> Result<ResNet> {
-        let file = TempFile::write(&bytes)?;
-        let result = model
-            .load_from(&mut store(&file.0))
-            .map_err(|e| format_error(&e))?;
-        check_applied(&result, arch)?;
-        Ok(model)
-    }
-
-    pub(super) fn shapes(bytes: Vec<u8>) -> Result<BTreeMap<String, Vec<usize>>> {
-        let file = TempFile::write(&bytes)?;
-        tensor_shapes(&mut store(&file.0))
-    }
+    Ok(safetensors_file(&entries))
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-fn load_pytorch_bytes(model: ResNet, bytes: Vec<u8>, arch: &str) -> Result<ResNet> {
-    pytorch::load(model, bytes, arch)
+fn load_pytorch_bytes(mut model: ResNet, bytes: Vec<u8>, arch: &str) -> Result<ResNet> {
+    let mut store = torchvision_safetensors_store(pytorch_as_safetensors(&bytes)?);
+    let result = model.load_from(&mut store).map_err(|e| format_error(&e))?;
+    check_applied(&result, arch)?;
+    Ok(model)
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 fn pytorch_shapes(bytes: Vec<u8>) -> Result<BTreeMap<String, Vec<usize>>> {
-    pytorch::shapes(bytes)
-}
-
-#[cfg(target_arch = "wasm32")]
-fn load_pytorch_bytes(_: ResNet, _: Vec<u8>, _: &str) -> Result<ResNet> {
-    Err(pth_unsupported())
-}
-
-#[cfg(target_arch = "wasm32")]
-fn pytorch_shapes(_: Vec<u8>) -> Result<BTreeMap<String, Vec<usize>>> {
-    Err(pth_unsupported())
-}
-
-#[cfg(target_arch = "wasm32")]
-fn pth_unsupported() -> Error {
-    Error::WeightFormat(
-        "PyTorch .pth files are read by the command-line tool only: in the browser, use \
-         a .safetensors file (safetensors.torch.save_file(model.state_dict(), path))"
-            .into(),
-    )
+    Ok(pth::read_state_dict(&bytes)?
+        .into_iter()
+        .map(|(name, tensor)| (name, tensor.shape))
+        .collect())
 }

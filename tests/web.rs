@@ -50,6 +50,43 @@ async fn check_resnet20(backend: BackendKind) {
     assert!(error < TOLERANCE, "{backend:?} differs by {error}");
 }
 
+/// `torch.save` files (zip, legacy, `module.` prefix, checkpoint dict), read in the browser
+/// by the same reader as natively, give PyTorch's logits on both backends.
+#[wasm_bindgen_test]
+async fn pth_files_load_in_the_browser_and_match_pytorch() {
+    let logits = fixture_logits(include_bytes!("fixtures/resnet8.logits.npy"));
+    let files: [(&str, &[u8]); 4] = [
+        ("zip", include_bytes!("fixtures/resnet8-zip.pth")),
+        ("legacy", include_bytes!("fixtures/resnet8-legacy.pth")),
+        ("module", include_bytes!("fixtures/resnet8-module.pth")),
+        (
+            "checkpoint",
+            include_bytes!("fixtures/resnet8-checkpoint.pth"),
+        ),
+    ];
+    for backend in [BackendKind::Cpu, BackendKind::WebGpu] {
+        for (name, file) in files {
+            let config = resnet_web::weights::inspect(file.to_vec()).unwrap().config;
+            assert_eq!(config.arch, Arch::ResNet8);
+            let model = Classifier::new(&config, Some(file.to_vec()), backend)
+                .await
+                .unwrap_or_else(|e| panic!("{name} on {backend:?}: {e}"));
+            let ours = model
+                .classify(synthetic_images(CIFAR_INPUT), CIFAR_INPUT)
+                .await
+                .unwrap();
+            let error = max_abs_difference(&ours, &logits);
+            console_log!(
+                "resnet8 .pth ({name}) on {backend:?}: max |browser - pytorch| = {error:e}"
+            );
+            assert!(
+                error < TOLERANCE,
+                "{name} on {backend:?} differs by {error}"
+            );
+        }
+    }
+}
+
 #[wasm_bindgen_test]
 async fn webgpu_uses_a_real_browser_adapter() {
     let model = resnet20(BackendKind::WebGpu).await;
