@@ -582,6 +582,23 @@ await test('names from the user are shown as text, never run as HTML', async () 
   assert(shown.table.includes(MARKUP), `the confusion matrix names the class as text: ${shown.table}`);
 });
 
+await test('torch.save files load through "Load weights…" and classify; a pickled model is refused', async () => {
+  const fixture = (name) => ({ name, mimeType: 'application/octet-stream', buffer: readFileSync(new URL(`./fixtures/${name}`, import.meta.url)) });
+  for (const name of ['resnet8-legacy.pth', 'resnet8-checkpoint.pth']) {
+    await page.setInputFiles('#weights-input', fixture(name));
+    await page.waitForFunction((wanted) => document.getElementById('notice').textContent.startsWith(`Loaded ${wanted}`), name, { timeout: 120000 });
+    const notice = await page.$eval('#notice', (n) => n.textContent);
+    assert(/resnet8, 10 classes/.test(notice), notice);
+    await upload(page, { name: `${name}-digit.png`, mimeType: 'image/png', buffer: digits[0].png });
+    const top = (await predictions(page))[0];
+    assert(/^class \d$/.test(top.label), `a 10-class model without names predicts ${top.label}`);
+  }
+  await page.setInputFiles('#weights-input', fixture('resnet8-whole-model.pth'));
+  await page.waitForFunction(() => /__main__\.CifarResNet/.test(document.getElementById('notice').textContent), null, { timeout: 60000 });
+  const notice = await page.$eval('#notice', (n) => n.textContent);
+  assert(/state_dict\(\)/.test(notice), notice);
+});
+
 await test('no page error, no CSP violation, and no request outside 127.0.0.1', async () => {
   assert(problems.length === 0, problems.join('\n'));
 });
