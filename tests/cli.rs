@@ -214,3 +214,202 @@ fn bad_flags_say_what_is_wrong() {
         assert!(out.contains(expected), "{args:?}: {out}");
     }
 }
+
+/// A folder in ImageFolder layout made here: three classes of 24x24 pictures (horizontal
+/// bars, vertical bars, a blob), PNG and JPEG, plus `extra` files; returns its path.
+fn image_folder(name: &str, per_class: usize, extra: impl Fn(&std::path::Path)) -> String {
+    let root = std::path::PathBuf::from(temporary(name));
+    let _ = std::fs::remove_dir_all(&root);
+    for (class, label) in ["bars", "columns", "blob"].iter().enumerate() {
+        let dir = root.join(label);
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in 0..per_class {
+            let phase = (n * 7 + class) % 6;
+            let picture = image::RgbImage::from_fn(24, 24, |x, y| {
+                let (x, y) = (x as usize, y as usize);
+                let on = match class {
+                    0 => (y + phase) % 6 < 3,
+                    1 => (x + phase) % 6 < 3,
+                    _ => (6..18).contains(&x) && (6..18).contains(&y),
+                };
+                let v = if on {
+                    230 - (n % 20) as u8
+                } else {
+                    (n % 20) as u8
+                };
+                image::Rgb([v, v / 2 + 40, 255 - v])
+            });
+            let file = dir.join(format!("{n}.{}", if n % 2 == 0 { "png" } else { "jpg" }));
+            picture.save(&file).unwrap();
+        }
+    }
+    extra(&root);
+    root.display().to_string()
+}
+
+#[test]
+fn an_image_folder_trains_and_evaluates_with_per_class_accuracy() {
+    let folder = image_folder("folder", 24, |root| {
+        std::fs::write(root.join("bars/notes.txt"), "not a picture").unwrap();
+    });
+    let model = temporary("folder.bpk");
+    let output = resnet(&[
+        "train",
+        "--data",
+        &folder,
+        "--arch",
+        "resnet8",
+        "--input-size",
+        "16",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.01",
+        "--output",
+        &model,
+    ]);
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.contains("classes: bars 24, blob 24, columns 24"),
+        "{out}"
+    );
+    assert!(
+        out.contains("skipped 1 file(s)") && out.contains("notes.txt"),
+        "{out}"
+    );
+    // A seeded tenth of every class is held out: 2 of each 24, 6 in all.
+    assert!(
+        out.contains("on 66 ") && out.contains("(6 held out)"),
+        "{out}"
+    );
+    assert!(out.contains("epoch 6: loss"), "{out}");
+    let output = resnet(&[
+        "eval",
+        "--data",
+        &folder,
+        "--input-size",
+        "16",
+        "--weights",
+        &model,
+    ]);
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    for class in ["bars", "blob", "columns"] {
+        assert!(
+            out.contains(&format!("  {class}: ")),
+            "per-class accuracy of {class}: {out}"
+        );
+    }
+    let accuracy: f64 = out
+        .split("accuracy ")
+        .nth(1)
+        .and_then(|rest| rest.split('%').next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy in {out}"));
+    assert!(accuracy > 60.0, "three easy patterns: {out}");
+}
+
+#[test]
+fn a_folder_with_train_and_val_uses_val_to_hold_out() {
+    let root = std::path::PathBuf::from(image_folder("split/train", 6, |_| {}));
+    let val = root.parent().unwrap().join("val");
+    let _ = std::fs::remove_dir_all(&val);
+    std::fs::rename(image_folder("split-val", 2, |_| {}), &val).unwrap();
+    let folder = root.parent().unwrap().display().to_string();
+    let output = resnet(&[
+        "train",
+        "--data",
+        &folder,
+        "--arch",
+        "resnet8",
+        "--input-size",
+        "16",
+        "--epochs",
+        "1",
+        "--output",
+        &temporary("split.bpk"),
+    ]);
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.contains("on 18 ") && out.contains("(6 held out)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_image_folders_say_what_is_wrong() {
+    let train = |folder: &str| {
+        text(&resnet(&[
+            "train",
+            "--data",
+            folder,
+            "--arch",
+            "resnet8",
+            "--input-size",
+            "16",
+            "--output",
+            &temporary("bad.bpk"),
+        ]))
+    };
+    let empty_class = image_folder("empty-class", 4, |root| {
+        std::fs::create_dir_all(root.join("nothing")).unwrap();
+    });
+    let out = train(&empty_class);
+    assert!(
+        out.contains("class 'nothing'") && out.contains("no pictures"),
+        "{out}"
+    );
+    let one_class = image_folder("one-class", 4, |root| {
+        std::fs::remove_dir_all(root.join("blob")).unwrap();
+        std::fs::remove_dir_all(root.join("columns")).unwrap();
+    });
+    let out = train(&one_class);
+    assert!(out.contains("1 class folder(s)"), "{out}");
+    // A PNG whose header says 20,000 x 20,000: refused from the header, never decoded.
+    let huge = image_folder("huge", 4, |root| {
+        std::fs::write(root.join("blob/huge.png"), huge_png_header(20_000, 20_000)).unwrap();
+    });
+    let out = train(&huge);
+    assert!(
+        out.contains("skipped 1 file(s)") && out.contains("20000x20000"),
+        "{out}"
+    );
+    let out = text(&resnet(&[
+        "train",
+        "--data",
+        "no/such/folder",
+        "--output",
+        "x.bpk",
+    ]));
+    assert!(out.contains("neither mnist, fashion nor a folder"), "{out}");
+}
+
+/// The signature, an IHDR of `width x height` 8-bit grayscale, one short IDAT and the IEND:
+/// enough for a decoder to read the size, far too little to decode.
+fn huge_png_header(width: u32, height: u32) -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+        out
+    };
+    let mut header = width.to_be_bytes().to_vec();
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &header));
+    png.extend(chunk(
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
