@@ -23,6 +23,15 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// The first percentage printed after `marker` in `out`.
+fn percent_after(out: &str, marker: &str) -> f64 {
+    out.split(marker)
+        .nth(1)
+        .and_then(|rest| rest.split('%').next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no percentage after '{marker}' in {out}"))
+}
+
 fn temporary(name: &str) -> String {
     let dir = std::env::temp_dir().join(format!("resnet-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -148,12 +157,7 @@ fn fine_tuning_the_shipped_digit_model_head_only() {
         "{out}"
     );
     assert!(out.contains("fine-tuning head"), "{out}");
-    let accuracy: f64 = out
-        .split("held-out accuracy ")
-        .nth(1)
-        .and_then(|rest| rest.split('%').next())
-        .and_then(|number| number.parse().ok())
-        .unwrap_or_else(|| panic!("no accuracy in {out}"));
+    let accuracy = percent_after(&out, "held-out accuracy ");
     // The backbone is the shipped one (99.10%); a head trained on 256 digits keeps most of it.
     assert!(accuracy > 90.0, "{out}");
     let info = text(&resnet(&["info", &model]));
@@ -303,12 +307,7 @@ fn an_image_folder_trains_and_evaluates_with_per_class_accuracy() {
             "per-class accuracy of {class}: {out}"
         );
     }
-    let accuracy: f64 = out
-        .split("accuracy ")
-        .nth(1)
-        .and_then(|rest| rest.split('%').next())
-        .and_then(|number| number.parse().ok())
-        .unwrap_or_else(|| panic!("no accuracy in {out}"));
+    let accuracy = percent_after(&out, "accuracy ");
     assert!(accuracy > 60.0, "three easy patterns: {out}");
 }
 
