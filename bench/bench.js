@@ -26,6 +26,8 @@ const INFERENCE = [
   ['resnet20-32', 'resnet20', 10, 3, 32, 64],
 ];
 const TRAINING = { model: 'resnet20-28x28x1', arch: 'resnet20', classes: 10, size: 28, batch: 64 };
+// A head trained on kept embeddings: 100 pictures of ResNet-18's 512 features, 5 classes.
+const HEAD = { count: 100, dim: 512, classes: 5 };
 const RUNS = quick ? { warmUp: 1, runs: 2, budgetMs: 0 } : { warmUp: 1, runs: 10, budgetMs: 30000 };
 
 function report(figure) {
@@ -78,7 +80,7 @@ function throughput(times, batch) {
 
 async function ours(backendName) {
   const pkg = params.get('pkg') ?? '/pkg';
-  const { default: init, Classifier, TrainingData, TrainingSession } = await import(`${pkg}/resnet_web.js`);
+  const { default: init, Classifier, TrainingData, TrainingSession, trainHead } = await import(`${pkg}/resnet_web.js`);
   await init();
   let backend = backendName;
   return {
@@ -106,6 +108,22 @@ async function ours(backendName) {
       // One step: forward, backward, Adam update, the read back of loss and accuracy, and
       // (on WebGPU) the checkpoint that a lost device resumes from.
       return { run: () => session.step(), free: () => session.free() };
+    },
+    // Transfer learning: one picture's embedding (224x224 RGBA through ImageNet's transform,
+    // the backbone, the pooling) and one epoch of a new head on 100 kept embeddings.
+    async embedding() {
+      const classifier = await Classifier.create('resnet18', 1000, 3, backendName, undefined, 'imagenet');
+      backend = classifier.backend;
+      const side = 224;
+      const pixels = new Uint8Array(side * side * 4).map((_, i) => (i * 7) % 256);
+      return { run: () => classifier.embedImage(pixels, side, side), free: () => classifier.free() };
+    },
+    async headEpoch() {
+      const { count, dim, classes } = HEAD;
+      const embeddings = randomInput(count * dim);
+      const labels = new Uint32Array(count).map((_, i) => i % classes);
+      const options = { epochs: 1, validationFraction: 0 };
+      return { run: async () => trainHead(embeddings, labels, classes, options).free(), free: () => {} };
     },
   };
 }
@@ -235,6 +253,10 @@ async function main() {
   if (runner.training) {
     const { model, batch } = TRAINING;
     await measure(runner, { figure: 'training', model, batch, unit: 'images/s' }, () => runner.training(), (t) => throughput(t, batch));
+  }
+  if (runner.embedding) {
+    await measure(runner, { figure: 'embedding', model: 'resnet18-224', batch: 1, unit: 'ms' }, () => runner.embedding(), (t) => t);
+    await measure(runner, { figure: 'head epoch', model: `${HEAD.dim}x${HEAD.count}`, batch: HEAD.count, unit: 'ms' }, () => runner.headEpoch(), (t) => t);
   }
 }
 

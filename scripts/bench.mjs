@@ -126,6 +126,8 @@ function printTables() {
     ['inference', 'resnet18-224', 1], ['inference', 'resnet18-224', 8],
     ['inference', 'resnet20-32', 1], ['inference', 'resnet20-32', 64],
     ['training', 'resnet20-28x28x1', 64],
+    // Transfer learning (ours only): one picture's embedding, one head epoch on 100.
+    ['embedding', 'resnet18-224', 1], ['head epoch', '512x100', 100],
   ];
   const find = (subject, [figure, model, batch]) =>
     figures.find((f) => f.subject === subject && f.figure === figure && f.model === model && f.batch === batch);
@@ -148,7 +150,7 @@ function printTables() {
   if (peers.length) {
     console.log(`\n| ours/peer | ${peers.join(' | ')} | best peer, same class and threads | target |`);
     console.log(`| --- |${peers.map(() => ' --- |').join('')} --- | --- |`);
-    for (const row of rows) {
+    for (const row of rows.filter(([figure]) => figure === 'inference' || figure === 'training')) {
       const training = row[0] === 'training';
       const ratio = (peer) => {
         const mine = find(deviceClass(peer) === 'gpu' ? 'ours-webgpu' : 'ours-cpu', row);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # README command 2, and CI's only step: the single gate.
 # fmt, clippy -D warnings, native tests, a bounded fuzzing run of the weight readers, the
-# wasm32 build, the in-browser tests (WebGPU and CPU) in headless Chromium, then the page
-# itself end to end. Exits non-zero at the first failure; artefacts (logs, a screenshot) go
+# wasm32 build, the in-browser tests (WebGPU and CPU) in headless Chromium, the examples'
+# types, the page itself end to end, and the npm package installed into a fresh project. Exits non-zero at the first failure; artefacts (logs, a screenshot) go
 # to artifacts/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,15 +44,22 @@ export WASM_BINDGEN_TEST_TIMEOUT=900
 env "${wasm_cargo_env[@]}" wasm-pack test --headless --chrome --release \
   --mode "$WASM_TEST_MODE" "$ROOT" -- --nocapture 2>&1 | tee "$ARTIFACTS/browser-tests.log"
 
-step "page tests: the page in headless Chromium (playwright-core)"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m http.server "$port" --bind 127.0.0.1 --directory "$ROOT" >/dev/null 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-node tests/page.mjs "http://127.0.0.1:$port/" "$ARTIFACTS" 2>&1 | tee "$ARTIFACTS/page-tests.log"
+step "TypeScript: the examples against the package's declarations (tsc --noEmit)"
+npx tsc -p examples
+
+# node:test's spec reporter ends with "ℹ pass N" and "ℹ fail N"; those lines are the summary.
+export ARTIFACTS
+step "page tests: the page in headless Chromium (playwright-core, node:test)"
+node --test-reporter=spec tests/page.test.mjs 2>&1 | tee "$ARTIFACTS/page-tests.log"
+
+step "package test: npm pack, installed into a fresh project, used from its page"
+node --test-reporter=spec tests/package.test.mjs 2>&1 | tee "$ARTIFACTS/package-tests.log"
 
 count() { # sums "N passed" / "N ignored" of every "test result:" line of a log
   grep -h 'test result:' "$1" | sed -n "s/.* \([0-9]\+\) $2.*/\1/p" | awk '{ sum += $1 } END { print sum + 0 }'
+}
+node_count() { # "ℹ pass N" / "ℹ fail N" of node:test's spec reporter
+  sed -n "s/^ℹ $2 \([0-9]\+\)$/\1/p" "$1" | tail -1
 }
 native_passed=$(count "$ARTIFACTS/native-tests.log" passed)
 native_ignored=$(count "$ARTIFACTS/native-tests.log" ignored)
@@ -62,9 +69,18 @@ step "summary"
 echo "native tests:     $native_passed passed, $native_ignored ignored"
 echo "in-browser tests: $browser_passed passed, $browser_ignored ignored"
 grep -h '^\[fuzz\] .*no finding' "$ARTIFACTS/fuzz.log"
-grep -h '^page tests:' "$ARTIFACTS/page-tests.log"
+for suite in page package; do
+  echo "$suite tests: $(node_count "$ARTIFACTS/$suite-tests.log" pass) passed, $(node_count "$ARTIFACTS/$suite-tests.log" fail) failed"
+done
 grep -h 'time to first prediction' "$ARTIFACTS/page-tests.log" || true
 grep -h 'BENCH' "$ARTIFACTS/browser-tests.log" || true
+for suite in page package; do
+  if [ "$(node_count "$ARTIFACTS/$suite-tests.log" skipped)" != 0 ] || [ "$(node_count "$ARTIFACTS/$suite-tests.log" todo)" != 0 ] \
+    || [ "$(node_count "$ARTIFACTS/$suite-tests.log" pass)" = 0 ]; then
+    echo "the $suite tests skipped some, or none ran" >&2
+    exit 1
+  fi
+done
 if [ "$native_ignored" != 0 ] || [ "$browser_ignored" != 0 ] || [ "$browser_passed" = 0 ]; then
   echo "no test may be skipped, and the browser tests must have run" >&2
   exit 1

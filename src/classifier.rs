@@ -189,6 +189,12 @@ impl Classifier {
         })
     }
 
+    /// This classifier reading pixels as `input` says (one made by `new` reads none).
+    pub fn with_input(mut self, input: InputKind) -> Self {
+        self.input = Some(input);
+        self
+    }
+
     /// The model as it runs: with its BatchNorm folded (`ResNet::fold_batch_norm`).
     pub fn model(&self) -> &ResNet {
         &self.model
@@ -256,6 +262,19 @@ impl Classifier {
         }
         let images = images_tensor(input, shape, &self.device)?;
         read_floats_async(softmax(self.model.try_forward(images)?, 1)).await
+    }
+
+    /// A picture's embedding: the backbone's pooled features, which the classifier reads
+    /// (`transfer` trains a new classifier on them).
+    pub async fn embed_image(&self, rgba: &[u8], width: usize, height: usize) -> Result<Vec<f32>> {
+        let (input, shape) = self.model_input(rgba, width, height)?;
+        if let Some(packed) = &self.packed {
+            check_images(&input, shape)?;
+            return Ok(packed.pooled(&packed.features(&FeatureMap::from_nchw(&input, shape))?));
+        }
+        let images = images_tensor(input, shape, &self.device)?;
+        self.model.check_input(&images)?;
+        read_floats_async(self.model.embeddings(images)).await
     }
 
     /// Class probabilities, and the class activation map of the most likely class,

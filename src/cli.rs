@@ -575,12 +575,12 @@ fn run_eval(args: EvalArgs) -> Result<()> {
 /// Writes any weight file as a torchvision `state_dict` in safetensors.
 fn run_export(weights_path: &Path, output: &Path) -> Result<()> {
     let bytes = read_file(weights_path)?;
-    let config = weights::inspect(bytes.clone())?.config;
-    let model = weights::load(bytes, &config, &Device::flex())?;
-    write_file(output, &block_on(weights::torchvision_safetensors(&model))?)?;
+    let arch = weights::inspect(bytes.clone())?.config.arch;
+    let converted = block_on(weights::convert(bytes, weights::ExportFormat::Safetensors))?;
+    write_file(output, &converted)?;
     println!(
         "wrote {} as torchvision safetensors to {}",
-        config.arch,
+        arch,
         output.display()
     );
     Ok(())

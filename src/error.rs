@@ -27,8 +27,10 @@ pub enum Error {
     },
     /// An input (array, image, tensor) that the model cannot take.
     InvalidInput(String),
-    /// The backend failed (device lost, adapter refused, read back failed).
+    /// The backend failed (device lost, read back failed).
     Backend(String),
+    /// What was asked for is not offered here (WebGPU in a browser without it).
+    Unsupported(String),
     /// Training data that cannot be trained on, or a run that cannot go on.
     Training(String),
 }
@@ -67,7 +69,27 @@ impl fmt::Display for Error {
             ),
             Error::InvalidInput(message) => write!(f, "invalid input: {message}"),
             Error::Backend(message) => write!(f, "backend failure: {message}"),
+            Error::Unsupported(message) => write!(f, "not supported here: {message}"),
             Error::Training(message) => write!(f, "training: {message}"),
+        }
+    }
+}
+
+impl Error {
+    /// A stable name for the kind of failure, for callers that branch on it: JavaScript
+    /// sees it as `error.code`, so that nobody matches message text.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::UnknownArch { .. } | Error::InvalidConfig(_) => "bad-options",
+            Error::Io { .. } => "io",
+            Error::WeightFormat(_)
+            | Error::MissingKey { .. }
+            | Error::UnexpectedKey { .. }
+            | Error::ShapeMismatch { .. } => "bad-weights",
+            Error::InvalidInput(_) => "bad-input",
+            Error::Backend(_) => "backend-failed",
+            Error::Unsupported(_) => "unsupported",
+            Error::Training(_) => "bad-training",
         }
     }
 }

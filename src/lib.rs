@@ -11,6 +11,7 @@
 //! - [`train`]: the training loop, its options and evaluation.
 //! - [`finetune`]: a trained model made ready for new data.
 //! - [`session`]: a training session (validation split, fresh or fine-tuned model, the run).
+//! - [`transfer`]: a new classifier trained on kept embeddings, Teachable Machine's way.
 //! - [`shipped`]: the shipped models and data sets (`models/models.json`).
 //! - [`readback`]: tensors read back into host memory.
 //! - [`rng`]: the seeded random number generator.
@@ -32,6 +33,7 @@ pub mod rng;
 pub mod session;
 pub mod shipped;
 pub mod train;
+pub mod transfer;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]

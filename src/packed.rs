@@ -354,26 +354,36 @@ impl PackedResNet {
         Ok(x)
     }
 
-    /// Logits `[batch, classes]`, flat, from a feature map: average pool, then the classifier.
-    pub fn logits(&self, features: &FeatureMap) -> Vec<f32> {
+    /// The average-pooled feature map `[batch, channels]`, flat: each picture's embedding.
+    pub fn pooled(&self, features: &FeatureMap) -> Vec<f32> {
         let channels = features.channels;
-        let image_len = features.height * features.width * channels;
-        let mut logits = Vec::with_capacity(features.batch * self.num_classes);
-        for image in features.data.chunks_exact(image_len) {
-            let mut pooled = vec![0.0f32; channels];
+        let pixels = features.height * features.width;
+        let mut pooled = vec![0.0f32; features.batch * channels];
+        for (image, sums) in features
+            .data
+            .chunks_exact(pixels * channels)
+            .zip(pooled.chunks_exact_mut(channels))
+        {
             for pixel in image.chunks_exact(channels) {
-                pooled
-                    .iter_mut()
+                sums.iter_mut()
                     .zip(pixel)
                     .for_each(|(sum, value)| *sum += value);
             }
-            let pixels = (features.height * features.width) as f32;
+            sums.iter_mut().for_each(|sum| *sum /= pixels as f32);
+        }
+        pooled
+    }
+
+    /// Logits `[batch, classes]`, flat, from a feature map: average pool, then the classifier.
+    pub fn logits(&self, features: &FeatureMap) -> Vec<f32> {
+        let pooled = self.pooled(features);
+        let mut logits = Vec::with_capacity(features.batch * self.num_classes);
+        for embedding in pooled.chunks_exact(features.channels) {
             let mut row = self.fc_bias.clone();
-            for (value, weights) in pooled
+            for (mean, weights) in embedding
                 .iter()
                 .zip(self.fc_weight.chunks_exact(self.num_classes))
             {
-                let mean = value / pixels;
                 row.iter_mut()
                     .zip(weights)
                     .for_each(|(logit, weight)| *logit += mean * weight);

@@ -214,6 +214,37 @@ pub async fn burnpack_async(model: &ResNet, config: &ResNetConfig) -> Result<Vec
     save_burnpack(&load(safetensors, config, &Device::flex())?, config)
 }
 
+/// The formats a model is written in: torchvision's `state_dict` as safetensors (for
+/// PyTorch) or burn's burnpack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Safetensors,
+    Burnpack,
+}
+
+impl std::str::FromStr for ExportFormat {
+    type Err = Error;
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "safetensors" => Ok(Self::Safetensors),
+            "burnpack" => Ok(Self::Burnpack),
+            other => Err(Error::InvalidConfig(format!(
+                "unknown export format '{other}': use safetensors or burnpack"
+            ))),
+        }
+    }
+}
+
+/// Any weight file we read (safetensors, burnpack, torch.save), rewritten in `format`.
+pub async fn convert(bytes: Vec<u8>, format: ExportFormat) -> Result<Vec<u8>> {
+    let config = inspect(bytes.clone())?.config;
+    let model = load(bytes, &config, &Device::flex())?;
+    match format {
+        ExportFormat::Safetensors => torchvision_safetensors(&model).await,
+        ExportFormat::Burnpack => save_burnpack(&model, &config),
+    }
+}
+
 fn write_torchvision_safetensors(tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Vec<u8> {
     // (key, dtype, shape, little-endian bytes), sorted by key as safetensors writers do.
     let mut entries: BTreeMap<String, (&str, Vec<usize>, Vec<u8>)> = BTreeMap::new();

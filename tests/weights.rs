@@ -358,3 +358,45 @@ fn fuzzer_findings_stay_fixed() {
     }
     println!("{checked} fuzzer findings replayed");
 }
+
+/// `convert`, what the page's export and `resnet export` use: a torch.save file in, each
+/// format out, and both give the original's logits; an unknown format is refused by name.
+#[test]
+fn convert_rewrites_any_weight_file_with_the_same_logits() {
+    let device = Device::flex();
+    let pth = include_bytes!("fixtures/resnet8-zip.pth").to_vec();
+    let config = weights::inspect(pth.clone()).unwrap().config;
+    let original = weights::load(pth.clone(), &config, &device).unwrap();
+    let images = || images_tensor(synthetic_images(CIFAR_INPUT), CIFAR_INPUT, &device).unwrap();
+    let expected = logits(&original, images()).unwrap();
+    for (name, format) in [
+        ("safetensors", WeightFormat::Safetensors),
+        ("burnpack", WeightFormat::Burnpack),
+    ] {
+        let converted =
+            resnet_web::readback::block_on(weights::convert(pth.clone(), name.parse().unwrap()))
+                .unwrap();
+        assert_eq!(WeightFormat::detect(&converted).unwrap(), format, "{name}");
+        let reloaded = weights::load(converted, &config, &device).unwrap();
+        assert_eq!(logits(&reloaded, images()).unwrap(), expected, "{name}");
+    }
+    let error = "onnx".parse::<weights::ExportFormat>().unwrap_err();
+    assert!(error.to_string().contains("'onnx'"), "{error}");
+    assert_eq!(error.code(), "bad-options");
+}
+
+/// The codes JavaScript callers branch on (`error.code`): one per kind of failure, stable.
+#[test]
+fn error_codes_name_the_kind_of_failure() {
+    let truncated = weights::inspect(b"RESNET".to_vec()).unwrap_err();
+    assert_eq!(truncated.code(), "bad-weights", "{truncated}");
+    let missing = Error::MissingKey {
+        key: "fc.bias".into(),
+        arch: "resnet8".into(),
+    };
+    assert_eq!(missing.code(), "bad-weights");
+    assert_eq!(Error::InvalidInput("empty".into()).code(), "bad-input");
+    assert_eq!(Error::Unsupported("WebGPU".into()).code(), "unsupported");
+    assert_eq!(Error::Backend("lost".into()).code(), "backend-failed");
+    assert_eq!(Error::Training("one class".into()).code(), "bad-training");
+}

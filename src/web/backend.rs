@@ -86,7 +86,7 @@ impl Backend {
                 } else {
                     reason
                 };
-                Error::Backend(format!(
+                Error::Unsupported(format!(
                     "WebGPU is not available ({reason}): use the CPU backend, or a browser with WebGPU enabled"
                 ))
             })?;

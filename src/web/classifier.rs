@@ -137,21 +137,30 @@ fn config(arch: &str, num_classes: usize, in_channels: usize) -> Result<ResNetCo
 
 #[wasm_bindgen]
 impl Classifier {
-    /// `Classifier.create(arch, numClasses, inChannels, backend, weights?)`: backend is
-    /// "webgpu" or "cpu"; weights are the bytes of a .safetensors or burnpack file.
+    /// `Classifier.create(arch, numClasses, inChannels, backend, weights?, input?)`: backend
+    /// is "webgpu" or "cpu"; weights are the bytes of any weight file we read (random ones
+    /// without); input, how it reads pixels (for `classifyPixels` and `embedImage`).
     pub fn create(
         arch: String,
         num_classes: usize,
         in_channels: usize,
         backend: String,
         weights_file: Option<Vec<u8>>,
+        input: Option<String>,
     ) -> Promise {
         future_to_promise(async move {
             let kind = BackendKind::parse(&backend).map_err(js_error)?;
             let config = config(&arch, num_classes, in_channels).map_err(js_error)?;
-            let classifier = Classifier::new(&config, weights_file, kind)
+            let input = input
+                .map(|name| InputKind::parse(&name))
+                .transpose()
+                .map_err(js_error)?;
+            let mut classifier = Classifier::new(&config, weights_file, kind)
                 .await
                 .map_err(js_error)?;
+            if let Some(input) = input {
+                classifier.engine = classifier.engine.with_input(input);
+            }
             Ok(JsValue::from(classifier))
         })
     }
@@ -246,6 +255,22 @@ impl Classifier {
         })
     }
 
+    /// Resolves to the picture's embedding (a Float32Array): the backbone's pooled
+    /// features, which `trainHead` trains a new classifier on.
+    #[wasm_bindgen(js_name = embedImage)]
+    pub fn embed_image(&self, rgba: js_sys::Uint8Array, width: usize, height: usize) -> Promise {
+        let classifier = self.clone();
+        future_to_promise(async move {
+            let rgba = rgba_bytes(&rgba, width, height)?;
+            let values = classifier
+                .engine
+                .embed_image(&rgba, width, height)
+                .await
+                .map_err(js_error)?;
+            Ok(js_sys::Float32Array::from(values.as_slice()).into())
+        })
+    }
+
     /// How this model reads pixels ("digit", "fashion", "imagenet", "gray-28", ...).
     #[wasm_bindgen(getter)]
     pub fn input(&self) -> Option<String> {
@@ -300,4 +325,15 @@ pub fn describe_weights(bytes: Vec<u8>) -> std::result::Result<js_sys::Object, J
         js_sys::Reflect::set(&object, &JsValue::from_str(name), &value)?;
     }
     Ok(object)
+}
+
+/// `convertWeights(bytes, format)`: resolves to the bytes of any weight file we read,
+/// rewritten as torchvision "safetensors" or "burnpack".
+#[wasm_bindgen(js_name = convertWeights)]
+pub fn convert_weights(bytes: Vec<u8>, format: String) -> Promise {
+    future_to_promise(async move {
+        let format = format.parse().map_err(js_error)?;
+        let converted = weights::convert(bytes, format).await.map_err(js_error)?;
+        Ok(js_sys::Uint8Array::from(converted.as_slice()).into())
+    })
 }

@@ -6,11 +6,19 @@ use wasm_bindgen::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::preprocess::Rgba;
+use crate::train::Evaluation;
 
-/// Every exported function fails with a JavaScript `Error` carrying our message, never with a
-/// panic, which would kill the module.
+/// Every exported function fails with a JavaScript `Error` carrying our message and its
+/// stable `code` (`Error::code`), never with a panic, which would kill the module.
 pub fn js_error(error: Error) -> JsValue {
-    JsError::new(&error.to_string()).into()
+    let value: JsValue = JsError::new(&error.to_string()).into();
+    // Setting a property on a fresh Error object cannot fail.
+    let _ = Reflect::set(
+        &value,
+        &JsValue::from_str("code"),
+        &JsValue::from_str(error.code()),
+    );
+    value
 }
 
 /// RGBA bytes from JavaScript, checked before they are copied into wasm memory: an
@@ -83,4 +91,32 @@ pub fn set(object: &Object, name: &str, value: &JsValue) -> Result<()> {
     Reflect::set(object, &JsValue::from_str(name), value)
         .map(|_| ())
         .map_err(|_| Error::Backend(format!("cannot set '{name}' on a result object")))
+}
+
+/// An evaluation as `{accuracy, loss, count, confusion, perClass}`.
+pub fn evaluation_object(evaluation: &Evaluation) -> Result<JsValue> {
+    let object = Object::new();
+    set(
+        &object,
+        "accuracy",
+        &JsValue::from_f64(evaluation.accuracy()),
+    )?;
+    set(&object, "loss", &JsValue::from_f64(evaluation.loss))?;
+    set(
+        &object,
+        "count",
+        &JsValue::from_f64(evaluation.count() as f64),
+    )?;
+    let confusion: Vec<u32> = evaluation.confusion.iter().map(|&n| n as u32).collect();
+    set(
+        &object,
+        "confusion",
+        &js_sys::Uint32Array::from(confusion.as_slice()).into(),
+    )?;
+    set(
+        &object,
+        "perClass",
+        &js_sys::Float64Array::from(evaluation.per_class_accuracy().as_slice()).into(),
+    )?;
+    Ok(object.into())
 }

@@ -6,10 +6,12 @@ mod backend;
 mod classifier;
 mod convert;
 mod training;
+mod transfer;
 
 pub use backend::{Backend, BackendKind};
-pub use classifier::{Classifier, Prediction, describe_weights};
+pub use classifier::{Classifier, Prediction, convert_weights, describe_weights};
 pub use training::{TrainingData, TrainingSession};
+pub use transfer::{TrainedHead, train_head};
 
 use wasm_bindgen::prelude::*;
 

@@ -12,12 +12,12 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::backend::{Backend, BackendKind};
 use super::classifier::Classifier;
-use super::convert::{count, flag, js_error, number, parsed, rgba_bytes, set};
+use super::convert::{count, evaluation_object, flag, js_error, number, parsed, rgba_bytes, set};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::preprocess::{InputKind, Rgba};
 use crate::session::{Session, SessionOptions};
-use crate::train::{Augmentation, Checkpoint, Evaluation, StepReport, TrainOptions};
+use crate::train::{Augmentation, Checkpoint, StepReport, TrainOptions};
 use crate::weights;
 
 /// Labelled images for training or evaluation, kept as bytes in wasm memory.
@@ -253,33 +253,6 @@ fn step_object(report: &StepReport) -> Result<JsValue> {
         &object,
         "epochFinished",
         &JsValue::from_bool(report.epoch_finished),
-    )?;
-    Ok(object.into())
-}
-
-fn evaluation_object(evaluation: &Evaluation) -> Result<JsValue> {
-    let object = Object::new();
-    set(
-        &object,
-        "accuracy",
-        &JsValue::from_f64(evaluation.accuracy()),
-    )?;
-    set(&object, "loss", &JsValue::from_f64(evaluation.loss))?;
-    set(
-        &object,
-        "count",
-        &JsValue::from_f64(evaluation.count() as f64),
-    )?;
-    let confusion: Vec<u32> = evaluation.confusion.iter().map(|&n| n as u32).collect();
-    set(
-        &object,
-        "confusion",
-        &js_sys::Uint32Array::from(confusion.as_slice()).into(),
-    )?;
-    set(
-        &object,
-        "perClass",
-        &js_sys::Float64Array::from(evaluation.per_class_accuracy().as_slice()).into(),
     )?;
     Ok(object.into())
 }

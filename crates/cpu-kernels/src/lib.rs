@@ -5,7 +5,7 @@
 //! No im2col: each tile of 4 output pixels x 8 output channels reads the padded input in
 //! place, with its 8 accumulators in registers. A crate of its own so that these loops keep
 //! opt-level 3 inside resnet-web's size-optimised wasm build: at opt-level s, a first
-//! version of this code ran ResNet-20 at batch 64 2.3x as slowly (README "Notes on the wasm
+//! version of this code ran ResNet-20 at batch 64 2.3x as slowly (docs/design.md "The wasm
 //! build").
 
 mod lanes;

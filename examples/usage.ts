@@ -1,0 +1,68 @@
+// Every export of resnet-web, typed: `npx tsc -p examples` checks this file against the
+// package's declarations (js/resnet-web.d.ts).
+import {
+  ErrorCode, Model, ResNetError, Run, TransferLearner, describeWeights, loadModel, shippedModels, train,
+  type ErrorCodeValue, type Predictions, type TrainingSummary, type WeightsDescription,
+} from 'resnet-web';
+
+export async function classifyAnImage(image: HTMLImageElement): Promise<string> {
+  const model: Model = await loadModel(shippedModels.digits, { backend: 'auto' });
+  model.on('backend', ({ backend, notice }) => console.log(backend, notice ?? ''));
+  const predictions: Predictions = await model.classify(image, { topK: 3, heatMap: true });
+  const heat = predictions.heatMap?.values.length ?? 0;
+  console.log(predictions.milliseconds, predictions.probabilities.length, heat, model.input, model.numClasses);
+  const [best] = predictions;
+  model.dispose();
+  return `${best.label} (${(100 * best.probability).toFixed(1)}%)`;
+}
+
+export async function fromAFile(file: File, pixels: ImageData): Promise<Uint8Array> {
+  const described: WeightsDescription = await describeWeights(file);
+  const model = await loadModel(file, { input: described.inChannels === 3 ? 'rgb-32' : 'gray-28', classNames: [] });
+  await model.classify({ data: pixels.data, width: pixels.width, height: pixels.height });
+  return model.export('safetensors');
+}
+
+export async function ownClasses(cats: HTMLCanvasElement[], dogs: HTMLCanvasElement[]): Promise<TrainingSummary | undefined> {
+  const data = {
+    classNames: ['cat', 'dog'],
+    examples: [...cats.map((image) => ({ image, label: 'cat' })), ...dogs.map((image) => ({ image, label: 1 }))],
+  };
+  const run: Run = train(data, { arch: 'resnet8', input: 'rgb-32', epochs: 5, backend: 'cpu' });
+  const stopListening = run.on('step', ({ step, totalSteps, loss }) => console.log(step, totalSteps, loss));
+  run.on('start', ({ trainCount }) => console.log(trainCount));
+  run.on('epoch', ({ accuracy }) => console.log(accuracy));
+  run.on('notice', ({ message }) => console.log(message));
+  run.pause();
+  run.resume();
+  const model = await run.result;
+  stopListening();
+  const tuned = await model.fineTune(data, { fineTune: 'head', epochs: 1 }).result;
+  const bytes = await tuned.export('burnpack');
+  console.log(bytes.length);
+  return tuned.trainingSummary;
+}
+
+export async function carefully(image: HTMLCanvasElement, model: Model): Promise<void> {
+  try {
+    await model.classify(image);
+  } catch (error) {
+    if (error instanceof ResNetError) {
+      const code: ErrorCodeValue = error.code;
+      if (code === ErrorCode.BAD_INPUT) console.log('not a picture:', error.message);
+    }
+    throw error;
+  }
+  const digits = train({ mnistJson: ['0.json'], heldOutPerClass: 10 }, { subset: 100 });
+  digits.stop();
+}
+
+export async function teachableMachine(model: Model, frames: { image: HTMLCanvasElement; label: number }[]): Promise<number> {
+  const learner: TransferLearner = model.transferLearner();
+  const examples = [];
+  for (const { image, label } of frames) examples.push({ id: await learner.add(image), label });
+  learner.remove(examples[0].id);
+  const tuned = await learner.train({ classNames: ['left', 'right'], examples: examples.slice(1) }, { epochs: 100, validationFraction: 0.25 });
+  learner.dispose();
+  return tuned.trainingSummary?.validation?.accuracy ?? 0;
+}

@@ -1,0 +1,183 @@
+// Types of resnet-web's public API (resnet-web.js).
+
+export type Backend = 'auto' | 'webgpu' | 'cpu';
+export type Input = 'digit' | 'fashion' | 'imagenet' | 'gray-28' | 'gray-32' | 'rgb-28' | 'rgb-32';
+export type ExportFormat = 'safetensors' | 'burnpack';
+export type Arch = 'resnet8' | 'resnet14' | 'resnet20' | 'resnet32' | 'resnet44' | 'resnet56'
+  | 'resnet110' | 'resnet18' | 'resnet34' | 'resnet50' | 'resnet101' | 'resnet152';
+
+export declare const ErrorCode: Readonly<{
+  BAD_OPTIONS: 'bad-options';
+  BAD_WEIGHTS: 'bad-weights';
+  BAD_INPUT: 'bad-input';
+  BAD_TRAINING: 'bad-training';
+  BACKEND_FAILED: 'backend-failed';
+  UNSUPPORTED: 'unsupported';
+  IO: 'io';
+  NETWORK: 'network';
+  BUSY: 'busy';
+  DISPOSED: 'disposed';
+  WORKER_FAILED: 'worker-failed';
+  INTERNAL: 'internal';
+}>;
+export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Every failure of the library: branch on `code`, show `message`. */
+export declare class ResNetError extends Error {
+  constructor(code: ErrorCodeValue, message: string);
+  readonly name: 'ResNetError';
+  readonly code: ErrorCodeValue;
+}
+
+/** A model that comes with the package. */
+export interface ShippedModel { readonly shipped: 'digits' | 'fashion' }
+export declare const shippedModels: Readonly<{ digits: ShippedModel; fashion: ShippedModel }>;
+
+export type WeightSource = string | URL | Blob | ArrayBuffer | Uint8Array | ShippedModel;
+
+export interface LoadOptions {
+  /** 'auto' (default): answers on the CPU at once and moves to WebGPU when it is ready. */
+  backend?: Backend;
+  /** How the model reads pixels; inferred from the file where it can be. */
+  input?: Input;
+  classNames?: string[];
+}
+
+/** Pixels in any form a canvas can draw, or RGBA bytes with their size. */
+export type ImageInput = HTMLImageElement | HTMLCanvasElement | OffscreenCanvas | HTMLVideoElement
+  | ImageBitmap | ImageData | { data: Uint8Array | Uint8ClampedArray; width: number; height: number };
+
+export interface ClassifyOptions {
+  /** How many classes to return, best first (default 5). */
+  topK?: number;
+  /** Where the model looked for its top class. */
+  heatMap?: boolean;
+  /** Exactly what the model received, for showing it. */
+  modelInput?: boolean;
+}
+
+export interface Prediction { label: string; probability: number; index: number }
+
+export interface Predictions extends Array<Prediction> {
+  /** Every class's probability, in class order. */
+  probabilities: Float32Array;
+  milliseconds: number;
+  /** Row-major [size, size] in [0, 1]. */
+  heatMap?: { values: Float32Array; size: number };
+  /** [channels, size, size] in the model's own scale. */
+  modelInput?: { values: Float32Array; channels: number; size: number };
+}
+
+export interface BackendEvent { backend: string; notice?: string }
+
+export interface Evaluation {
+  accuracy: number;
+  loss: number;
+  count: number;
+  /** Row: true class, column: predicted; [classes * classes]. */
+  confusion: Uint32Array;
+  perClass: Float64Array;
+}
+
+export interface TrainingSummary {
+  stopped: boolean;
+  /** For a head trained on embeddings: its figures on the training pictures, and its losses. */
+  train?: Evaluation;
+  losses?: number[];
+  failure: string | null;
+  validation: Evaluation | null;
+  test: Evaluation | null;
+  steps: number;
+  totalSteps: number;
+  seconds: number;
+  backend: string;
+}
+
+export declare class Model {
+  private constructor();
+  /** What runs the model, in words (the WebGPU adapter, or CPU). */
+  readonly backend: string;
+  readonly classNames: readonly string[];
+  readonly input: Input;
+  readonly numClasses: number;
+  /** Why the model is not where it was asked to be, if it is not. */
+  readonly notice?: string;
+  /** True while an 'auto' model still waits for WebGPU. */
+  readonly movingToWebgpu: boolean;
+  /** How the run that made this model went; undefined for a loaded model. */
+  readonly trainingSummary?: TrainingSummary;
+  classify(image: ImageInput, options?: ClassifyOptions): Promise<Predictions>;
+  on(event: 'backend', handler: (event: BackendEvent) => void): () => void;
+  export(format?: ExportFormat): Promise<Uint8Array>;
+  fineTune(data: TrainingData, options?: TrainOptions & { fineTune?: 'all' | 'head' }): Run;
+  /** Transfer learning: embeddings made once per picture, new classifiers trained on them. */
+  transferLearner(): TransferLearner;
+  dispose(): void;
+}
+
+export interface HeadOptions {
+  epochs?: number;
+  learningRate?: number;
+  weightDecay?: number;
+  validationFraction?: number;
+  seed?: number;
+  backend?: Backend;
+}
+
+export declare class TransferLearner {
+  private constructor();
+  /** Embeds the picture with the model's backbone (once) and keeps it; resolves to its id. */
+  add(image: ImageInput): Promise<number>;
+  remove(id: number): void;
+  /** The backbone with a new classifier trained on the kept embeddings of `examples`. */
+  train(data: { classNames: string[]; examples: { id: number; label: number }[] }, options?: HeadOptions): Promise<Model>;
+  dispose(): void;
+}
+
+export type TrainingData =
+  | { classNames: string[]; examples: { image: ImageInput; label: number | string }[] }
+  | { idx: { trainImages: string | Uint8Array; trainLabels: string | Uint8Array; testImages?: string | Uint8Array; testLabels?: string | Uint8Array }; classNames: string[]; input?: Input }
+  | { mnistJson: (string | Uint8Array)[]; heldOutPerClass?: number };
+
+export interface TrainOptions {
+  arch?: Arch;
+  /** How pictures are read (for `examples`); the IDX and mnist sets read 'digit'/'fashion'. */
+  input?: Input;
+  epochs?: number;
+  batchSize?: number;
+  learningRate?: number;
+  weightDecay?: number;
+  optimizer?: 'adam' | 'sgd';
+  schedule?: 'one-cycle' | 'cosine' | 'constant';
+  augment?: boolean;
+  validationFraction?: number;
+  seed?: number;
+  backend?: Backend;
+  /** Train on this many pictures of the set, drawn at random (seeded). */
+  subset?: number;
+  /** Test on this many of the held-out pictures. */
+  testSubset?: number;
+}
+
+export interface RunStart { backend: string; trainCount: number; validationCount: number; totalSteps: number; classNames: string[] }
+export interface RunStep { step: number; totalSteps: number; epoch: number; loss: number; accuracy: number; imagesPerSecond: number; secondsLeft: number }
+export interface RunEpoch { epoch: number; accuracy: number; loss: number }
+export interface RunNotice { message: string; backend?: string; resumedFrom?: number }
+
+export declare class Run {
+  private constructor();
+  /** The trained model, whatever ended the run (its trainingSummary says what did). */
+  readonly result: Promise<Model>;
+  on(event: 'start', handler: (event: RunStart) => void): () => void;
+  on(event: 'step', handler: (event: RunStep) => void): () => void;
+  on(event: 'epoch', handler: (event: RunEpoch) => void): () => void;
+  on(event: 'notice', handler: (event: RunNotice) => void): () => void;
+  pause(): void;
+  resume(): void;
+  stop(): void;
+}
+
+export declare function loadModel(source: WeightSource, options?: LoadOptions): Promise<Model>;
+export interface WeightsDescription { arch: Arch; numClasses: number; inChannels: number }
+export declare function describeWeights(source: string | URL | Blob | ArrayBuffer | Uint8Array): Promise<WeightsDescription>;
+export declare function train(data: TrainingData, options?: TrainOptions): Run;

@@ -1,0 +1,409 @@
+// resnet-web: a ResNet that classifies and trains in the browser, on WebGPU or on the CPU.
+//
+//   import { loadModel, shippedModels } from 'resnet-web';
+//   const model = await loadModel(shippedModels.digits);
+//   const [best] = await model.classify(canvas);   // {label, probability}
+//
+// The models run in a Web Worker that this module starts and owns; every failure is a
+// ResNetError with a stable `code` (protocol.js lists them).
+import { ErrorCode, Event, Reply, Request, ResNetError } from './protocol.js';
+
+export { ErrorCode, ResNetError };
+
+/** The models that come with the package: `loadModel(shippedModels.digits)`. */
+export const shippedModels = Object.freeze({
+  digits: Object.freeze({ shipped: 'digits' }),
+  fashion: Object.freeze({ shipped: 'fashion' }),
+});
+
+const BACKENDS = ['auto', 'webgpu', 'cpu'];
+const INPUTS = ['digit', 'fashion', 'imagenet', 'gray-28', 'gray-32', 'rgb-28', 'rgb-32'];
+const EXPORT_FORMATS = ['safetensors', 'burnpack'];
+// Larger pictures are scaled down to this before they go to the worker: the models read at
+// most 256 px (ImageNet's resize before its 224 px crop).
+const MAX_SIDE = 1024;
+// Relative URLs are the page's.
+const base = () => globalThis.document?.baseURI ?? self.location.href;
+
+// ---- The worker and its answers ----
+
+let worker = null;
+let nextId = 1;
+const pending = new Map(); // id -> {resolve, reject}
+const listeners = new Map(); // model or run id -> event handler
+
+function connection() {
+  if (worker) return worker;
+  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  worker.onmessage = ({ data }) => {
+    if (data.type === Reply.DONE || data.type === Reply.FAILED) {
+      const waiting = pending.get(data.id);
+      pending.delete(data.id);
+      if (data.type === Reply.DONE) waiting?.resolve(data.value);
+      else waiting?.reject(new ResNetError(data.code, data.message));
+    } else {
+      listeners.get(data.model ?? data.run)?.(data);
+    }
+  };
+  // A worker that cannot start (a missing file, a module error) fails every call waiting.
+  worker.onerror = (event) => {
+    event.preventDefault();
+    const error = new ResNetError(ErrorCode.WORKER_FAILED, `the resnet-web worker failed: ${event.message ?? 'it could not start'}`);
+    for (const waiting of pending.values()) waiting.reject(error);
+    pending.clear();
+    worker = null;
+  };
+  return worker;
+}
+
+function send(message, transfer = []) {
+  const id = message.id ?? nextId++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject });
+    connection().postMessage({ ...message, id }, transfer);
+  });
+}
+
+const badOption = (message) => new ResNetError(ErrorCode.BAD_OPTIONS, message);
+function oneOf(name, value, allowed) {
+  if (value !== undefined && !allowed.includes(value)) throw badOption(`${name} must be one of ${allowed.join(', ')}, not ${JSON.stringify(value)}`);
+  return value;
+}
+
+// ---- Loading ----
+
+async function sourceMessage(source) {
+  if (source?.shipped) return { shipped: source.shipped };
+  if (typeof source === 'string' || source instanceof URL) return { url: new URL(source, base()).href };
+  if (typeof Blob !== 'undefined' && source instanceof Blob) return { bytes: new Uint8Array(await source.arrayBuffer()) };
+  if (source instanceof ArrayBuffer) return { bytes: new Uint8Array(source.slice(0)) };
+  if (source instanceof Uint8Array) return { bytes: source.slice() };
+  throw new ResNetError(ErrorCode.BAD_INPUT, 'loadModel takes a URL, a File or Blob, an ArrayBuffer, a Uint8Array or one of shippedModels');
+}
+
+/**
+ * A model from a weight file (.safetensors, .bpk, or PyTorch's .pth/.pt): a URL, File/Blob,
+ * ArrayBuffer, Uint8Array, or one of `shippedModels`. Options: backend ('auto', the default,
+ * answers on the CPU at once and moves to WebGPU when it is ready), input and classNames
+ * (inferred where the file tells: 1,000 classes on colour are ImageNet's).
+ */
+export async function loadModel(source, options = {}) {
+  const backend = oneOf('backend', options.backend ?? 'auto', BACKENDS);
+  const input = oneOf('input', options.input, INPUTS);
+  if (options.classNames !== undefined && !Array.isArray(options.classNames)) throw badOption('classNames must be an array of strings');
+  const message = { type: Request.LOAD, source: await sourceMessage(source), backend, input, classNames: options.classNames?.map(String) };
+  const id = nextId++;
+  const model = new Model(id);
+  listeners.set(id, (event) => model._event(event));
+  try {
+    model._loaded(await send({ ...message, id }, message.source.bytes ? [message.source.bytes.buffer] : []));
+  } catch (error) {
+    listeners.delete(id);
+    throw error;
+  }
+  return model;
+}
+
+/** What a weight file holds, from its tensor names and shapes: {arch, numClasses, inChannels}. */
+export async function describeWeights(source) {
+  const message = await sourceMessage(source);
+  if (message.shipped) throw new ResNetError(ErrorCode.BAD_INPUT, 'describeWeights takes a file, bytes or a URL');
+  return send({ type: Request.DESCRIBE, source: message }, message.bytes ? [message.bytes.buffer] : []);
+}
+
+// ---- Pictures ----
+
+// RGBA pixels of anything a canvas can draw, or of ImageData-like {data, width, height}.
+async function pixels(image) {
+  if (image && typeof image === 'object' && 'data' in image && 'width' in image && 'height' in image) {
+    const { data, width, height } = image;
+    if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
+      throw new ResNetError(ErrorCode.BAD_INPUT, `an image needs a positive whole width and height, not ${width} x ${height}`);
+    }
+    if (!(data instanceof Uint8ClampedArray || data instanceof Uint8Array) || data.length !== width * height * 4) {
+      throw new ResNetError(ErrorCode.BAD_INPUT, `an image of ${width} x ${height} needs ${width * height * 4} RGBA bytes, not ${data?.length ?? 'none'}`);
+    }
+    return { rgba: new Uint8Array(data), width, height };
+  }
+  const size = drawableSize(image);
+  if (!size) throw new ResNetError(ErrorCode.BAD_INPUT, 'classify takes an <img>, <canvas>, <video>, OffscreenCanvas, ImageBitmap, ImageData or {data, width, height}');
+  const isImage = typeof HTMLImageElement !== 'undefined' && image instanceof HTMLImageElement;
+  if (isImage && !image.complete) await image.decode().catch(() => {});
+  const { width, height } = drawableSize(image);
+  if (!width || !height) throw new ResNetError(ErrorCode.BAD_INPUT, 'the image has no pixels yet (not loaded, or a video without a frame)');
+  // A 2D canvas is read as it is, as the page's own canvases always were.
+  const isCanvas = (typeof HTMLCanvasElement !== 'undefined' && image instanceof HTMLCanvasElement)
+    || (typeof OffscreenCanvas !== 'undefined' && image instanceof OffscreenCanvas);
+  const context2d = isCanvas && Math.max(width, height) <= MAX_SIDE ? image.getContext('2d', { willReadFrequently: true }) : null;
+  if (context2d) return { rgba: new Uint8Array(context2d.getImageData(0, 0, width, height).data.buffer), width, height };
+  const scale = Math.min(1, MAX_SIDE / Math.max(width, height));
+  const canvas = new OffscreenCanvas(Math.max(1, Math.round(width * scale)), Math.max(1, Math.round(height * scale)));
+  const context = canvas.getContext('2d', { willReadFrequently: true });
+  // White under transparency: drawings and icons have a white ground.
+  context.fillStyle = '#fff';
+  context.fillRect(0, 0, canvas.width, canvas.height);
+  context.drawImage(image, 0, 0, canvas.width, canvas.height);
+  const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
+  return { rgba: new Uint8Array(data.buffer), width: canvas.width, height: canvas.height };
+}
+
+function drawableSize(image) {
+  if (typeof HTMLImageElement !== 'undefined' && image instanceof HTMLImageElement) return { width: image.naturalWidth, height: image.naturalHeight };
+  if (typeof HTMLVideoElement !== 'undefined' && image instanceof HTMLVideoElement) return { width: image.videoWidth, height: image.videoHeight };
+  if ((typeof HTMLCanvasElement !== 'undefined' && image instanceof HTMLCanvasElement)
+    || (typeof OffscreenCanvas !== 'undefined' && image instanceof OffscreenCanvas)
+    || (typeof ImageBitmap !== 'undefined' && image instanceof ImageBitmap)) return { width: image.width, height: image.height };
+  return null;
+}
+
+// ---- Models ----
+
+export class Model {
+  constructor(id) {
+    this._id = id;
+    this._handlers = new Map(); // event name -> Set of handlers
+    this._disposed = false;
+  }
+
+  _loaded(info) {
+    this.backend = info.backend;
+    this.classNames = Object.freeze([...info.classNames]);
+    this.input = info.input;
+    this.numClasses = info.numClasses;
+    this.notice = info.notice;
+    this.movingToWebgpu = Boolean(info.movingToWebgpu);
+    this.trainingSummary = info.summary;
+  }
+
+  _event(event) {
+    if (event.type !== Event.BACKEND) return;
+    this.backend = event.backend;
+    this.movingToWebgpu = false;
+    for (const handler of this._handlers.get('backend') ?? []) handler({ backend: event.backend, notice: event.notice });
+  }
+
+  /** on('backend', ({backend, notice}) => ...): the model moved to WebGPU, or back to the CPU. */
+  on(name, handler) {
+    if (name !== 'backend') throw badOption(`a model has only 'backend' events, not '${name}'`);
+    if (!this._handlers.has(name)) this._handlers.set(name, new Set());
+    this._handlers.get(name).add(handler);
+    return () => this._handlers.get(name).delete(handler);
+  }
+
+  _check() {
+    if (this._disposed) throw new ResNetError(ErrorCode.DISPOSED, 'this model was disposed: load it again');
+  }
+
+  /**
+   * The topK most likely classes of an image, best first: [{label, probability}]. With
+   * heatMap, the list has `heatMap` ({values, size}: where the model looked for the top
+   * class); with modelInput, `modelInput` ({values, channels, size}: exactly what it read).
+   * It always has `probabilities` (every class) and `milliseconds`.
+   */
+  async classify(image, { topK = 5, heatMap = false, modelInput = false } = {}) {
+    this._check();
+    if (!Number.isInteger(topK) || topK < 1) throw badOption(`topK must be a whole number above 0, not ${topK}`);
+    const { rgba, width, height } = await pixels(image);
+    const result = await send({ type: Request.CLASSIFY, model: this._id, rgba: rgba.buffer, width, height, heatMap, modelInput }, [rgba.buffer]);
+    const predictions = Array.from(result.probabilities, (probability, index) => ({ label: this.classNames[index] ?? `class ${index}`, probability, index }))
+      .sort((a, b) => b.probability - a.probability)
+      .slice(0, topK);
+    predictions.probabilities = result.probabilities;
+    predictions.milliseconds = result.milliseconds;
+    if (result.heatMap) predictions.heatMap = { values: result.heatMap, size: result.heatMapSize };
+    if (result.modelInput) {
+      const channels = this.input === 'imagenet' || this.input.startsWith('rgb') ? 3 : 1;
+      predictions.modelInput = { values: result.modelInput, channels, size: Math.round(Math.sqrt(result.modelInput.length / channels)) };
+    }
+    return predictions;
+  }
+
+  /** The model's weights as a file: 'safetensors' (torchvision's names, for PyTorch) or 'burnpack'. */
+  async export(format = 'safetensors') {
+    this._check();
+    oneOf('format', format, EXPORT_FORMATS);
+    return send({ type: Request.EXPORT, model: this._id, format });
+  }
+
+  /** Trains this model further on `data` (see train); options.fineTune: 'all' (default) or 'head'. */
+  fineTune(data, options = {}) {
+    this._check();
+    return startRun(data, options, this._id);
+  }
+
+  /**
+   * Transfer learning, Teachable Machine's way: a learner embeds each picture once with this
+   * model's backbone and trains new classifiers on the kept embeddings in milliseconds.
+   */
+  transferLearner() {
+    this._check();
+    return new TransferLearner(this._id);
+  }
+
+  /** Frees the model in the worker; calls made before are still answered. */
+  dispose() {
+    if (this._disposed) return;
+    this._disposed = true;
+    listeners.delete(this._id);
+    send({ type: Request.DISPOSE, model: this._id }).catch(() => {});
+  }
+}
+
+// ---- Transfer learning ----
+
+export class TransferLearner {
+  constructor(modelId) {
+    this._id = nextId++;
+    this._model = modelId;
+    this._disposed = false;
+  }
+
+  _check() {
+    if (this._disposed) throw new ResNetError(ErrorCode.DISPOSED, 'this learner was disposed: make a new one');
+  }
+
+  /** Embeds a picture (the backbone runs once, now) and keeps it; resolves to its id. */
+  async add(image) {
+    this._check();
+    const { rgba, width, height } = await pixels(image);
+    const { example } = await send({ type: Request.EMBED, learner: this._id, model: this._model, rgba: rgba.buffer, width, height }, [rgba.buffer]);
+    return example;
+  }
+
+  /** Forgets a picture added before. */
+  remove(id) {
+    this._check();
+    send({ type: Request.FORGET, learner: this._id, example: id }).catch(() => {});
+  }
+
+  /**
+   * A new model: the backbone with a classifier for `classNames`, trained on the kept
+   * embeddings of `examples` ([{id, label}], label an index into classNames). Options:
+   * epochs, learningRate, weightDecay, validationFraction, seed, backend. Its
+   * trainingSummary has the validation figures.
+   */
+  async train({ classNames, examples }, options = {}) {
+    this._check();
+    if (!Array.isArray(classNames) || !Array.isArray(examples)) throw new ResNetError(ErrorCode.BAD_INPUT, 'train takes {classNames, examples: [{id, label}]}');
+    if (options.backend !== undefined) oneOf('backend', options.backend, BACKENDS);
+    const id = nextId++;
+    const model = new Model(id);
+    listeners.set(id, (event) => model._event(event));
+    try {
+      model._loaded(await send({
+        type: Request.TRAIN_HEAD, id, learner: this._id, classNames: classNames.map(String),
+        examples: examples.map(({ id: example, label }) => ({ example, label })), options: { backend: 'auto', ...options },
+      }));
+    } catch (error) {
+      listeners.delete(id);
+      throw error;
+    }
+    return model;
+  }
+
+  /** Forgets every picture; the model it was made from is freed once both are disposed. */
+  dispose() {
+    if (this._disposed) return;
+    this._disposed = true;
+    send({ type: Request.FORGET, learner: this._id }).catch(() => {});
+  }
+}
+
+// ---- Training ----
+
+/**
+ * Trains a new ResNet on `data`: {classNames, examples: [{image, label}]} (your pictures,
+ * label an index into classNames), {idx: {trainImages, trainLabels, testImages?,
+ * testLabels?}, classNames} (URLs or bytes of IDX files) or {mnistJson: [ten URLs or bytes],
+ * heldOutPerClass?}. Options: arch, input (for pictures), epochs, batchSize, learningRate,
+ * weightDecay, optimizer, schedule, augment, validationFraction, seed, backend, subset,
+ * testSubset. Returns a Run at once.
+ */
+export function train(data, options = {}) {
+  return startRun(data, options, undefined);
+}
+
+export class Run {
+  constructor(id) {
+    this._id = id;
+    this._handlers = new Map();
+    // Control messages go after the run's request, which waits for its pictures' pixels.
+    this._sent = new Promise((resolve) => { this._markSent = resolve; });
+  }
+
+  /** on('start' | 'step' | 'epoch' | 'notice', handler); returns a function that removes it. */
+  on(name, handler) {
+    if (!['start', 'step', 'epoch', 'notice'].includes(name)) throw badOption(`a run has start, step, epoch and notice events, not '${name}'`);
+    if (!this._handlers.has(name)) this._handlers.set(name, new Set());
+    this._handlers.get(name).add(handler);
+    return () => this._handlers.get(name).delete(handler);
+  }
+
+  _emit(name, event) {
+    for (const handler of this._handlers.get(name) ?? []) handler(event);
+  }
+
+  pause() { this._control('pause'); }
+  resume() { this._control('resume'); }
+  /** Ends the run after the current step; `result` is the model as trained so far. */
+  stop() { this._control('stop'); }
+  _control(action) {
+    this._sent.then(() => connection().postMessage({ type: Request.CONTROL, run: this._id, action }));
+  }
+}
+
+const RUN_EVENTS = { [Event.RUN_START]: 'start', [Event.RUN_STEP]: 'step', [Event.RUN_EPOCH]: 'epoch', [Event.RUN_NOTICE]: 'notice' };
+
+function startRun(data, options, base) {
+  if (options.backend !== undefined) oneOf('backend', options.backend, BACKENDS);
+  if (options.input !== undefined) oneOf('input', options.input, INPUTS);
+  const run = new Run(nextId++);
+  listeners.set(run._id, (event) => {
+    const { type, run: _, ...fields } = event;
+    run._emit(RUN_EVENTS[type], fields);
+  });
+  run.result = (async () => {
+    const id = nextId++;
+    const model = new Model(id);
+    try {
+      const { message, transfer } = await trainMessage(data);
+      listeners.set(id, (event) => model._event(event));
+      const trained = send({ type: Request.TRAIN, id, run: run._id, data: message, options: { backend: 'auto', ...options }, base }, transfer);
+      run._markSent();
+      model._loaded(await trained);
+    } catch (error) {
+      listeners.delete(id);
+      throw error;
+    } finally {
+      listeners.delete(run._id);
+    }
+    return model;
+  })();
+  return run;
+}
+
+async function trainMessage(data) {
+  if (!data || typeof data !== 'object') throw new ResNetError(ErrorCode.BAD_INPUT, 'training data must be an object (see train)');
+  if (data.idx || data.mnistJson) {
+    const urls = (sources) => sources.map((source) => (source instanceof Uint8Array || source === undefined ? source : new URL(source, base()).href));
+    if (data.idx) {
+      const { trainImages, trainLabels, testImages, testLabels } = data.idx;
+      const [a, b, c, d] = urls([trainImages, trainLabels, testImages, testLabels]);
+      const input = oneOf('data.input', data.input ?? 'fashion', INPUTS);
+      return { message: { idx: { trainImages: a, trainLabels: b, testImages: c, testLabels: d }, classNames: data.classNames, input }, transfer: [] };
+    }
+    return { message: { mnistJson: urls(data.mnistJson), heldOutPerClass: data.heldOutPerClass, input: 'digit' }, transfer: [] };
+  }
+  const { classNames, examples } = data;
+  if (!Array.isArray(classNames) || !Array.isArray(examples)) throw new ResNetError(ErrorCode.BAD_INPUT, 'training pictures come as {classNames, examples: [{image, label}]}');
+  const prepared = [];
+  for (const { image, label } of examples) {
+    const index = typeof label === 'string' ? classNames.indexOf(label) : label;
+    if (!Number.isInteger(index) || index < 0 || index >= classNames.length) {
+      throw new ResNetError(ErrorCode.BAD_INPUT, `label ${JSON.stringify(label)} is not one of the ${classNames.length} classes`);
+    }
+    prepared.push({ ...(await pixels(image)), label: index });
+  }
+  for (const example of prepared) example.rgba = example.rgba.buffer;
+  return { message: { classNames: classNames.map(String), examples: prepared }, transfer: prepared.map((e) => e.rgba) };
+}

