@@ -387,7 +387,7 @@ function forget({ learner: learnerId, example }) {
 async function trainHeadModel({ id, learner: learnerId, classNames, examples, options = {} }) {
   await ready;
   const learner = learners.get(learnerId);
-  if (!learner) throw new ResNetError(ErrorCode.BAD_INPUT, 'add pictures to the learner first');
+  if (!learner || examples.length === 0) throw new ResNetError(ErrorCode.BAD_INPUT, 'no pictures to train on: add some with learner.add(image) first');
   const started = performance.now();
   const dim = learner.embeddings.values().next().value?.length ?? 0;
   const flat = new Float32Array(examples.length * dim);

@@ -215,7 +215,7 @@ export function initTrainingPanel({ currentModel, backend, showTrained, drawing,
       }
       if (entry.examples.length) found.push(entry);
     }
-    const empty = byClass.size - found.length;
+    const empty = Math.min(byClass.size, MAX_CLASSES) - found.length;
     const parts = [];
     if (skipped) parts.push(`${skipped} file(s) that are not pictures skipped`);
     if (empty) parts.push(`${empty} subfolder(s) without pictures left out`);
