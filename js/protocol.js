@@ -26,6 +26,7 @@ export const Event = Object.freeze({
   BACKEND: 'backend', //       {model, backend, notice?}: the model moved (to WebGPU, or back to the CPU)
   RUN_START: 'run-start', //   {run, backend, trainCount, validationCount, totalSteps, classNames}
   RUN_STEP: 'run-step', //     {run, step, totalSteps, epoch, loss, accuracy, imagesPerSecond, secondsLeft}
+  RUN_ESTIMATE: 'run-estimate', // {run, secondsPerStep, totalSteps, seconds, backend, waiting}: after the first step
   RUN_EPOCH: 'run-epoch', //   {run, epoch, accuracy, loss}: validation after an epoch
   RUN_NOTICE: 'run-notice', // {run, message, backend?, resumedFrom?}
 });

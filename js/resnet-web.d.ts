@@ -36,7 +36,10 @@ export declare const shippedModels: Readonly<{ digits: ShippedModel; fashion: Sh
 export type WeightSource = string | URL | Blob | ArrayBuffer | Uint8Array | ShippedModel;
 
 export interface LoadOptions {
-  /** 'auto' (default): answers on the CPU at once and moves to WebGPU when it is ready. */
+  /**
+   * 'auto' (default): answers on the CPU at once, then times a prediction on WebGPU against
+   * one on the CPU and runs on the faster.
+   */
   backend?: Backend;
   /** How the model reads pixels; inferred from the file where it can be. */
   input?: Input;
@@ -68,7 +71,9 @@ export interface Predictions extends Array<Prediction> {
   modelInput?: { values: Float32Array; channels: number; size: number };
 }
 
-export interface BackendEvent { backend: string; notice?: string }
+/** Milliseconds a prediction (or, for a run, a training step) takes on each device. */
+export interface DeviceTimings { cpu: number; webgpu?: number }
+export interface BackendEvent { backend: string; notice?: string; timings?: DeviceTimings }
 
 export interface Evaluation {
   accuracy: number;
@@ -102,8 +107,10 @@ export declare class Model {
   readonly numClasses: number;
   /** Why the model is not where it was asked to be, if it is not. */
   readonly notice?: string;
-  /** True while an 'auto' model still waits for WebGPU. */
-  readonly movingToWebgpu: boolean;
+  /** True while an 'auto' model is still timing WebGPU against the CPU. */
+  readonly measuring: boolean;
+  /** What 'auto' measured, once it has. */
+  readonly timings?: DeviceTimings;
   /** How the run that made this model went; undefined for a loaded model. */
   readonly trainingSummary?: TrainingSummary;
   classify(image: ImageInput, options?: ClassifyOptions): Promise<Predictions>;
@@ -157,10 +164,15 @@ export interface TrainOptions {
   subset?: number;
   /** Test on this many of the held-out pictures. */
   testSubset?: number;
+  /** After the first step, emit 'estimate' and wait for resume() (or stop()). */
+  estimateFirst?: boolean;
 }
 
-export interface RunStart { backend: string; trainCount: number; validationCount: number; totalSteps: number; classNames: string[] }
+/** timings: with backend 'auto', the milliseconds a step took on each device. */
+export interface RunStart { backend: string; trainCount: number; validationCount: number; totalSteps: number; classNames: string[]; timings?: DeviceTimings }
 export interface RunStep { step: number; totalSteps: number; epoch: number; loss: number; accuracy: number; imagesPerSecond: number; secondsLeft: number }
+/** After the first step: how long the run's steps take, by the first one. */
+export interface RunEstimate { secondsPerStep: number; totalSteps: number; seconds: number; backend: string; waiting: boolean }
 export interface RunEpoch { epoch: number; accuracy: number; loss: number }
 export interface RunNotice { message: string; backend?: string; resumedFrom?: number }
 
@@ -170,6 +182,7 @@ export declare class Run {
   readonly result: Promise<Model>;
   on(event: 'start', handler: (event: RunStart) => void): () => void;
   on(event: 'step', handler: (event: RunStep) => void): () => void;
+  on(event: 'estimate', handler: (event: RunEstimate) => void): () => void;
   on(event: 'epoch', handler: (event: RunEpoch) => void): () => void;
   on(event: 'notice', handler: (event: RunNotice) => void): () => void;
   pause(): void;

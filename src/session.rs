@@ -72,7 +72,10 @@ impl Session {
         let train = options.train.config(options.input)?;
         data.check_trainable()?;
         let input = options.input;
-        if data.channels != input.channels() || data.height != input.size() {
+        if data.channels != input.channels()
+            || data.height != input.size()
+            || data.normalize != input.normalize()
+        {
             return Err(Error::Training(format!(
                 "the data's images are {}x{}x{} but input '{}' is {}x{}x{}",
                 data.channels,
@@ -92,10 +95,7 @@ impl Session {
         let (train_set, validation) = if options.validation_fraction > 0.0 {
             data.split_validation(options.validation_fraction, train.seed)
         } else {
-            (
-                data.clone(),
-                Dataset::empty(data.channels, data.height, data.class_names.clone()),
-            )
+            (data.clone(), data.empty_like())
         };
         let training_device = device.clone().autodiff();
         // Seeded initialisation: the same seed gives the same run.

@@ -311,6 +311,48 @@ fn an_image_folder_trains_and_evaluates_with_per_class_accuracy() {
     assert!(accuracy > 60.0, "three easy patterns: {out}");
 }
 
+/// `--input-size 224` reads a folder as torchvision models read pictures (ImageNet's
+/// transform) and trains a 224 px model through the normal loop.
+#[test]
+fn an_image_folder_trains_a_resnet18_at_224_pixels() {
+    let folder = image_folder("folder-224", 3, |_| {});
+    let model = temporary("folder-224.bpk");
+    let output = resnet(&[
+        "train",
+        "--data",
+        &folder,
+        "--arch",
+        "resnet18",
+        "--input-size",
+        "224",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "3",
+        "--output",
+        &model,
+    ]);
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.contains("on 6 ") && out.contains("(3 held out)"),
+        "{out}"
+    );
+    assert!(out.contains("epoch 1: loss"), "{out}");
+    let output = resnet(&[
+        "eval",
+        "--data",
+        &folder,
+        "--input-size",
+        "224",
+        "--weights",
+        &model,
+    ]);
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("  blob: "), "{out}");
+}
+
 #[test]
 fn a_folder_with_train_and_val_uses_val_to_hold_out() {
     let root = std::path::PathBuf::from(image_folder("split/train", 6, |_| {}));

@@ -24,7 +24,7 @@ fn model(file: &str) -> resnet_web::resnet::ResNet {
 /// Every image of `dataset` as a decoded grayscale PNG (R = G = B, opaque), prepared as
 /// `input` says.
 fn through_the_page(dataset: &Dataset, input: InputKind) -> Dataset {
-    let mut prepared = Dataset::empty(1, 28, dataset.class_names.clone());
+    let mut prepared = Dataset::for_input(input, dataset.class_names.clone());
     for index in 0..dataset.len() {
         let rgba: Vec<u8> = dataset
             .image(index)

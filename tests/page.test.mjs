@@ -470,6 +470,37 @@ pageTest('classifier only on your own classes: a ResNet-18 from a weight file em
   assert.equal(await embeddings(), 72, 'no picture was embedded twice');
 });
 
+pageTest('all layers of a 224 px ResNet-18 on your own classes: the run shows its estimate, waits, and trains on when told', async ({ page }) => {
+  await useBackend(page, 'cpu');
+  await page.setInputFiles('#weights-input', { name: 'random-resnet18.safetensors', mimeType: 'application/octet-stream', buffer: randomResnet18Safetensors(3) });
+  await page.waitForFunction(() => /^Loaded random-resnet18.safetensors/.test(document.getElementById('notice').textContent), null, { timeout: 120000 });
+  await page.selectOption('#train-data', 'own');
+  await page.click('#add-class');
+  for (let k = 0; k < 3; k++) {
+    await page.setInputFiles(`.class-row[data-class-index="${k}"] input.add-files`, ownClasses[k].slice(0, 3));
+  }
+  await page.waitForFunction(() => document.querySelectorAll('.thumbnails button').length === 9);
+  // One of each class's three held out: six pictures, two steps of three.
+  await startTraining(page, { 'train-model': 'finetune-all', 'train-epochs': 1, 'train-batch': 3, 'train-validation': 0.34, 'train-seed': 1 });
+  await page.waitForFunction(() => /Press Resume/.test(document.getElementById('train-estimate').textContent), null, { timeout: 600000 });
+  const estimate = await page.$eval('#train-estimate', (e) => e.textContent);
+  console.log(`  ${estimate}`);
+  assert.match(estimate, /^About [\d a-z]+ for 2 steps on CPU.*, \d+\.\d s a step by the first\. Press Resume/);
+  // It waits after its first step until told to go on.
+  await page.waitForTimeout(3000);
+  assert.equal(await page.$eval('#train-progress', (p) => p.value), 1);
+  assert.equal(await page.$eval('#train-pause', (b) => b.textContent), 'Resume');
+  await page.click('#train-pause');
+  const result = await trainingResult(page, 600000);
+  assert(!result.failure, result.failure);
+  assert.equal(result.stopped, 'false');
+  assert.equal(await page.$eval('#train-progress', (p) => p.value), 2);
+  assert(Number(result.validationAccuracy) >= 0 && result.validationAccuracy !== '', `validation ${result.validationAccuracy}`);
+  // The trained 224 px model classifies the page's inputs into the new classes.
+  await upload(page, ownClasses[1][5]);
+  assert.match((await predictions(page))[0].label, /^class [123]$/);
+});
+
 // A folder in ImageFolder's layout, as a user has one: a subfolder per class, PNG and JPEG
 // files, a text file among them, a subfolder without pictures.
 async function imageFolder(page, classes) {
@@ -523,13 +554,37 @@ pageTest('a folder of classes (PNG, JPEG, a text file, a subfolder without pictu
   }
 });
 
+// On this machine WebGPU is SwiftShader's, on the CPU: 'auto' measures both and stays on the CPU.
+pageTest('on "the faster, measured" the page times both devices, and classifies and trains on the CPU here', async ({ page }) => {
+  assert.equal(await page.$eval('#backend-choice', (s) => s.value), 'auto');
+  await page.waitForFunction(() => /measured:/.test(document.getElementById('backend').textContent), null, { timeout: 300000 });
+  const shown = await page.$eval('#backend', (b) => b.textContent);
+  console.log(`  ${shown}`);
+  const [, cpu, webgpu] = shown.match(/CPU ([\d.,]+) ms, WebGPU ([\d.,]+) ms a prediction/);
+  assert(/^CPU/.test(shown) && Number(cpu.replace(',', '')) < Number(webgpu.replace(',', '')), shown);
+  await upload(page, { name: digits[2].name, mimeType: 'image/png', buffer: digits[2].png });
+  assert.equal((await predictions(page))[0].label, digits[2].label);
+  await page.selectOption('#train-data', 'own');
+  for (let k = 0; k < 2; k++) {
+    await page.setInputFiles(`.class-row[data-class-index="${k}"] input.add-files`, ownClasses[k].slice(0, 8));
+  }
+  await startTraining(page, { 'train-model': 'resnet8', 'train-input': 'gray-32', 'train-epochs': 1, 'train-batch': 4, 'train-validation': 0.25 });
+  await page.waitForFunction(() => /^Training on .* measured:/.test(document.getElementById('train-notice').textContent), null, { timeout: 300000 });
+  const started = await page.$eval('#train-notice', (n) => n.textContent);
+  console.log(`  ${started}`);
+  assert.match(started, /on CPU[^,]*, measured: CPU [\d.,]+ ms, WebGPU [\d.,]+ ms a step\.$/);
+  const result = await trainingResult(page, 300000);
+  assert(!result.failure, result.failure);
+  assert.match(result.notice, /on CPU/);
+});
+
 for (const gpu of ['none', 'refused']) {
   pageTest(`with ${gpu === 'none' ? 'no WebGPU' : 'the WebGPU adapter refused'}, the page runs on the CPU and says so`, async ({ page }) => {
     // Ready at once on the CPU; then the move to WebGPU fails, and the page says why.
     await page.waitForFunction(() => /running on the CPU/.test(document.getElementById('notice').textContent), null, { timeout: 120000 });
     const state = await page.$eval('#notice', (n) => `${document.getElementById('backend').textContent} | ${n.textContent}`);
     console.log(`  ${state}`);
-    assert(/^CPU/.test(state) && !/until WebGPU/.test(state) && /WebGPU failed/.test(state), state);
+    assert(/^CPU/.test(state) && !/while WebGPU/.test(state) && /WebGPU failed/.test(state), state);
     await upload(page, { name: digits[1].name, mimeType: 'image/png', buffer: digits[1].png });
     const top = (await predictions(page))[0];
     assert(top.label === digits[1].label, `read as ${top.label}`);

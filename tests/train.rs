@@ -7,6 +7,7 @@ use std::io::Write;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use resnet_web::data::{Augment, Dataset, batch_tensors};
+use resnet_web::preprocess::{InputKind, Normalize, Rgba};
 use resnet_web::readback::{block_on, read_floats};
 use resnet_web::resnet::{Arch, BlockKind, ResNet, ResNetConfig, ResidualBlock, Shortcut};
 use resnet_web::rng::SplitMix;
@@ -188,6 +189,7 @@ fn tiny_dataset(images: Vec<u8>, labels: Vec<u8>, size: usize) -> Dataset {
         height: size,
         width: size,
         class_names: digit_classes().to_vec(),
+        normalize: Normalize::NONE,
     }
 }
 
@@ -229,6 +231,49 @@ fn augmentation_crops_with_zero_padding_and_flips() {
     }
     // 9 offsets x 2 mirrorings.
     assert_eq!(seen.len(), 18);
+}
+
+/// A 224 px set keeps pixels as bytes and normalises each batch: its batch is the model
+/// input `InputKind::ImageNet.prepare` gives the page, up to the bytes' rounding.
+#[test]
+fn imagenet_batches_are_normalised_as_the_page_prepares_pictures() {
+    let device = Device::flex();
+    let (width, height) = (300, 260);
+    let rgba: Vec<u8> = (0..width * height)
+        .flat_map(|i| {
+            let (x, y) = (i % width, i / width);
+            [(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8, 255]
+        })
+        .collect();
+    let picture = Rgba::new(&rgba, width, height).unwrap();
+    let mut dataset = Dataset::for_input(InputKind::ImageNet, vec!["a".into(), "b".into()]);
+    assert_eq!(dataset.normalize, Normalize::IMAGENET);
+    dataset
+        .push(&InputKind::ImageNet.pixels(&picture), 1)
+        .unwrap();
+    let (images, _) = batch_tensors(
+        &dataset,
+        &[0],
+        Augment::NONE,
+        &mut SplitMix::new(1),
+        &device,
+    );
+    assert_eq!(images.dims(), [1, 3, 224, 224]);
+    let (expected, _) = InputKind::ImageNet.prepare(&picture);
+    let batch = values(images);
+    // Half a byte step over the smallest std.
+    let tolerance = 0.5 / 255.0 / 0.224 + 1e-5;
+    let worst = batch
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= tolerance,
+        "batch differs from the prepared input by {worst}"
+    );
+    // Normalised, not [0, 1]: ImageNet's mean is taken off.
+    assert!(batch.iter().any(|&v| v < -0.5));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 // The page: draws inputs, hands them to the library, shows what comes back. It uses only
 // resnet-web's public API (js/resnet-web.js), as any other page would.
 import { describeWeights, loadModel, shippedModels } from '../js/resnet-web.js';
+import { describeTimings } from './format.js';
 import { savedModel, saveModel } from './saved-model.js';
 import { initTrainingPanel } from './training.js';
 
@@ -13,20 +14,20 @@ function showNotice(message, isError = false) {
 
 let model = null; // the resnet-web Model that classifies the page's inputs
 
-// The page's backend choice, in the library's words: WebGPU once it is ready.
-const backendOption = () => ($('backend-choice').value === 'cpu' ? 'cpu' : 'auto');
+// The page's backend choice, in the library's words ('auto', 'webgpu', 'cpu').
+const backendOption = () => $('backend-choice').value;
 
 // Replaces the page's model; the one before is freed once the new one is in place.
 function useModel(next) {
   const previous = model;
   model = next;
   if (previous && previous !== next) previous.dispose();
-  model.on('backend', ({ backend, notice }) => {
+  model.on('backend', ({ backend, notice, timings }) => {
     if (model !== next) return;
-    showBackend(backend, notice);
+    showBackend(backend, notice, timings);
   });
-  $('backend').textContent = model.movingToWebgpu ? `${model.backend}, until WebGPU is ready` : model.backend;
-  if (!model.movingToWebgpu && model.backend.startsWith('CPU')) $('backend-choice').value = 'cpu';
+  showBackend(model.measuring ? `${model.backend}, while WebGPU is measured` : model.backend, null, model.timings);
+  if (!model.measuring && backendOption() === 'webgpu' && model.backend.startsWith('CPU')) $('backend-choice').value = 'cpu';
   modelChanged();
 }
 
@@ -37,12 +38,12 @@ async function showLoaded(source, options, message) {
   showNotice(loaded.notice ?? message ?? 'Ready: draw, drop an image, or start the webcam.', Boolean(loaded.notice));
 }
 
-// The model's move to WebGPU after a load, or why it stayed on (or went back to) the CPU.
-function showBackend(backend, notice) {
-  $('backend').textContent = backend;
+// Where the model runs, with what 'auto' measured, or why it is on (or went back to) the CPU.
+function showBackend(backend, notice, timings) {
+  $('backend').textContent = timings ? `${backend}, ${describeTimings(timings, 'a prediction')}` : backend;
   if (notice) {
     showNotice(notice, true);
-    $('backend-choice').value = 'cpu';
+    if (backendOption() === 'webgpu') $('backend-choice').value = 'cpu';
   }
 }
 

