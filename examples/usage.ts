@@ -7,7 +7,8 @@ import {
 
 export async function classifyAnImage(image: HTMLImageElement): Promise<string> {
   const model: Model = await loadModel(shippedModels.digits, { backend: 'auto' });
-  model.on('backend', ({ backend, notice }) => console.log(backend, notice ?? ''));
+  model.on('backend', ({ backend, notice, timings }) => console.log(backend, notice ?? '', timings?.cpu, timings?.webgpu));
+  console.log(model.measuring, model.timings?.cpu);
   const predictions: Predictions = await model.classify(image, { topK: 3, heatMap: true });
   const heat = predictions.heatMap?.values.length ?? 0;
   console.log(predictions.milliseconds, predictions.probabilities.length, heat, model.input, model.numClasses);
@@ -30,13 +31,16 @@ export async function ownClasses(cats: HTMLCanvasElement[], dogs: HTMLCanvasElem
   };
   const run: Run = train(data, { arch: 'resnet8', input: 'rgb-32', epochs: 5, backend: 'cpu' });
   const stopListening = run.on('step', ({ step, totalSteps, loss }) => console.log(step, totalSteps, loss));
-  run.on('start', ({ trainCount }) => console.log(trainCount));
+  run.on('start', ({ trainCount, timings }) => console.log(trainCount, timings?.webgpu));
   run.on('epoch', ({ accuracy }) => console.log(accuracy));
   run.on('notice', ({ message }) => console.log(message));
   run.pause();
   run.resume();
   const model = await run.result;
   stopListening();
+  const allLayers = model.fineTune(data, { fineTune: 'all', epochs: 1, estimateFirst: true });
+  allLayers.on('estimate', ({ seconds, waiting }) => (waiting && seconds < 60 ? allLayers.resume() : allLayers.stop()));
+  await allLayers.result;
   const tuned = await model.fineTune(data, { fineTune: 'head', epochs: 1 }).result;
   const bytes = await tuned.export('burnpack');
   console.log(bytes.length);

@@ -321,14 +321,22 @@ async function stepMs(options, backend, trainSet, baseWeights) {
 
 // 'auto' for a run: the device whose step is faster, and both timings. The run itself then
 // starts afresh there, so its curves and seed are those of any other run.
+// A step that fails for the run's own reasons (a loss that blows up) is left to the run,
+// which reports it at its step and keeps the model as trained so far.
 async function fasterTrainingDevice(options, trainSet, baseWeights, notice) {
-  const cpu = await stepMs(options, 'cpu', trainSet, baseWeights);
+  let cpu;
+  try {
+    cpu = await stepMs(options, 'cpu', trainSet, baseWeights);
+  } catch {
+    return { backend: 'cpu' };
+  }
   let webgpu;
   try {
     webgpu = await stepMs(options, 'webgpu', trainSet, baseWeights);
   } catch (error) {
-    if (error.code !== ErrorCode.BACKEND_FAILED && error.code !== ErrorCode.UNSUPPORTED) throw error;
-    notice(`WebGPU failed (${error.message}); training on the CPU.`);
+    if (error.code === ErrorCode.BACKEND_FAILED || error.code === ErrorCode.UNSUPPORTED) {
+      notice(`WebGPU failed (${error.message}); training on the CPU.`);
+    }
     return { backend: 'cpu', timings: { cpu } };
   }
   return { backend: webgpu < cpu ? 'webgpu' : 'cpu', timings: { cpu, webgpu } };

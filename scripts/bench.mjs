@@ -7,11 +7,11 @@
 // Run from the repository root, after scripts/bench.sh has built the wasm and the peer
 // models (it runs this). Serves the repository itself on 127.0.0.1 with COOP/COEP, which
 // the peers' threads need (SharedArrayBuffer).
-import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
-import { createServer } from 'node:http';
-import { extname, join, normalize, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { launchChromium } from '../tests/chromium.mjs';
+import { serve } from '../tests/static-server.mjs';
 
 const SUBJECTS = ['ours-webgpu', 'ours-cpu', 'ort-wasm-1', 'ort-wasm-2', 'ort-webgpu',
   'tfjs-wasm-1', 'tfjs-wasm-2', 'tfjs-webgpu', 'tfjs-webgl', 'tfjs-cpu'];
@@ -40,30 +40,9 @@ if (tablesFrom) {
 printTables();
 
 async function measure() {
-  // A static server for the repository, cross-origin isolated.
-  const ROOT = resolve('.');
-  const TYPES = {
-    '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json',
-    '.wasm': 'application/wasm', '.css': 'text/css', '.onnx': 'application/octet-stream', '.gz': 'application/gzip',
-  };
-  const server = createServer((request, response) => {
-    let path = normalize(decodeURIComponent(new URL(request.url, 'http://x').pathname));
-    if (path.endsWith('/')) path += 'index.html';
-    const file = join(ROOT, path);
-    if (!file.startsWith(ROOT) || !existsSync(file) || !statSync(file).isFile()) {
-      response.writeHead(404).end();
-      return;
-    }
-    response.writeHead(200, {
-      'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
-      'Cross-Origin-Opener-Policy': 'same-origin',
-      'Cross-Origin-Embedder-Policy': 'require-corp',
-      'Cache-Control': 'no-cache',
-    });
-    createReadStream(file).pipe(response);
-  });
-  await new Promise((ready) => server.listen(0, '127.0.0.1', ready));
-  const url = `http://127.0.0.1:${server.address().port}/`;
+  // The repository, cross-origin isolated.
+  const server = await serve(resolve('.'), { crossOriginIsolated: true });
+  const { url } = server;
 
   const browser = await launchChromium();
   console.log(`# ${await browser.version()}; ${quick ? 'quick check' : 'full run'}`);
@@ -116,7 +95,7 @@ async function measure() {
     await page.close();
   }
   await browser.close();
-  server.close();
+  await server.close();
 }
 
 function printTables() {

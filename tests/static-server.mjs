@@ -1,5 +1,7 @@
-// A static file server on 127.0.0.1 for the browser tests: a folder as it is, with the MIME
-// types module scripts and wasm need. Logs nothing; `close()` stops it.
+// A static file server on 127.0.0.1 for the browser tests and the benchmark: a folder as it
+// is, with the MIME types module scripts and wasm need, never cached. With
+// `crossOriginIsolated`, COOP/COEP too (SharedArrayBuffer, which threaded wasm needs).
+// Logs nothing; `close()` stops it.
 import { createReadStream, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { extname, join, normalize, sep } from 'node:path';
@@ -7,9 +9,11 @@ import { extname, join, normalize, sep } from 'node:path';
 const TYPES = {
   '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json',
   '.wasm': 'application/wasm', '.css': 'text/css', '.png': 'image/png', '.jpg': 'image/jpeg',
+  '.onnx': 'application/octet-stream', '.gz': 'application/gzip',
 };
+const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
 
-export async function serve(root) {
+export async function serve(root, { crossOriginIsolated = false } = {}) {
   const server = createServer((request, response) => {
     const path = normalize(join(root, decodeURIComponent(new URL(request.url, 'http://x').pathname)));
     if (path !== root && !path.startsWith(root.endsWith(sep) ? root : root + sep)) return response.writeHead(403).end();
@@ -17,7 +21,10 @@ export async function serve(root) {
     try {
       if (statSync(file).isDirectory()) file = join(file, 'index.html');
       const { size } = statSync(file);
-      response.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'content-length': size });
+      response.writeHead(200, {
+        'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'content-length': size, 'cache-control': 'no-cache',
+        ...(crossOriginIsolated ? ISOLATION : {}),
+      });
       createReadStream(file).pipe(response);
     } catch {
       response.writeHead(404).end();
