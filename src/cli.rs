@@ -367,15 +367,6 @@ fn load_data(args: &DataArgs, channels: usize) -> Result<LoadedData> {
     }
 }
 
-/// The input channels of the model a run starts from: the `--init` file's, else 3 (1 for
-/// the built-in grayscale sets, whose loader ignores it).
-fn init_channels(init: Option<&[u8]>) -> Result<usize> {
-    Ok(match init {
-        Some(bytes) => weights::inspect(bytes.to_vec())?.config.in_channels,
-        None => 3,
-    })
-}
-
 /// Progress on a terminal, as a bar; elsewhere (a pipe, a log file), as plain lines.
 enum Progress {
     Bar(ProgressBar),
@@ -419,13 +410,21 @@ impl Progress {
 
 fn run_train(args: TrainArgs) -> Result<()> {
     let base_weights = args.init.as_deref().map(read_file).transpose()?;
-    let data = load_data(&args.data, init_channels(base_weights.as_deref())?)?;
+    // The --init file's architecture, read once: its input channels decide how a folder's
+    // pictures are read (3 for a fresh model; the built-in grayscale sets ignore it).
+    let base_config = base_weights
+        .as_ref()
+        .map(|bytes| weights::inspect(bytes.clone()))
+        .transpose()?
+        .map(|info| info.config);
+    let channels = base_config.as_ref().map_or(3, |config| config.in_channels);
+    let data = load_data(&args.data, channels)?;
     let (held_out, input) = (data.held_out, data.input);
     let train_set = match args.limit {
         Some(limit) => data.train.random_subset(limit, args.seed),
         None => data.train,
     };
-    let arch = match (&base_weights, args.arch) {
+    let arch = match (&base_config, args.arch) {
         (None, None) => {
             return Err(Error::InvalidConfig(
                 "--arch is required to train a fresh model (or start from a file with --init)"
@@ -433,8 +432,8 @@ fn run_train(args: TrainArgs) -> Result<()> {
             ));
         }
         (None, Some(arch)) => arch,
-        (Some(bytes), arch) => {
-            let file_arch = weights::inspect(bytes.clone())?.config.arch;
+        (Some(config), arch) => {
+            let file_arch = config.arch;
             if arch.is_some_and(|arch| arch != file_arch) {
                 return Err(Error::InvalidConfig(format!(
                     "--arch {} but --init is a {file_arch}: leave --arch out to fine-tune it",
