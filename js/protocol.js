@@ -23,8 +23,8 @@ export const Request = Object.freeze({
 export const Reply = Object.freeze({ DONE: 'done', FAILED: 'failed' });
 
 export const Event = Object.freeze({
-  BACKEND: 'backend', //       {model, backend, notice?}: the model moved (to WebGPU, or back to the CPU)
-  RUN_START: 'run-start', //   {run, backend, trainCount, validationCount, totalSteps, classNames}
+  BACKEND: 'backend', //       {model, backend, notice?, timings?}: 'auto' measured ({cpu, webgpu} ms a prediction), or WebGPU failed
+  RUN_START: 'run-start', //   {run, backend, trainCount, validationCount, totalSteps, classNames, timings?}
   RUN_STEP: 'run-step', //     {run, step, totalSteps, epoch, loss, accuracy, imagesPerSecond, secondsLeft}
   RUN_ESTIMATE: 'run-estimate', // {run, secondsPerStep, totalSteps, seconds, backend, waiting}: after the first step
   RUN_EPOCH: 'run-epoch', //   {run, epoch, accuracy, loss}: validation after an epoch

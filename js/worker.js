@@ -305,10 +305,15 @@ async function train({ id, run: runId, data, options: asked, base: baseId }) {
   }
 }
 
+// Batches of at most this many pictures are timed: enough to compare the devices, and a slow
+// one (a 224 px ResNet-18 on a software WebGPU) costs seconds, not minutes of full batches.
+const TIMED_BATCH = 8;
+
 // Milliseconds one training step takes on `backend`: a session of its own, timed over its
 // second step (WebGPU compiles its kernels during the first), then freed.
 async function stepMs(options, backend, trainSet, baseWeights) {
-  const session = await TrainingSession.create({ ...options, backend, epochs: 1, validationFraction: 0 }, trainSet, baseWeights);
+  const batchSize = Math.min(options.batchSize ?? TIMED_BATCH, TIMED_BATCH);
+  const session = await TrainingSession.create({ ...options, backend, batchSize, epochs: 1, validationFraction: 0 }, trainSet, baseWeights);
   try {
     if (session.totalSteps > 1) await session.step();
     const started = performance.now();
