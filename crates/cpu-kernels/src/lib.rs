@@ -6,7 +6,8 @@
 //! place, with its 8 accumulators in registers. A crate of its own so that these loops keep
 //! opt-level 3 inside resnet-web's size-optimised wasm build: at opt-level s, a first
 //! version of this code ran ResNet-20 at batch 64 2.3x as slowly (docs/design.md "The wasm
-//! build").
+//! build"). With the `threads` feature, a convolution's output pixels are split across
+//! rayon's pool (native builds; a threaded wasm later).
 
 mod lanes;
 
@@ -130,20 +131,57 @@ pub fn conv2d(
         let (image, y, x) = position(pixel, out_height, out_width);
         (image * padded_height + y * shape.stride) * padded_width + x * shape.stride
     };
-    for (panel, weights) in packed.chunks_exact(shape.depth() * PANEL).enumerate() {
-        let lanes = PANEL.min(channels_out - panel * PANEL);
-        let at = |pixel: usize| pixel * channels_out + panel * PANEL;
-        let mut pixel = 0;
-        while pixel + TILE <= pixels {
-            let inputs = std::array::from_fn(|offset| input_pixel(pixel + offset));
-            tiles.run::<TILE>(weights, inputs, &mut output, at(pixel), lanes);
-            pixel += TILE;
+    // Each run of pixels goes through every panel: runs are independent (each output value
+    // is summed by one tile in one order, so any split gives the same bits), which lets the
+    // `threads` feature hand them to rayon's pool.
+    let run = |first: usize, out: &mut [f32]| {
+        let end = first + out.len() / channels_out;
+        for (panel, weights) in packed.chunks_exact(shape.depth() * PANEL).enumerate() {
+            let lanes = PANEL.min(channels_out - panel * PANEL);
+            let at = |pixel: usize| (pixel - first) * channels_out + panel * PANEL;
+            let mut pixel = first;
+            while pixel + TILE <= end {
+                let inputs = std::array::from_fn(|offset| input_pixel(pixel + offset));
+                tiles.run::<TILE>(weights, inputs, out, at(pixel), lanes);
+                pixel += TILE;
+            }
+            for pixel in pixel..end {
+                tiles.run::<1>(weights, [input_pixel(pixel)], out, at(pixel), lanes);
+            }
         }
-        for pixel in pixel..pixels {
-            tiles.run::<1>(weights, [input_pixel(pixel)], &mut output, at(pixel), lanes);
-        }
+    };
+    let pixels_per_run = pixels_per_run(pixels, shape.depth() * channels_out);
+    #[cfg(feature = "threads")]
+    {
+        use rayon::prelude::*;
+        output
+            .par_chunks_mut(pixels_per_run * channels_out)
+            .enumerate()
+            .for_each(|(index, out)| run(index * pixels_per_run, out));
     }
+    #[cfg(not(feature = "threads"))]
     output
+        .chunks_mut(pixels_per_run * channels_out)
+        .enumerate()
+        .for_each(|(index, out)| run(index * pixels_per_run, out));
+    output
+}
+
+/// Below this many multiply-adds, a convolution stays on one thread: handing it out would
+/// cost more than it saves.
+const MIN_PARALLEL_WORK: usize = 1 << 18;
+
+/// How many output pixels one run (one thread's share) takes: all of them on one thread,
+/// else a share per thread, whole tiles, so only the batch's last pixels make a narrow tile.
+fn pixels_per_run(pixels: usize, work_per_pixel: usize) -> usize {
+    #[cfg(feature = "threads")]
+    let threads = rayon::current_num_threads();
+    #[cfg(not(feature = "threads"))]
+    let threads = 1;
+    if threads == 1 || pixels * work_per_pixel < MIN_PARALLEL_WORK {
+        return pixels.max(1);
+    }
+    pixels.div_ceil(threads).next_multiple_of(TILE)
 }
 
 /// What every tile of one convolution shares.
@@ -451,6 +489,58 @@ mod tests {
                 );
             }
             assert_eq!(plain.len(), expected.len());
+        }
+    }
+
+    /// Split across threads (pools of 2 and 3, so one share is uneven), a convolution gives
+    /// the bits it gives on one thread.
+    #[cfg(feature = "threads")]
+    #[test]
+    fn conv2d_on_several_threads_matches_one_thread_bit_for_bit() {
+        let shape = ConvShape {
+            in_channels: 16,
+            out_channels: 20,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        };
+        let size = [2, 15, 13];
+        let weights = values(20 * 16 * 9, 1);
+        let bias = values(20, 2);
+        let input_nchw = values(2 * 16 * 15 * 13, 3);
+        let input = nchw_to_nhwc(&input_nchw, [2, 16, 15, 13]);
+        let packed = pack_weights(&shape, &weights);
+        let residual = values(2 * 15 * 13 * 20, 4);
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                assert!(
+                    pixels_per_run(2 * 15 * 13, shape.depth() * 20) < 2 * 15 * 13 || threads == 1
+                );
+                conv2d(&shape, &packed, &bias, &input, size, Some(&residual), true)
+            })
+        };
+        let one = on(1);
+        let expected = reference(&shape, &weights, &bias, &input_nchw, size);
+        for (i, (&ours, (&theirs, &residual))) in
+            one.iter().zip(expected.iter().zip(&residual)).enumerate()
+        {
+            assert!(
+                (ours - (theirs + residual).max(0.0)).abs() < 1e-5,
+                "value {i}"
+            );
+        }
+        for threads in [2, 3] {
+            let split = on(threads);
+            assert!(
+                one.iter()
+                    .zip(&split)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{threads} threads differ from one"
+            );
         }
     }
 
