@@ -1,11 +1,14 @@
 // The benchmark: one subject per page load (?subject=NAME), so that no library's threads,
 // memory or GPU device sit beside another's. Each figure is the median of timed runs after
 // a warm-up run, with min and max. The models run on the page's thread: there is nothing
-// else to keep responsive.
+// else to keep responsive. Except ours-cpu-N (our threaded module on a pool of N threads):
+// its thread must wait for the pool's, which a page's thread cannot, so this script runs
+// it in a module worker of its own and passes its figures on.
 // Results: one `BENCH {json}` console line per figure, and `window.benchDone` at the end
 // (scripts/bench.mjs reads both). ?quick=1 takes fewer runs (a check that it works).
 //
-// Subjects: ours (resnet-web, from pkg/) on webgpu and cpu; the peers, from
+// Subjects: ours (resnet-web, from pkg/) on webgpu and cpu (one thread), ours-cpu-N (from
+// pkg-threads/, N threads, up to 8); the peers, from
 // bench/node_modules (bench/package.json): onnxruntime-web's wasm EP (1 and 2 threads) and
 // webgpu EP, and TensorFlow.js's wasm (1 and 2 threads), webgpu, webgl and cpu backends.
 // Every subject runs the same shapes: ResNet-18 224x224 at batch 1 and 8, ResNet-20 32x32 at
@@ -16,7 +19,8 @@ import { buildResNet } from './tfjs-resnet.js';
 const params = new URLSearchParams(location.search);
 const quick = params.has('quick');
 const subject = params.get('subject') ?? 'ours-webgpu';
-const log = document.getElementById('log');
+const inWorker = typeof document === 'undefined';
+const log = globalThis.document?.getElementById('log');
 
 // [model, arch, classes, channels, size, batch]
 const INFERENCE = [
@@ -32,6 +36,7 @@ const RUNS = quick ? { warmUp: 1, runs: 2, budgetMs: 0 } : { warmUp: 1, runs: 10
 
 function report(figure) {
   const line = JSON.stringify({ subject, ...figure });
+  if (inWorker) return self.postMessage({ line });
   console.log(`BENCH ${line}`);
   log.textContent += `${line}\n`;
 }
@@ -78,13 +83,15 @@ function throughput(times, batch) {
 // training(), each resolving to { run, free } (null where the library cannot) }. A run
 // includes the input upload and the read back of the result, for every subject.
 
-async function ours(backendName) {
-  const pkg = params.get('pkg') ?? '/pkg';
-  const { default: init, Classifier, TrainingData, TrainingSession, trainHead } = await import(`${pkg}/resnet_web.js`);
+async function ours(backendName, threads) {
+  const pkg = threads ? '/pkg-threads' : params.get('pkg') ?? '/pkg';
+  const module = await import(`${pkg}/resnet_web.js`);
+  const { default: init, Classifier, TrainingData, TrainingSession, trainHead } = module;
   await init();
+  if (threads) await module.initThreadPool(threads);
   let backend = backendName;
   return {
-    threads: 1,
+    threads: threads ? module.cpuThreads() : 1,
     get backend() { return backend; },
     async inference([, arch, classes, channels, size, batch]) {
       const classifier = await Classifier.create(arch, classes, channels, backendName);
@@ -208,9 +215,67 @@ async function tensorflow(backendName, threads) {
   };
 }
 
+// jax-js: ResNet-20 only (bench/jax-resnet.js). Its wasm pool has a worker per
+// navigator.hardwareConcurrency and no setting, so `threads` sets what that reports here.
+async function jaxjs(device, threads) {
+  if (threads) Object.defineProperty(Navigator.prototype, 'hardwareConcurrency', { get: () => threads, configurable: true });
+  const jax = await import('./node_modules/@jax-js/jax/dist/index.js');
+  const { ADAM, resnet20, adamUpdate } = await import('./jax-resnet.js');
+  const { numpy: np, nn, tree, jit, valueAndGrad } = jax;
+  const started = await jax.init(device);
+  if (!started.includes(device)) throw new Error(`jax-js could not start its ${device} device`);
+  jax.defaultDevice(device);
+  return {
+    threads: device === 'wasm' ? (crossOriginIsolated ? navigator.hardwareConcurrency : 1) : 1,
+    backend: `jax-js ${device}`,
+    async inference([, arch, classes, channels, size, batch]) {
+      if (arch !== 'resnet20') return null;
+      const model = resnet20(jax, { classes, channels });
+      const predict = jit((params, running, x) => model.forward(params, x, running));
+      const input = np.array(randomInput(batch * channels * size * size)).reshape([batch, channels, size, size]);
+      return {
+        run: async () => { await predict(tree.ref(model.params), tree.ref(model.running), input.ref).data(); },
+        free: () => { input.dispose(); tree.dispose(model.params); tree.dispose(model.running); predict.dispose(); },
+      };
+    },
+    async training() {
+      const { classes, size, batch } = TRAINING;
+      const model = resnet20(jax, { classes, channels: 1 });
+      const loss = (params, x, labels) => {
+        const logProbabilities = nn.logSoftmax(model.forward(params, x), -1);
+        return np.mean(np.sum(logProbabilities.mul(labels), -1)).mul(-1);
+      };
+      // Forward, backward and the Adam update in one compiled function.
+      const step = jit((params, state, corrections, x, labels) => {
+        const [value, grads] = valueAndGrad(loss)(tree.ref(params), x, labels);
+        const updated = adamUpdate(jax, params, grads, state, corrections);
+        return [value, updated.params, updated.state];
+      });
+      const images = np.array(randomInput(batch * size * size)).reshape([batch, 1, size, size]);
+      const labels = nn.oneHot(np.array(Int32Array.from({ length: batch }, (_, i) => i % classes), { dtype: np.int32 }), classes);
+      let params = model.params;
+      let state = { m: tree.map((p) => np.zerosLike(p), tree.ref(params)), v: tree.map((p) => np.zerosLike(p), tree.ref(params)) };
+      let count = 0;
+      return {
+        // A step, and the read back of its loss.
+        run: async () => {
+          count += 1;
+          const corrections = { first: np.array(Float32Array.of(1 - ADAM.beta1 ** count)), second: np.array(Float32Array.of(1 - ADAM.beta2 ** count)) };
+          const [value, nextParams, nextState] = step(params, state, corrections, images.ref, labels.ref);
+          params = nextParams;
+          state = nextState;
+          await value.data();
+        },
+        free: () => { tree.dispose([params, state, model.running]); images.dispose(); labels.dispose(); step.dispose(); },
+      };
+    },
+  };
+}
+
 const SUBJECTS = {
   'ours-webgpu': () => ours('webgpu'),
   'ours-cpu': () => ours('cpu'),
+  ...Object.fromEntries([1, 2, 3, 4, 5, 6, 7, 8].map((n) => [`ours-cpu-${n}`, () => ours('cpu', n)])),
   'ort-wasm-1': () => onnxRuntime('wasm', 1),
   'ort-wasm-2': () => onnxRuntime('wasm', 2),
   'ort-webgpu': () => onnxRuntime('webgpu'),
@@ -219,12 +284,16 @@ const SUBJECTS = {
   'tfjs-webgpu': () => tensorflow('webgpu'),
   'tfjs-webgl': () => tensorflow('webgl'),
   'tfjs-cpu': () => tensorflow('cpu'),
+  'jax-wasm-1': () => jaxjs('wasm', 1),
+  'jax-wasm-2': () => jaxjs('wasm', 2),
+  'jax-webgpu': () => jaxjs('webgpu'),
 };
 
 async function measure(runner, figure, make, toFigure) {
   let instance;
   try {
     instance = await make();
+    if (!instance) return; // a model this library's subject does not build
     const times = await timed(instance.run);
     report({ ...figure, backend: runner.backend, threads: runner.threads, ...toFigure(times) });
   } catch (error) {
@@ -260,6 +329,24 @@ async function main() {
   }
 }
 
-main()
-  .catch((error) => report({ figure: 'error', message: String(error?.message ?? error) }))
-  .finally(() => { window.benchDone = true; });
+// ours-cpu-N from the page: this script again, in a worker, with the same query.
+function inItsOwnWorker() {
+  return new Promise((resolve) => {
+    const worker = new Worker(new URL(`bench.js${location.search}`, location.href), { type: 'module' });
+    worker.onmessage = ({ data }) => (data.line ? report(JSON.parse(data.line)) : resolve());
+    worker.onerror = (event) => {
+      report({ figure: 'error', message: `the worker failed: ${event.message}` });
+      resolve();
+    };
+  });
+}
+
+if (inWorker) {
+  main()
+    .catch((error) => report({ figure: 'error', message: String(error?.message ?? error) }))
+    .finally(() => self.postMessage({ done: true }));
+} else {
+  (/^ours-cpu-\d$/.test(subject) ? inItsOwnWorker() : main())
+    .catch((error) => report({ figure: 'error', message: String(error?.message ?? error) }))
+    .finally(() => { window.benchDone = true; });
+}

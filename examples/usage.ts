@@ -1,13 +1,13 @@
 // Every export of resnet-web, typed: `npx tsc -p examples` checks this file against the
 // package's declarations (js/resnet-web.d.ts).
 import {
-  ErrorCode, Model, ResNetError, Run, TransferLearner, describeWeights, loadModel, shippedModels, train,
-  type ErrorCodeValue, type Predictions, type TrainingSummary, type WeightsDescription,
+  ErrorCode, Model, ResNetError, Run, TransferLearner, cpuThreads, describeWeights, loadModel, setCpuThreads, shippedModels, train,
+  type CpuThreads, type ErrorCodeValue, type Predictions, type TrainingSummary, type WeightsDescription,
 } from 'resnet-web';
 
 export async function classifyAnImage(image: HTMLImageElement): Promise<string> {
   const model: Model = await loadModel(shippedModels.digits, { backend: 'auto' });
-  model.on('backend', ({ backend, notice, timings }) => console.log(backend, notice ?? '', timings?.cpu, timings?.webgpu));
+  model.on('backend', ({ backend, notice, timings }) => console.log(backend, notice ?? '', timings?.cpu, timings?.webgpu, timings?.cpuThreads?.[2]));
   console.log(model.measuring, model.timings?.cpu);
   const predictions: Predictions = await model.classify(image, { topK: 3, heatMap: true });
   const heat = predictions.heatMap?.values.length ?? 0;
@@ -15,6 +15,14 @@ export async function classifyAnImage(image: HTMLImageElement): Promise<string> 
   const [best] = predictions;
   model.dispose();
   return `${best.label} (${(100 * best.probability).toFixed(1)}%)`;
+}
+
+// One thread fewer than the pool has, where it has more than one; otherwise why not.
+export async function fewerThreads(): Promise<string> {
+  const now: CpuThreads = await cpuThreads();
+  if (now.available === 1) return `one thread: ${now.reason ?? 'a one-core machine'}`;
+  const after = await setCpuThreads(now.available - 1);
+  return `${after.threads} of ${after.available} threads`;
 }
 
 export async function fromAFile(file: File, pixels: ImageData): Promise<Uint8Array> {

@@ -18,12 +18,14 @@ export const Request = Object.freeze({
   EMBED: 'embed', //       {learner, model, rgba, width, height} -> {example}
   FORGET: 'forget', //     {learner, example?}: one picture's embedding, or the whole learner -> null
   TRAIN_HEAD: 'train-head', // {learner, classNames, examples: [{example, label}], options} -> ModelInfo & {summary}
+  // The CPU's threads: {threads?} sets how many a prediction uses -> {threads, available, reason}
+  THREADS: 'threads',
 });
 
 export const Reply = Object.freeze({ DONE: 'done', FAILED: 'failed' });
 
 export const Event = Object.freeze({
-  BACKEND: 'backend', //       {model, backend, notice?, timings?}: 'auto' measured ({cpu, webgpu} ms a prediction), or WebGPU failed
+  BACKEND: 'backend', //       {model, backend, notice?, timings?}: 'auto' measured ({cpu, webgpu, cpuThreads?: {count: ms}} ms a prediction), or WebGPU failed
   RUN_START: 'run-start', //   {run, backend, trainCount, validationCount, totalSteps, classNames, timings?}
   RUN_STEP: 'run-step', //     {run, step, totalSteps, epoch, loss, accuracy, imagesPerSecond, secondsLeft}
   RUN_ESTIMATE: 'run-estimate', // {run, secondsPerStep, totalSteps, seconds, backend, waiting}: after the first step

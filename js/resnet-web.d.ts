@@ -72,7 +72,8 @@ export interface Predictions extends Array<Prediction> {
 }
 
 /** Milliseconds a prediction (or, for a run, a training step) takes on each device. */
-export interface DeviceTimings { cpu: number; webgpu?: number }
+/** Milliseconds on each device; cpuThreads: a prediction's at each thread count, where 'auto' measured them. */
+export interface DeviceTimings { cpu: number; webgpu?: number; cpuThreads?: Record<number, number> }
 export interface BackendEvent { backend: string; notice?: string; timings?: DeviceTimings }
 
 export interface Evaluation {
@@ -194,3 +195,7 @@ export declare function loadModel(source: WeightSource, options?: LoadOptions): 
 export interface WeightsDescription { arch: Arch; numClasses: number; inChannels: number }
 export declare function describeWeights(source: string | URL | Blob | ArrayBuffer | Uint8Array): Promise<WeightsDescription>;
 export declare function train(data: TrainingData, options?: TrainOptions): Run;
+/** threads: a CPU prediction's now; available: the pool's size (1 where the page is not cross-origin isolated, with the reason). */
+export interface CpuThreads { threads: number; available: number; reason: string | null }
+export declare function cpuThreads(): Promise<CpuThreads>;
+export declare function setCpuThreads(threads: number): Promise<CpuThreads>;

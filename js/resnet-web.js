@@ -111,6 +111,25 @@ export async function describeWeights(source) {
   return send({ type: Request.DESCRIBE, source: message }, message.bytes ? [message.bytes.buffer] : []);
 }
 
+// ---- The CPU's threads ----
+
+/**
+ * The CPU's threads: {threads (a prediction's now), available (the pool's size: 1 on a page
+ * that is not cross-origin isolated), reason (why there is one thread, or null)}.
+ */
+export async function cpuThreads() {
+  return send({ type: Request.THREADS });
+}
+
+/**
+ * How many of the pool's threads a CPU prediction uses from now on (at most `available`);
+ * a count set here is kept, not replaced by the one 'auto' measures fastest.
+ */
+export async function setCpuThreads(threads) {
+  if (!Number.isInteger(threads) || threads < 1) throw badOption(`threads must be a whole number from 1, not ${JSON.stringify(threads)}`);
+  return send({ type: Request.THREADS, threads });
+}
+
 // ---- Pictures ----
 
 // RGBA pixels of anything a canvas can draw, or of ImageData-like {data, width, height}.

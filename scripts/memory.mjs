@@ -7,7 +7,7 @@
 // the worker (tests/worker-prelude.mjs): the wasm memory's size, and the GPU buffers alive
 // (created, and neither destroyed nor collected), as the browser sees them.
 import { launchChromium } from '../tests/chromium.mjs';
-import { routeWorker } from '../tests/worker-prelude.mjs';
+import { modelWorker, routeWorker } from '../tests/worker-prelude.mjs';
 
 const [url, classifications = '1000', trainingMinutes = '20', images = '2000', validation = '0.1'] = process.argv.slice(2);
 const MB = 1024 * 1024;
@@ -21,7 +21,7 @@ await page.goto(url);
 await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
 // The page answers on the CPU first; the classifications are measured on WebGPU.
 await page.waitForFunction(() => /^WebGPU/.test(document.getElementById('backend').textContent), null, { timeout: 300000 });
-const worker = page.workers().at(-1);
+const worker = modelWorker(page);
 const backend = await page.$eval('#backend', (b) => b.textContent);
 const startedAt = Date.now();
 

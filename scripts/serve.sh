@@ -9,5 +9,5 @@ PORT="${1:-8000}"
 
 "$ROOT/scripts/build-wasm.sh"
 echo
-echo "resnet-web is served at http://127.0.0.1:$PORT/  (Ctrl-C stops it)"
-exec python3 -m http.server "$PORT" --bind 127.0.0.1 --directory "$ROOT"
+# With COOP/COEP, which the CPU's threads need (tests/static-server.mjs).
+exec node "$ROOT/tests/static-server.mjs" "$ROOT" "$PORT"

@@ -2,6 +2,7 @@
 # Installs what building, serving and testing need, once; quick when all is there.
 # Sourced by scripts/serve.sh and scripts/test.sh. Afterwards:
 #   wasm_cargo_env   - the environment for wasm32 builds (an array of VAR=value)
+#   threads_cargo_env - the same for the threaded CPU module (pkg-threads/)
 #   WASM_PACK_MODE   - the wasm-pack --mode for builds (normal, or force on the Debian route)
 #   WASM_TEST_MODE   - the wasm-pack --mode for tests
 set -euo pipefail
@@ -83,6 +84,26 @@ else
   WASM_TEST_MODE=normal
 fi
 log "wasm32 route: $WASM_ROUTE"
+
+# The threaded CPU module (pkg-threads/): atomics, bulk memory and SIMD, with the standard
+# library rebuilt for them (build-std: rust-src on the rustup route, rust-web-src on Debian's;
+# RUSTC_BOOTSTRAP lets stable take it) and a shared memory the page's workers import, with
+# the thread-local storage exports wasm-bindgen-rayon's workers start from. A shared memory
+# cannot grow past its declared maximum, so that is wasm32's whole 4 GiB, which the other
+# module can grow to as well. A target directory of its own, as every dependency is built
+# with other flags.
+threads_rustflags="-C target-feature=+atomics,+bulk-memory,+simd128 -C link-arg=--shared-memory"
+threads_rustflags+=" -C link-arg=--max-memory=4294967296 -C link-arg=--import-memory"
+for symbol in __wasm_init_tls __tls_size __tls_align __tls_base; do
+  threads_rustflags+=" -C link-arg=--export=$symbol"
+done
+threads_cargo_env=("${wasm_cargo_env[@]}" RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort
+  "CARGO_TARGET_DIR=$ROOT/target/wasm-threads"
+  "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS=$threads_rustflags")
+if [ "$WASM_ROUTE" = rustup ] && ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+  log "installing rust-src (the threaded module rebuilds std)"
+  rustup component add rust-src >/dev/null
+fi
 
 # wasm-bindgen-cli must be exactly the version in Cargo.lock.
 bindgen_version="$(grep -A1 '^name = "wasm-bindgen"$' "$ROOT/Cargo.lock" | sed -n 's/^version = "\(.*\)"$/\1/p')"

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { launchChromium } from './chromium.mjs';
 import { datasets, fashionTestImages, heldOutDigits, randomResnet18Safetensors, syntheticClasses } from './images.mjs';
 import { serve } from './static-server.mjs';
-import { routeWorker } from './worker-prelude.mjs';
+import { modelWorker, routeWorker } from './worker-prelude.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const artifacts = process.env.ARTIFACTS ?? `${ROOT}artifacts`;
@@ -29,18 +29,23 @@ const DRAWN_DIGITS = JSON.parse(readFileSync(new URL('./fixtures/drawn-digits.js
 let browser;
 let server;
 let url;
+// The same files without COOP/COEP, as a plain static host serves them.
+let serverWithoutIsolation;
 before(async () => {
   browser = await launchChromium();
   server = process.env.PAGE_URL ? null : await serve(ROOT);
   url = process.env.PAGE_URL ?? server.url;
+  serverWithoutIsolation = await serve(ROOT, { crossOriginIsolated: false });
 });
 after(async () => {
   await browser?.close();
   await server?.close();
+  await serverWithoutIsolation?.close();
 });
 
-// gpu: 'webgpu' (SwiftShader's), 'none' (a browser without WebGPU) or 'refused' (no adapter).
-async function openPage({ gpu = 'webgpu' } = {}) {
+// gpu: 'webgpu' (SwiftShader's), 'none' (a browser without WebGPU) or 'refused' (no adapter);
+// isolated: false serves the page without COOP/COEP.
+async function openPage({ gpu = 'webgpu', isolated = true } = {}) {
   const context = await browser.newContext(); // its own storage: no test sees another's
   const page = await context.newPage();
   const problems = [];
@@ -60,7 +65,7 @@ async function openPage({ gpu = 'webgpu' } = {}) {
   await page.addInitScript(() => document.addEventListener('securitypolicyviolation',
     (event) => window.reportViolation(`${event.violatedDirective} ${event.blockedURI}`)));
   const started = Date.now();
-  await page.goto(url);
+  await page.goto(isolated ? url : serverWithoutIsolation.url);
   // Ready, or ready on the CPU with a notice that says why.
   await page.waitForFunction(() => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
   return { page, context, problems, started };
@@ -136,6 +141,63 @@ for (const backend of ['webgpu', 'cpu']) {
     assert(accuracy >= HELD_OUT_ACCURACY - 0.02, `accuracy ${accuracy} is below ${HELD_OUT_ACCURACY - 0.02}`);
   });
 }
+
+// The CPU's threads: two on this machine where the page is cross-origin isolated, one (and
+// why) where it is not; a digit reads either way.
+pageTest('served with COOP/COEP, the CPU runs on two threads and a digit reads', async ({ page }) => {
+  await useBackend(page, 'cpu');
+  const backend = await page.$eval('#backend', (b) => b.textContent);
+  console.log(`  ${backend}`);
+  assert.match(backend, /^CPU \(wasm, 2 threads\)/);
+  assert.deepEqual(await page.$$eval('#cpu-threads option', (options) => options.map((o) => o.value)), ['1', '2']);
+  await upload(page, { name: digits[3].name, mimeType: 'image/png', buffer: digits[3].png });
+  assert.equal((await predictions(page))[0].label, digits[3].label);
+  // One thread chosen by hand: the page says so, and still reads.
+  await page.selectOption('#cpu-threads', '1');
+  await page.waitForFunction(() => /^CPU \(wasm, 1 thread\)/.test(document.getElementById('backend').textContent), null, { timeout: 60000 });
+  await upload(page, { name: digits[4].name, mimeType: 'image/png', buffer: digits[4].png });
+  assert.equal((await predictions(page))[0].label, digits[4].label);
+});
+
+pageTest('served without COOP/COEP, the CPU runs on one thread, says why, and a digit reads', async ({ page }) => {
+  await useBackend(page, 'cpu');
+  const backend = await page.$eval('#backend', (b) => b.textContent);
+  console.log(`  ${backend}`);
+  assert.match(backend, /^CPU \(wasm, 1 thread: the page is not cross-origin isolated/);
+  assert(await page.$eval('#cpu-threads', (s) => s.disabled && /cross-origin isolated/.test(s.title)));
+  await upload(page, { name: digits[3].name, mimeType: 'image/png', buffer: digits[3].png });
+  assert.equal((await predictions(page))[0].label, digits[3].label);
+}, { isolated: false });
+
+// tests/threads/worker.js: the threaded module on one thread and on two.
+test('in the browser, two threads give one thread\'s logits and loss curve, and PyTorch\'s logits', async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${url}tests/threads/`);
+    const outcome = await page.evaluate(() => window.outcome);
+    assert(!outcome.failed, outcome.failed);
+    assert.equal(outcome.threads, 2);
+    assert.equal(outcome.backend, 'CPU (wasm, 2 threads)');
+    const maxDifference = (a, b) => {
+      assert.equal(a.length, b.length);
+      return Math.max(...a.map((value, i) => Math.abs(value - b[i])));
+    };
+    const { oneThread, twoThreads, pytorch } = outcome.logits;
+    const threadsApart = maxDifference(oneThread, twoThreads);
+    const fromPytorch = maxDifference(twoThreads, pytorch);
+    console.log(`  logits: |2 threads - 1 thread| ${threadsApart.toExponential(1)}, |2 threads - PyTorch| ${fromPytorch.toExponential(1)}`);
+    assert(threadsApart <= 1e-5, `two threads differ from one by ${threadsApart}`);
+    assert(fromPytorch <= 1e-3, `two threads differ from PyTorch by ${fromPytorch}`);
+    const losses = outcome.losses;
+    const relative = Math.max(...losses.oneThread.map((loss, i) => Math.abs(loss - losses.twoThreads[i]) / Math.abs(loss)));
+    console.log(`  losses on 1 thread ${losses.oneThread.map((l) => l.toFixed(4))}; on 2, at most ${relative.toExponential(1)} apart`);
+    assert.equal(losses.twoThreads.length, losses.oneThread.length);
+    assert(relative <= 1e-5, `the loss curve on two threads is ${relative} apart (relative)`);
+  } finally {
+    await context.close();
+  }
+});
 
 pageTest('the heat map shows where the model looked', async ({ page }) => {
   await upload(page, { name: digits[3].name, mimeType: 'image/png', buffer: digits[3].png });
@@ -449,7 +511,7 @@ pageTest('classifier only on your own classes: a ResNet-18 from a weight file em
   await page.waitForFunction(() => /^Loaded random-resnet18.safetensors: classifying into the 1,000 ImageNet classes/.test(document.getElementById('notice').textContent), null, { timeout: 120000 });
   await page.selectOption('#train-model', 'finetune-head');
   await addOwnClasses(page);
-  const embeddings = () => page.workers().at(-1).evaluate(() => self.testEmbeddings);
+  const embeddings = () => modelWorker(page).evaluate(() => self.testEmbeddings);
   const trainHead = async () => {
     const started = Date.now();
     await startTraining(page, { 'train-model': 'finetune-head', 'train-validation': 0.25, 'train-seed': 1 });
@@ -560,7 +622,7 @@ pageTest('on "the faster, measured" the page times both devices, and classifies 
   await page.waitForFunction(() => /measured:/.test(document.getElementById('backend').textContent), null, { timeout: 300000 });
   const shown = await page.$eval('#backend', (b) => b.textContent);
   console.log(`  ${shown}`);
-  const [, cpu, webgpu] = shown.match(/CPU ([\d.,]+) ms, WebGPU ([\d.,]+) ms a prediction/);
+  const [, cpu, webgpu] = shown.match(/CPU ([\d.,]+) ms(?: \([^)]*\))?, WebGPU ([\d.,]+) ms a prediction/);
   assert(/^CPU/.test(shown) && Number(cpu.replace(',', '')) < Number(webgpu.replace(',', '')), shown);
   await upload(page, { name: digits[2].name, mimeType: 'image/png', buffer: digits[2].png });
   assert.equal((await predictions(page))[0].label, digits[2].label);
@@ -572,7 +634,7 @@ pageTest('on "the faster, measured" the page times both devices, and classifies 
   await page.waitForFunction(() => /^Training on .* measured:/.test(document.getElementById('train-notice').textContent), null, { timeout: 300000 });
   const started = await page.$eval('#train-notice', (n) => n.textContent);
   console.log(`  ${started}`);
-  assert.match(started, /on CPU[^,]*, measured: CPU [\d.,]+ ms, WebGPU [\d.,]+ ms a step\.$/);
+  assert.match(started, /on CPU \(wasm, \d threads?\), measured: CPU [\d.,]+ ms, WebGPU [\d.,]+ ms a step\.$/);
   const result = await trainingResult(page, 300000);
   assert(!result.failure, result.failure);
   assert.match(result.notice, /on CPU/);
@@ -592,7 +654,7 @@ for (const gpu of ['none', 'refused']) {
 }
 
 async function loseGpuDevices(page) {
-  const lost = await page.workers().at(-1).evaluate(() => {
+  const lost = await modelWorker(page).evaluate(() => {
     self.testGpuDevices.forEach((device) => device.destroy());
     return self.testGpuDevices.length;
   });

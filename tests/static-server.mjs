@@ -1,10 +1,11 @@
 // A static file server on 127.0.0.1 for the browser tests and the benchmark: a folder as it
-// is, with the MIME types module scripts and wasm need, never cached. With
-// `crossOriginIsolated`, COOP/COEP too (SharedArrayBuffer, which threaded wasm needs).
-// Logs nothing; `close()` stops it.
+// is, with the MIME types module scripts and wasm need, never cached, and COOP/COEP (the
+// threaded wasm's shared memory needs a cross-origin isolated page) unless
+// `crossOriginIsolated: false` (a static host without them). Logs nothing; `close()` stops it.
+// As a script: `node tests/static-server.mjs ROOT PORT` serves until stopped.
 import { createReadStream, statSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { extname, join, normalize, sep } from 'node:path';
+import { extname, join, normalize, resolve, sep } from 'node:path';
 
 const TYPES = {
   '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json',
@@ -13,7 +14,7 @@ const TYPES = {
 };
 const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
 
-export async function serve(root, { crossOriginIsolated = false } = {}) {
+export async function serve(root, { crossOriginIsolated = true, port = 0 } = {}) {
   const server = createServer((request, response) => {
     const path = normalize(join(root, decodeURIComponent(new URL(request.url, 'http://x').pathname)));
     if (path !== root && !path.startsWith(root.endsWith(sep) ? root : root + sep)) return response.writeHead(403).end();
@@ -30,10 +31,16 @@ export async function serve(root, { crossOriginIsolated = false } = {}) {
       response.writeHead(404).end();
     }
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
   const close = () => {
     server.closeAllConnections(); // a browser keeps its connections open
     return new Promise((resolve) => server.close(resolve));
   };
   return { url: `http://127.0.0.1:${server.address().port}/`, close };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const [root = '.', port = '8000'] = process.argv.slice(2);
+  const { url } = await serve(resolve(root), { port: Number(port) });
+  console.log(`resnet-web is served at ${url}  (cross-origin isolated; Ctrl-C stops it)`);
 }

@@ -78,3 +78,11 @@ export async function routeWorker(page, options) {
     await route.fulfill({ response, body, headers: { ...response.headers(), 'content-type': 'text/javascript' } });
   });
 }
+
+// The page's model worker (js/worker.js), not one of the thread pool's workers, which wait
+// inside the wasm and never answer an evaluate().
+export function modelWorker(page) {
+  const worker = page.workers().find((w) => new URL(w.url()).pathname.endsWith('/js/worker.js'));
+  if (!worker) throw new Error('the page has no model worker (js/worker.js)');
+  return worker;
+}

@@ -1,6 +1,6 @@
 // The page: draws inputs, hands them to the library, shows what comes back. It uses only
 // resnet-web's public API (js/resnet-web.js), as any other page would.
-import { describeWeights, loadModel, shippedModels } from '../js/resnet-web.js';
+import { cpuThreads, describeWeights, loadModel, setCpuThreads, shippedModels } from '../js/resnet-web.js';
 import { describeTimings } from './format.js';
 import { savedModel, saveModel } from './saved-model.js';
 import { initTrainingPanel } from './training.js';
@@ -25,6 +25,7 @@ function useModel(next) {
   model.on('backend', ({ backend, notice, timings }) => {
     if (model !== next) return;
     showBackend(backend, notice, timings);
+    if (timings?.cpuThreads) showThreads().catch((error) => showNotice(error.message, true));
   });
   showBackend(model.measuring ? `${model.backend}, while WebGPU is measured` : model.backend, null, model.timings);
   if (!model.measuring && backendOption() === 'webgpu' && model.backend.startsWith('CPU')) $('backend-choice').value = 'cpu';
@@ -46,6 +47,20 @@ function showBackend(backend, notice, timings) {
     if (backendOption() === 'webgpu') $('backend-choice').value = 'cpu';
   }
 }
+
+// The CPU's thread count, up to the pool's size: 'auto' keeps the fastest it measured, a count
+// chosen here is kept. One thread, and no choice, where the page is not cross-origin isolated.
+async function showThreads() {
+  const { threads, available, reason } = await cpuThreads();
+  const select = $('cpu-threads');
+  select.replaceChildren(...Array.from({ length: available }, (_, i) => new Option(String(i + 1))));
+  select.value = String(threads);
+  select.disabled = available === 1;
+  select.title = reason ?? '';
+}
+$('cpu-threads').addEventListener('change', () => {
+  setCpuThreads(Number($('cpu-threads').value)).catch((error) => showNotice(error.message, true));
+});
 
 // Classification requests by source ('drawing', 'image', 'webcam'). While a prediction runs,
 // the newest request of each source waits, replacing an older one of the same source (never
@@ -377,4 +392,6 @@ initTrainingPanel({
   webcamOn: () => Boolean(stream),
 });
 
-showLoaded(shippedModels.digits).catch((error) => showNotice(error.message, true));
+showLoaded(shippedModels.digits)
+  .then(showThreads)
+  .catch((error) => showNotice(error.message, true));

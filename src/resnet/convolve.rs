@@ -35,8 +35,8 @@ pub fn output_shape(
 
 #[backend_extension(
     Flex,
-    Cube: cfg(target_arch = "wasm32"),
-    Fusion: cfg(target_arch = "wasm32"),
+    Cube: cfg(webgpu),
+    Fusion: cfg(webgpu),
     Autodiff
 )]
 pub trait ConvolveOps: Backend {

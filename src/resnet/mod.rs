@@ -6,7 +6,7 @@ mod config;
 mod convolve;
 mod fold;
 mod model;
-#[cfg(target_arch = "wasm32")]
+#[cfg(webgpu)]
 mod webgpu_convolution;
 
 pub use block::{BasicBlock, Bottleneck, DownsampleLayer, PadShortcut, ResidualBlock};

@@ -1,6 +1,8 @@
+#[cfg(webgpu)]
 use std::cell::RefCell;
 
 use burn::prelude::*;
+#[cfg(webgpu)]
 use burn::tensor::wgpu::wgpu;
 
 use crate::classifier::Engine;
@@ -41,9 +43,11 @@ pub struct Backend {
     pub device: Device,
     pub description: String,
     /// For WebGPU: the adapter, so callers can tell a real WebGPU adapter from a fallback.
+    #[cfg(webgpu)]
     pub adapter: Option<wgpu::AdapterInfo>,
 }
 
+#[cfg(webgpu)]
 thread_local! {
     // burn's wgpu runtime can be initialised once per page; later callers share it.
     static WEBGPU: RefCell<Option<Backend>> = const { RefCell::new(None) };
@@ -58,6 +62,16 @@ impl Backend {
         }
     }
 
+    /// What a prediction runs on, in words, now: on the CPU, the threads its convolutions
+    /// are split over (`setCpuThreads`). `description` is what training runs on: the whole
+    /// pool.
+    pub fn describe(&self) -> String {
+        match self.kind {
+            BackendKind::Cpu => cpu_description(cpu_kernels::threads()),
+            BackendKind::WebGpu => self.description.clone(),
+        }
+    }
+
     pub async fn init(kind: BackendKind) -> Result<Self> {
         run_constructors_once();
         match kind {
@@ -65,12 +79,21 @@ impl Backend {
             BackendKind::Cpu => Ok(Self {
                 kind,
                 device: Device::flex(),
-                description: "CPU (wasm)".into(),
+                description: cpu_description(pool_threads()),
+                #[cfg(webgpu)]
                 adapter: None,
             }),
         }
     }
 
+    #[cfg(not(webgpu))]
+    async fn webgpu() -> Result<Self> {
+        Err(Error::Unsupported(
+            "this is the threaded CPU module, without WebGPU: load pkg/ for WebGPU".into(),
+        ))
+    }
+
+    #[cfg(webgpu)]
     async fn webgpu() -> Result<Self> {
         if let Some(ready) = WEBGPU.with(|cell| cell.borrow().clone()) {
             return Ok(ready);
@@ -104,6 +127,22 @@ impl Backend {
         };
         WEBGPU.with(|cell| *cell.borrow_mut() = Some(backend.clone()));
         Ok(backend)
+    }
+}
+
+/// The threads of the pool (the threaded module's Web Workers), which training uses.
+fn pool_threads() -> usize {
+    #[cfg(target_feature = "atomics")]
+    return rayon::current_num_threads();
+    #[cfg(not(target_feature = "atomics"))]
+    1
+}
+
+/// "CPU (wasm, 2 threads)".
+fn cpu_description(threads: usize) -> String {
+    match threads {
+        1 => "CPU (wasm, 1 thread)".into(),
+        threads => format!("CPU (wasm, {threads} threads)"),
     }
 }
 

@@ -297,7 +297,7 @@ impl Classifier {
     /// What runs the model, in words (the WebGPU adapter, or CPU).
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
-        self.backend.description.clone()
+        self.backend.describe()
     }
 
     #[wasm_bindgen(getter, js_name = numClasses)]

@@ -5,11 +5,15 @@
 mod backend;
 mod classifier;
 mod convert;
+mod threads;
 mod training;
 mod transfer;
 
 pub use backend::{Backend, BackendKind};
 pub use classifier::{Classifier, Prediction, convert_weights, describe_weights};
+#[cfg(target_feature = "atomics")]
+pub use threads::init_thread_pool;
+pub use threads::{cpu_threads, has_threads, set_cpu_threads};
 pub use training::{TrainingData, TrainingSession};
 pub use transfer::{TrainedHead, train_head};
 

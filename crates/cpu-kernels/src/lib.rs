@@ -7,11 +7,35 @@
 //! opt-level 3 inside resnet-web's size-optimised wasm build: at opt-level s, a first
 //! version of this code ran ResNet-20 at batch 64 2.3x as slowly (docs/design.md "The wasm
 //! build"). With the `threads` feature, a convolution's output pixels are split across
-//! rayon's pool (native builds; a threaded wasm later).
+//! rayon's pool (native builds and the threaded wasm), on at most `set_thread_limit` of them.
 
 mod lanes;
 
 use lanes::F32x4;
+
+#[cfg(feature = "threads")]
+static THREAD_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Splits each convolution over at most `threads` of rayon's threads (0: all of them). A
+/// wasm pool is started once, at its largest; this is how a page uses fewer of them.
+#[cfg(feature = "threads")]
+pub fn set_thread_limit(threads: usize) {
+    THREAD_LIMIT.store(threads, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many threads a convolution is split over.
+pub fn threads() -> usize {
+    #[cfg(feature = "threads")]
+    {
+        let pool = rayon::current_num_threads();
+        match THREAD_LIMIT.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => pool,
+            limit => limit.min(pool),
+        }
+    }
+    #[cfg(not(feature = "threads"))]
+    1
+}
 
 /// Output channels per weight panel: two f32x4.
 const PANEL: usize = 8;
@@ -174,10 +198,7 @@ const MIN_PARALLEL_WORK: usize = 1 << 18;
 /// How many output pixels one run (one thread's share) takes: all of them on one thread,
 /// else a share per thread, whole tiles, so only the batch's last pixels make a narrow tile.
 fn pixels_per_run(pixels: usize, work_per_pixel: usize) -> usize {
-    #[cfg(feature = "threads")]
-    let threads = rayon::current_num_threads();
-    #[cfg(not(feature = "threads"))]
-    let threads = 1;
+    let threads = threads();
     if threads == 1 || pixels * work_per_pixel < MIN_PARALLEL_WORK {
         return pixels.max(1);
     }
@@ -542,6 +563,15 @@ mod tests {
                 "{threads} threads differ from one"
             );
         }
+        // A limit of one thread keeps a convolution whole on a pool of three.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        set_thread_limit(1);
+        let whole = pool.install(|| pixels_per_run(2 * 15 * 13, shape.depth() * 20));
+        set_thread_limit(0);
+        assert_eq!(whole, 2 * 15 * 13);
     }
 
     #[test]
