@@ -367,13 +367,18 @@ async function train({ id, run: runId, data, options: asked, base: baseId }) {
     const input = base?.input ?? dataInput ?? asked.input;
     if (!input) throw new ResNetError(ErrorCode.BAD_OPTIONS, "say which input the model reads: options.input ('gray-28', 'rgb-32', ...)");
     const sets = await trainingData(data, input, notice);
-    // The sets a session in `module` trains and tests on.
+    // The sets a session in `module` trains and tests on, made once per module ('auto' times
+    // a step on the CPU before the run starts there).
+    const subsets = new Map();
     const dataIn = (module) => {
-      const { train: all, test: fullTest } = sets(module);
-      return {
-        train: asked.subset ? all.subset(asked.subset, asked.seed ?? 1) : all,
-        test: fullTest && asked.testSubset ? fullTest.subset(asked.testSubset, 7) : fullTest,
-      };
+      if (!subsets.has(module)) {
+        const { train: all, test: fullTest } = sets(module);
+        subsets.set(module, {
+          train: asked.subset ? all.subset(asked.subset, asked.seed ?? 1) : all,
+          test: fullTest && asked.testSubset ? fullTest.subset(asked.testSubset, 7) : fullTest,
+        });
+      }
+      return subsets.get(module);
     };
     const options = { ...asked, input };
     delete options.subset;
