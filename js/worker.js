@@ -114,7 +114,7 @@ async function inferInput(weights, input, classNames) {
 }
 
 async function load({ id, source, backend = 'auto', input, classNames }) {
-  await ready;
+  // The weights are fetched while the CPU's module starts its pool.
   let weights;
   if (source.shipped) {
     const shipped = await shippedModel(source.shipped);
@@ -124,6 +124,7 @@ async function load({ id, source, backend = 'auto', input, classNames }) {
   } else {
     weights = source.bytes ?? await fetchBytes(source.url);
   }
+  await ready;
   const read = await inferInput(weights, input, classNames);
   return addModel(id, weights, backend, read.input, read.classNames, read.described);
 }

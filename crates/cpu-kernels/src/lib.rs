@@ -11,6 +11,8 @@
 
 mod lanes;
 
+use std::mem::MaybeUninit;
+
 use lanes::F32x4;
 
 #[cfg(feature = "threads")]
@@ -118,23 +120,22 @@ pub fn conv2d(
     assert_eq!(bias.len(), channels_out);
     let (out_height, out_width) = (shape.output_size(height), shape.output_size(width));
     let pixels = batch * out_height * out_width;
-    // The output starts as bias (plus residual); each tile adds its sums when it stores.
-    let mut output: Vec<f32> = match residual {
-        Some(residual) => {
-            assert_eq!(residual.len(), pixels * channels_out);
-            residual
-                .chunks_exact(channels_out)
-                .flat_map(|row| row.iter().zip(bias).map(|(value, bias)| value + bias))
-                .collect()
-        }
-        None => bias.repeat(pixels),
-    };
+    if let Some(residual) = residual {
+        assert_eq!(residual.len(), pixels * channels_out);
+    }
+    let pixels_per_run = pixels_per_run(pixels, shape.depth() * channels_out);
+    let split = pixels_per_run < pixels;
     let padded_input;
     let (padded, padded_height, padded_width) = if shape.padding == 0 {
         (input, height, width)
     } else {
         let padding = shape.padding;
-        padded_input = pad(input, [batch, height, width, shape.in_channels], padding);
+        padded_input = pad(
+            input,
+            [batch, height, width, shape.in_channels],
+            padding,
+            split,
+        );
         (
             padded_input.as_slice(),
             height + 2 * padding,
@@ -158,8 +159,29 @@ pub fn conv2d(
     // Each run of pixels goes through every panel: runs are independent (each output value
     // is summed by one tile in one order, so any split gives the same bits), which lets the
     // `threads` feature hand them to rayon's pool.
-    let run = |first: usize, out: &mut [f32]| {
+    let run = |first: usize, out: &mut [MaybeUninit<f32>]| {
         let end = first + out.len() / channels_out;
+        // The run's output starts as bias (plus residual), written here rather than before
+        // the split (and never zeroed first): on one thread, those passes over the whole
+        // output held back two threads' speed-up.
+        match residual {
+            Some(residual) => {
+                let residual = &residual[first * channels_out..end * channels_out];
+                for (out, residual) in out
+                    .chunks_exact_mut(channels_out)
+                    .zip(residual.chunks_exact(channels_out))
+                {
+                    for ((out, residual), bias) in out.iter_mut().zip(residual).zip(bias) {
+                        out.write(residual + bias);
+                    }
+                }
+            }
+            None => out
+                .chunks_exact_mut(channels_out)
+                .for_each(|out| out.copy_from_slice(as_uninit(bias))),
+        }
+        // SAFETY: every value of `out` was written just above.
+        let out = unsafe { assume_init(out) };
         for (panel, weights) in packed.chunks_exact(shape.depth() * PANEL).enumerate() {
             let lanes = PANEL.min(channels_out - panel * PANEL);
             let at = |pixel: usize| (pixel - first) * channels_out + panel * PANEL;
@@ -174,26 +196,47 @@ pub fn conv2d(
             }
         }
     };
-    let pixels_per_run = pixels_per_run(pixels, shape.depth() * channels_out);
+    let len = pixels * channels_out;
+    let mut output = Vec::with_capacity(len);
+    let uninit = &mut output.spare_capacity_mut()[..len];
     #[cfg(feature = "threads")]
     {
         use rayon::prelude::*;
-        output
+        uninit
             .par_chunks_mut(pixels_per_run * channels_out)
             .enumerate()
             .for_each(|(index, out)| run(index * pixels_per_run, out));
     }
     #[cfg(not(feature = "threads"))]
-    output
+    uninit
         .chunks_mut(pixels_per_run * channels_out)
         .enumerate()
         .for_each(|(index, out)| run(index * pixels_per_run, out));
+    // SAFETY: the runs wrote every one of the `len` values.
+    unsafe { output.set_len(len) };
     output
 }
 
+fn as_uninit(values: &[f32]) -> &[MaybeUninit<f32>] {
+    // SAFETY: MaybeUninit<f32> has f32's layout, and initialised values are valid ones.
+    unsafe { &*(values as *const [f32] as *const [MaybeUninit<f32>]) }
+}
+
+/// # Safety
+/// Every value of `values` has been written.
+unsafe fn assume_init(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: MaybeUninit<f32> has f32's layout, and the caller wrote every value.
+    unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
 /// Below this many multiply-adds, a convolution stays on one thread: handing it out would
-/// cost more than it saves.
+/// cost more than it saves. In wasm, waking the pool's workers (Atomics.wait) takes longer
+/// than a 2.4 M multiply-add convolution saves on two threads: ResNet-20 at batch 1, whose
+/// every convolution is that size, ran 0.68x as fast on 2 threads at 1 << 18.
+#[cfg(not(target_family = "wasm"))]
 const MIN_PARALLEL_WORK: usize = 1 << 18;
+#[cfg(target_family = "wasm")]
+const MIN_PARALLEL_WORK: usize = 1 << 22;
 
 /// How many output pixels one run (one thread's share) takes: all of them on one thread,
 /// else a share per thread, whole tiles, so only the batch's last pixels make a narrow tile.
@@ -283,20 +326,66 @@ impl Tiles<'_> {
     }
 }
 
-/// `[batch, height, width, channels]` with `padding` zeros on every side.
-fn pad(input: &[f32], [batch, height, width, channels]: [usize; 4], padding: usize) -> Vec<f32> {
+/// `[batch, height, width, channels]` with `padding` zeros on every side; the images are
+/// split across threads where `split` (the convolution is). Each value is written once.
+fn pad(
+    input: &[f32],
+    [batch, height, width, channels]: [usize; 4],
+    padding: usize,
+    split: bool,
+) -> Vec<f32> {
     let padded_width = width + 2 * padding;
-    let padded_height = height + 2 * padding;
-    let mut padded = vec![0.0; batch * padded_height * padded_width * channels];
-    let row_len = width * channels;
-    if row_len == 0 {
-        return padded;
+    let padded_image_len = (height + 2 * padding) * padded_width * channels;
+    let len = batch * padded_image_len;
+    let (row_len, image_len) = (width * channels, height * width * channels);
+    if row_len == 0 || height == 0 {
+        return vec![0.0; len];
     }
-    for (row, source) in input.chunks_exact(row_len).enumerate() {
-        let (image, y) = (row / height, row % height);
-        let start = ((image * padded_height + y + padding) * padded_width + padding) * channels;
-        padded[start..start + row_len].copy_from_slice(source);
+    let zero = MaybeUninit::new(0.0);
+    // Rows of zeros above and below the image, and the zeros that end one row and start
+    // the next, between its rows.
+    let edge = padding * padded_width * channels;
+    let gap = 2 * padding * channels;
+    let pad_image = |(padded, input): (&mut [MaybeUninit<f32>], &[f32])| {
+        let (top, rest) = padded.split_at_mut(edge + padding * channels);
+        top.fill(zero);
+        for (y, source) in input.chunks_exact(row_len).enumerate() {
+            let row = &mut rest[y * (row_len + gap)..];
+            row[..row_len].copy_from_slice(as_uninit(source));
+            let after = if y + 1 == height {
+                padding * channels + edge
+            } else {
+                gap
+            };
+            row[row_len..row_len + after].fill(zero);
+        }
+    };
+    let mut padded = Vec::with_capacity(len);
+    let uninit = &mut padded.spare_capacity_mut()[..len];
+    #[cfg(feature = "threads")]
+    if split {
+        use rayon::prelude::*;
+        uninit
+            .par_chunks_exact_mut(padded_image_len)
+            .zip(input.par_chunks_exact(image_len))
+            .for_each(pad_image);
+    } else {
+        uninit
+            .chunks_exact_mut(padded_image_len)
+            .zip(input.chunks_exact(image_len))
+            .for_each(pad_image);
     }
+    #[cfg(not(feature = "threads"))]
+    {
+        let _ = split;
+        uninit
+            .chunks_exact_mut(padded_image_len)
+            .zip(input.chunks_exact(image_len))
+            .for_each(pad_image);
+    }
+    // SAFETY: each image's task wrote its top rows, every row with the zeros around it,
+    // and its bottom rows: all `len` values.
+    unsafe { padded.set_len(len) };
     padded
 }
 
