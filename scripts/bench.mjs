@@ -118,48 +118,65 @@ function printTables() {
     figures.find((f) => f.subject === subject && f.figure === figure && f.model === model && f.batch === batch);
   const label = ([figure, model, batch]) => `${figure} ${model} b${batch} (${figure === 'training' ? 'images/s' : 'ms'})`;
   const ran = SUBJECTS.filter((s) => figures.some((f) => f.subject === s));
+  // The threads a CPU subject reported using (TF.js's wasm reports one where it was asked
+  // for two); 1 for the others.
+  const threadsOf = (subject) => figures.find((f) => f.subject === subject && f.threads !== undefined)?.threads ?? 1;
 
-  console.log(`\n| figure | ${ran.join(' | ')} |`);
-  console.log(`| --- |${ran.map(() => ' --- |').join('')}`);
-  for (const row of rows) {
-    const cells = ran.map((s) => {
-      const f = find(s, row);
+  // One row per subject: with ours on every thread count and 13 peers, a column each would
+  // not fit a page.
+  // The figures of `rows`, in its order.
+  const columns = ['ResNet-18 b1 (ms)', 'ResNet-18 b8 (ms)', 'ResNet-20 b1 (ms)', 'ResNet-20 b64 (ms)',
+    'training ResNet-20 b64 (images/s)', 'embedding ResNet-18 (ms)', 'head epoch, 100 (ms)'];
+  console.log(`\n| subject (threads) | ${columns.join(' | ')} |`);
+  console.log(`| --- |${rows.map(() => ' --- |').join('')}`);
+  for (const subject of ran) {
+    const cells = rows.map((row) => {
+      const f = find(subject, row);
       return f ? `${number(f.median)} (${number(f.min)}–${number(f.max)})` : '';
     });
-    console.log(`| ${label(row)} | ${cells.join(' | ')} |`);
+    console.log(`| ${subject}${deviceClass(subject) === 'cpu' ? ` (${threadsOf(subject)})` : ''} | ${cells.join(' | ')} |`);
   }
 
   // ours/peer: latency ours ÷ peer (below 1 is faster), throughput ours ÷ peer (above 1 is
-  // faster), each against ours on the same device class.
+  // faster), each against ours on the same device class: one row per peer, then the best
+  // peer of each figure.
   const peers = ran.filter((s) => !s.startsWith('ours-'));
+  const compared = rows.filter(([figure]) => figure === 'inference' || figure === 'training');
+  // On the CPU, ours at the peer's thread count (the one-thread module for 1 where the
+  // threaded one did not run).
+  const ours = (peer, row) => {
+    if (deviceClass(peer) === 'gpu') return find('ours-webgpu', row);
+    const threads = threadsOf(peer);
+    return find(`ours-cpu-${threads}`, row) ?? (threads === 1 ? find('ours-cpu', row) : undefined);
+  };
+  const ratio = (peer, row) => {
+    const mine = ours(peer, row);
+    const theirs = find(peer, row);
+    return mine && theirs ? mine.median / theirs.median : null;
+  };
   if (peers.length) {
-    console.log(`\n| ours/peer | ${peers.join(' | ')} | best peer, same class and threads | target |`);
-    console.log(`| --- |${peers.map(() => ' --- |').join('')} --- | --- |`);
-    for (const row of rows.filter(([figure]) => figure === 'inference' || figure === 'training')) {
+    console.log(`\n| ours/peer (peer's threads) | ${columns.slice(0, compared.length).join(' | ')} |`);
+    console.log(`| --- |${compared.map(() => ' --- |').join('')}`);
+    for (const peer of peers) {
+      const cells = compared.map((row) => ratio(peer, row)?.toFixed(2) ?? '');
+      console.log(`| ${peer}${deviceClass(peer) === 'cpu' ? ` (${threadsOf(peer)})` : ''} | ${cells.join(' | ')} |`);
+    }
+    // The best peer at each of the peers' thread counts on the CPU, and on the GPU.
+    const classes = [...new Set(peers.filter((p) => deviceClass(p) === 'cpu').map(threadsOf))].sort()
+      .map((threads) => ({ name: `CPU, ${threads} thread${threads === 1 ? '' : 's'}`, has: (p) => deviceClass(p) === 'cpu' && threadsOf(p) === threads }));
+    classes.push({ name: 'GPU', has: (p) => deviceClass(p) === 'gpu' });
+    console.log(`\n| figure | ${classes.map(({ name }) => `best peer, ${name}`).join(' | ')} | target |`);
+    console.log(`| --- |${classes.map(() => ' --- |').join('')} --- |`);
+    for (const row of compared) {
       const training = row[0] === 'training';
-      // On the CPU, ours at the peer's thread count (the one-thread module for 1 where the
-      // threaded one did not run).
-      const ours = (peer) => {
-        if (deviceClass(peer) === 'gpu') return find('ours-webgpu', row);
-        const threads = find(peer, row)?.threads ?? 1;
-        return find(`ours-cpu-${threads}`, row) ?? (threads === 1 ? find('ours-cpu', row) : undefined);
-      };
-      const ratio = (peer) => {
-        const mine = ours(peer);
-        const theirs = find(peer, row);
-        return mine && theirs ? mine.median / theirs.median : null;
-      };
-      const cells = peers.map((p) => (ratio(p) === null ? '' : ratio(p).toFixed(2)));
-      const best = [];
-      for (const cls of ['cpu', 'gpu']) {
-        // Every ratio is at the same thread count.
-        const candidates = peers.filter((p) => deviceClass(p) === cls && ratio(p) !== null);
-        if (!candidates.length) continue;
-        const pick = candidates.reduce((a, b) => ((training ? ratio(a) > ratio(b) : ratio(a) < ratio(b)) ? b : a));
-        best.push(`${cls}: ${ratio(pick).toFixed(2)} (${pick})`);
-      }
-      const target = training ? '≥ 2.0' : 'cpu ≤ 0.8, gpu ≤ 0.5';
-      console.log(`| ${label(row)} | ${cells.join(' | ')} | ${best.join('; ')} | ${target} |`);
+      const best = classes.map(({ has }) => {
+        const candidates = peers.filter((p) => has(p) && ratio(p, row) !== null);
+        if (!candidates.length) return '';
+        const pick = candidates.reduce((a, b) => ((training ? ratio(a, row) > ratio(b, row) : ratio(a, row) < ratio(b, row)) ? b : a));
+        return `${ratio(pick, row).toFixed(2)} (${pick})`;
+      });
+      const target = training ? '≥ 2.0' : 'CPU ≤ 0.8, GPU ≤ 0.5';
+      console.log(`| ${label(row)} | ${best.join(' | ')} | ${target} |`);
     }
   }
 
