@@ -122,9 +122,8 @@ function printTables() {
   // for two); 1 for the others.
   const threadsOf = (subject) => figures.find((f) => f.subject === subject && f.threads !== undefined)?.threads ?? 1;
 
-  // One row per subject: with ours on every thread count and 13 peers, a column each would
-  // not fit a page.
-  // The figures of `rows`, in its order.
+  // One row per subject, a column per figure of `rows` (in its order): with ours on every
+  // thread count and 13 peers, a column per subject would not fit a page.
   const columns = ['ResNet-18 b1 (ms)', 'ResNet-18 b8 (ms)', 'ResNet-20 b1 (ms)', 'ResNet-20 b64 (ms)',
     'training ResNet-20 b64 (images/s)', 'embedding ResNet-18 (ms)', 'head epoch, 100 (ms)'];
   console.log(`\n| subject (threads) | ${columns.join(' | ')} |`);

@@ -123,6 +123,9 @@ pub fn conv2d(
     if let Some(residual) = residual {
         assert_eq!(residual.len(), pixels * channels_out);
     }
+    if pixels == 0 || channels_out == 0 {
+        return Vec::new();
+    }
     let pixels_per_run = pixels_per_run(pixels, shape.depth() * channels_out);
     let split = pixels_per_run < pixels;
     let padded_input;
@@ -199,19 +202,19 @@ pub fn conv2d(
     let len = pixels * channels_out;
     let mut output = Vec::with_capacity(len);
     let uninit = &mut output.spare_capacity_mut()[..len];
-    #[cfg(feature = "threads")]
-    {
-        use rayon::prelude::*;
-        uninit
-            .par_chunks_mut(pixels_per_run * channels_out)
-            .enumerate()
-            .for_each(|(index, out)| run(index * pixels_per_run, out));
+    match split {
+        #[cfg(feature = "threads")]
+        true => {
+            use rayon::prelude::*;
+            uninit
+                .par_chunks_mut(pixels_per_run * channels_out)
+                .enumerate()
+                .for_each(|(index, out)| run(index * pixels_per_run, out));
+        }
+        // Not through rayon at all: from outside its pool, even one job is handed to a
+        // worker and waited for.
+        _ => run(0, uninit),
     }
-    #[cfg(not(feature = "threads"))]
-    uninit
-        .chunks_mut(pixels_per_run * channels_out)
-        .enumerate()
-        .for_each(|(index, out)| run(index * pixels_per_run, out));
     // SAFETY: the runs wrote every one of the `len` values.
     unsafe { output.set_len(len) };
     output
@@ -362,26 +365,19 @@ fn pad(
     };
     let mut padded = Vec::with_capacity(len);
     let uninit = &mut padded.spare_capacity_mut()[..len];
-    #[cfg(feature = "threads")]
-    if split {
-        use rayon::prelude::*;
-        uninit
-            .par_chunks_exact_mut(padded_image_len)
-            .zip(input.par_chunks_exact(image_len))
-            .for_each(pad_image);
-    } else {
-        uninit
+    match split {
+        #[cfg(feature = "threads")]
+        true => {
+            use rayon::prelude::*;
+            uninit
+                .par_chunks_exact_mut(padded_image_len)
+                .zip(input.par_chunks_exact(image_len))
+                .for_each(pad_image);
+        }
+        _ => uninit
             .chunks_exact_mut(padded_image_len)
             .zip(input.chunks_exact(image_len))
-            .for_each(pad_image);
-    }
-    #[cfg(not(feature = "threads"))]
-    {
-        let _ = split;
-        uninit
-            .chunks_exact_mut(padded_image_len)
-            .zip(input.chunks_exact(image_len))
-            .for_each(pad_image);
+            .for_each(pad_image),
     }
     // SAFETY: each image's task wrote its top rows, every row with the zeros around it,
     // and its bottom rows: all `len` values.
