@@ -107,13 +107,15 @@ async function measure() {
 function printTables() {
   const number = (value) => (value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2));
   const deviceClass = (subject) => (/webgpu|webgl/.test(subject) ? 'gpu' : 'cpu');
+  // [figure, model, batch, the short name a table's column gets]
   const rows = [
-    ['inference', 'resnet18-224', 1], ['inference', 'resnet18-224', 8],
-    ['inference', 'resnet20-32', 1], ['inference', 'resnet20-32', 64],
-    ['training', 'resnet20-28x28x1', 64],
+    ['inference', 'resnet18-224', 1, 'ResNet-18 b1 (ms)'], ['inference', 'resnet18-224', 8, 'ResNet-18 b8 (ms)'],
+    ['inference', 'resnet20-32', 1, 'ResNet-20 b1 (ms)'], ['inference', 'resnet20-32', 64, 'ResNet-20 b64 (ms)'],
+    ['training', 'resnet20-28x28x1', 64, 'training ResNet-20 b64 (images/s)'],
     // Transfer learning (ours only): one picture's embedding, one head epoch on 100.
-    ['embedding', 'resnet18-224', 1], ['head epoch', '512x100', 100],
+    ['embedding', 'resnet18-224', 1, 'embedding ResNet-18 (ms)'], ['head epoch', '512x100', 100, 'head epoch, 100 (ms)'],
   ];
+  const column = (row) => row[3];
   const find = (subject, [figure, model, batch]) =>
     figures.find((f) => f.subject === subject && f.figure === figure && f.model === model && f.batch === batch);
   const label = ([figure, model, batch]) => `${figure} ${model} b${batch} (${figure === 'training' ? 'images/s' : 'ms'})`;
@@ -122,11 +124,9 @@ function printTables() {
   // for two); 1 for the others.
   const threadsOf = (subject) => figures.find((f) => f.subject === subject && f.threads !== undefined)?.threads ?? 1;
 
-  // One row per subject, a column per figure of `rows` (in its order): with ours on every
-  // thread count and 13 peers, a column per subject would not fit a page.
-  const columns = ['ResNet-18 b1 (ms)', 'ResNet-18 b8 (ms)', 'ResNet-20 b1 (ms)', 'ResNet-20 b64 (ms)',
-    'training ResNet-20 b64 (images/s)', 'embedding ResNet-18 (ms)', 'head epoch, 100 (ms)'];
-  console.log(`\n| subject (threads) | ${columns.join(' | ')} |`);
+  // One row per subject, a column per figure: with ours on every thread count and 13 peers,
+  // a column per subject would not fit a page.
+  console.log(`\n| subject (threads) | ${rows.map(column).join(' | ')} |`);
   console.log(`| --- |${rows.map(() => ' --- |').join('')}`);
   for (const subject of ran) {
     const cells = rows.map((row) => {
@@ -154,7 +154,7 @@ function printTables() {
     return mine && theirs ? mine.median / theirs.median : null;
   };
   if (peers.length) {
-    console.log(`\n| ours/peer (peer's threads) | ${columns.slice(0, compared.length).join(' | ')} |`);
+    console.log(`\n| ours/peer (peer's threads) | ${compared.map(column).join(' | ')} |`);
     console.log(`| --- |${compared.map(() => ' --- |').join('')}`);
     for (const peer of peers) {
       const cells = compared.map((row) => ratio(peer, row)?.toFixed(2) ?? '');
