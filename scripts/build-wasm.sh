@@ -8,5 +8,5 @@ cd "$ROOT"
 env "${wasm_cargo_env[@]}" wasm-pack build --release --target web --no-typescript \
   --mode "$WASM_PACK_MODE" "$ROOT"
 env "${threads_cargo_env[@]}" wasm-pack build --release --target web --no-typescript \
-  --mode "$WASM_PACK_MODE" --out-dir pkg-threads "$ROOT"
+  --mode "$WASM_PACK_MODE" --out-dir pkg-threads "$ROOT" -- --no-default-features
 ls -l pkg/*.wasm pkg-threads/*.wasm

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use burn::prelude::*;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use resnet_web::classifier::{images_tensor, logits};
@@ -20,6 +19,8 @@ use resnet_web::session::{Session, SessionOptions};
 use resnet_web::train::{
     Augmentation, Evaluation, OptimizerKind, Schedule, TrainOptions, evaluate,
 };
+use resnet_web::bench::{self, BenchOptions, Section};
+use resnet_web::device::{self, DeviceChoice};
 use resnet_web::{Error, Result, image_folder, npy, shipped, weights};
 
 /// ResNet weights, inference and training from the command line.
@@ -47,6 +48,9 @@ enum Command {
     /// Prints the accuracy on the held-out images: mnist's last 200 digits of every class
     /// (2,000, never trained on), or Fashion-MNIST's own 10,000-image test set.
     Eval(EvalArgs),
+    /// Times inference, training steps, each convolution of ResNet-18 and ResNet-20, and
+    /// BatchNorm in training mode (ours and burn's), and prints one JSON line per figure.
+    Bench(BenchArgs),
     /// Writes any weight file as a torchvision state_dict that PyTorch loads
     /// (model.load_state_dict(safetensors.torch.load_file(FILE))).
     Export {
@@ -84,6 +88,9 @@ struct LogitsArgs {
     /// The .npy file the logits go to.
     #[arg(long)]
     output: PathBuf,
+    /// cpu, or gpu: burn's wgpu runtime (Vulkan, Metal or DX12) with the page's kernels.
+    #[arg(long, default_value = "cpu", value_parser = parse_from_str::<DeviceChoice>)]
+    device: DeviceChoice,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -178,6 +185,9 @@ struct TrainArgs {
     /// its BatchNorm statistics stay as they are).
     #[arg(long, default_value_t = SessionOptions::DEFAULT.fine_tune, value_parser = parse_from_str::<FineTune>, requires = "init")]
     fine_tune: FineTune,
+    /// cpu, or gpu: burn's wgpu runtime (Vulkan, Metal or DX12) with the page's kernels.
+    #[arg(long, default_value = "cpu", value_parser = parse_from_str::<DeviceChoice>)]
+    device: DeviceChoice,
 }
 
 #[derive(Args)]
@@ -187,6 +197,25 @@ struct EvalArgs {
     /// The weight file to evaluate.
     #[arg(long)]
     weights: PathBuf,
+    /// cpu, or gpu: burn's wgpu runtime (Vulkan, Metal or DX12) with the page's kernels.
+    #[arg(long, default_value = "cpu", value_parser = parse_from_str::<DeviceChoice>)]
+    device: DeviceChoice,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// cpu, or gpu: burn's wgpu runtime (Vulkan, Metal or DX12) with the page's kernels.
+    #[arg(long, default_value = "cpu", value_parser = parse_from_str::<DeviceChoice>)]
+    device: DeviceChoice,
+    /// Untimed runs before the timed ones.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Timed runs; each figure is their median.
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// Comma-separated: inference, training, convolutions, batch-norm [default: all].
+    #[arg(long, value_delimiter = ',', value_parser = parse_from_str::<Section>)]
+    only: Vec<Section>,
 }
 
 fn parse_arch(name: &str) -> std::result::Result<Arch, String> {
@@ -214,6 +243,7 @@ fn run(command: Command) -> Result<()> {
         Command::Info { file } => run_info(&file),
         Command::Train(args) => run_train(args),
         Command::Eval(args) => run_eval(args),
+        Command::Bench(args) => run_bench(args),
         Command::Export { weights, output } => run_export(&weights, &output),
     }
 }
@@ -247,7 +277,7 @@ fn run_logits(args: LogitsArgs) -> Result<()> {
         Some(ShortcutArg::Projection) => config = config.with_shortcut(Shortcut::Projection),
         None => {}
     }
-    let device = Device::flex();
+    let device = device::open(args.device)?.device;
     let model = weights::load(read_file(&args.weights)?, &config, &device)?;
     let input = npy::read_f32(&read_file(&args.input)?)?;
     let shape: [usize; 4] = input.shape.as_slice().try_into().map_err(|_| {
@@ -461,7 +491,8 @@ fn run_train(args: TrainArgs) -> Result<()> {
         fine_tune: args.fine_tune,
     };
     let fine_tuning = base_weights.is_some();
-    let mut session = Session::new(&train_set, &options, base_weights, &Device::flex())?;
+    let native = device::open(args.device)?;
+    let mut session = Session::new(&train_set, &options, base_weights, &native.device)?;
     let name = &data.name;
     let progress = Progress::new(
         session.total_steps(),
@@ -538,7 +569,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             config.num_classes
         )));
     }
-    let device = Device::flex();
+    let device = device::open(args.device)?.device;
     let model = weights::load(bytes, &config, &device)?.fold_batch_norm();
     let progress = Progress::new(
         held_out.len(),
@@ -582,6 +613,22 @@ fn run_eval(args: EvalArgs) -> Result<()> {
 }
 
 /// Writes any weight file as a torchvision `state_dict` in safetensors.
+fn run_bench(args: BenchArgs) -> Result<()> {
+    let native = device::open(args.device)?;
+    eprintln!("benchmarking on {}", native.description);
+    let options = BenchOptions {
+        warmup: args.warmup,
+        runs: args.runs,
+        sections: if args.only.is_empty() {
+            Section::ALL.to_vec()
+        } else {
+            args.only
+        },
+    };
+    bench::run(&native, &options, |figure| println!("{figure}"));
+    Ok(())
+}
+
 fn run_export(weights_path: &Path, output: &Path) -> Result<()> {
     let bytes = read_file(weights_path)?;
     let arch = weights::inspect(bytes.clone())?.config.arch;

@@ -4,6 +4,7 @@
 //! - [`resnet`]: the model family, backend-generic.
 //! - [`weights`]: torchvision and burnpack weight files; [`pth`]: `torch.save` files.
 //! - [`preprocess`]: canvas pixels to model input, per input kind.
+//! - `bench` (native): `resnet bench`'s figures, on the CPU or a GPU.
 //! - [`classifier`]: a folded model that classifies images, on burn or our CPU kernels.
 //! - [`packed`]: a folded ResNet laid out once for fast CPU inference.
 //! - [`data`]: labelled image sets, batches and augmentation; `image_folder` (native):
@@ -13,12 +14,17 @@
 //! - [`session`]: a training session (validation split, fresh or fine-tuned model, the run).
 //! - [`transfer`]: a new classifier trained on kept embeddings, Teachable Machine's way.
 //! - [`shipped`]: the shipped models and data sets (`models/models.json`).
+//! - `device` (native): `--device cpu|gpu`, and what is missing where a GPU cannot be opened.
 //! - [`readback`]: tensors read back into host memory.
 //! - [`rng`]: the seeded random number generator.
 //! - `web` (wasm32 only): the `#[wasm_bindgen]` surface.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod classifier;
 pub mod data;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod device;
 pub mod error;
 pub mod finetune;
 #[cfg(not(target_arch = "wasm32"))]

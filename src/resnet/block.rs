@@ -5,6 +5,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 
+use super::batch_norm::batch_norm_forward;
 use super::config::{BlockKind, Shortcut};
 use super::convolve::convolve;
 
@@ -87,7 +88,7 @@ pub(crate) fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
 /// A BatchNorm, or nothing where it was folded into the convolution before it.
 pub(crate) fn normalize(norm: &Option<BatchNorm>, input: Tensor<4>) -> Tensor<4> {
     match norm {
-        Some(norm) => norm.forward(input),
+        Some(norm) => batch_norm_forward(norm, input),
         None => input,
     }
 }
@@ -156,7 +157,7 @@ impl ResidualBlock {
 fn apply_downsample(layers: &[DownsampleLayer], input: Tensor<4>) -> Tensor<4> {
     layers.iter().fold(input, |x, layer| match layer {
         DownsampleLayer::Conv(conv) => convolve(conv, x),
-        DownsampleLayer::Norm(norm) => norm.forward(x),
+        DownsampleLayer::Norm(norm) => batch_norm_forward(norm, x),
     })
 }
 

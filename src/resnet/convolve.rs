@@ -1,5 +1,5 @@
 //! The model's convolutions, through a backend extension so that a backend can run its own
-//! kernels: on WebGPU, `src/web/conv_kernel.rs`. Elsewhere (the CPU) the default bodies are
+//! kernels: on a GPU, `src/resnet/gpu_convolution.rs`. Elsewhere (the CPU) the default bodies are
 //! burn's own convolution and its gradients. With autodiff, the forward and both gradients go
 //! through the extension too, so training on WebGPU runs our kernels.
 
@@ -35,8 +35,8 @@ pub fn output_shape(
 
 #[backend_extension(
     Flex,
-    Cube: cfg(webgpu),
-    Fusion: cfg(webgpu),
+    Cube: cfg(feature = "gpu"),
+    Fusion: cfg(feature = "gpu"),
     Autodiff
 )]
 pub trait ConvolveOps: Backend {

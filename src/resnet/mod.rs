@@ -1,14 +1,18 @@
 //! The ResNet family, backend-generic: tensors carry their device, so nothing here knows
-//! whether it runs on WebGPU, on the CPU, or with autodiff.
+//! whether it runs on a GPU (WebGPU, Vulkan, Metal), on the CPU, or with autodiff.
 
+mod batch_norm;
 mod block;
 mod config;
 mod convolve;
 mod fold;
+#[cfg(feature = "gpu")]
+mod gpu_batch_norm;
+#[cfg(feature = "gpu")]
+mod gpu_convolution;
 mod model;
-#[cfg(webgpu)]
-mod webgpu_convolution;
 
+pub use batch_norm::{BatchNormOps, batch_norm_forward, use_batch_norm_kernels};
 pub use block::{BasicBlock, Bottleneck, DownsampleLayer, PadShortcut, ResidualBlock};
 pub use config::{Arch, BlockKind, ResNetConfig, Shortcut, Stem};
 pub use convolve::{ConvolveOps, convolve, output_shape as convolve_output_shape};

@@ -1,6 +1,7 @@
 //! resnet-web's CPU inference kernels on NHWC f32 data (channels innermost): a direct
 //! convolution that adds the bias and the residual and applies the ReLU as it stores each
-//! output, max pooling, and the layout changes around them.
+//! output, max pooling, and the layout changes around them; and BatchNorm in training mode
+//! (`batch_norm`).
 //!
 //! No im2col: each tile of 4 output pixels x 8 output channels reads the padded input in
 //! place, with its 8 accumulators in registers. A crate of its own so that these loops keep
@@ -9,6 +10,7 @@
 //! build"). With the `threads` feature, a convolution's output pixels are split across
 //! rayon's pool (native builds and the threaded wasm), on at most `set_thread_limit` of them.
 
+pub mod batch_norm;
 mod lanes;
 
 use std::mem::MaybeUninit;

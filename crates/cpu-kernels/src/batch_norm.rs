@@ -1,0 +1,237 @@
+//! BatchNorm in training mode on NCHW f32 data: the batch's statistics per channel, the
+//! normalisation, and the backward pass's two sums and its input gradient. Each image's
+//! channel is one contiguous run of `pixels` values, so every loop streams memory once,
+//! where a layout change to [channels, batch x pixels] would copy the whole activation.
+//! With the `threads` feature, channels (reductions) and runs (elementwise) are split
+//! across rayon's pool.
+
+/// The layout of an NCHW tensor, as these functions read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NormShape {
+    pub batch: usize,
+    pub channels: usize,
+    /// Height x width.
+    pub pixels: usize,
+}
+
+impl NormShape {
+    pub fn len(&self) -> usize {
+        self.batch * self.channels * self.pixels
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values per channel: the count the statistics are taken over.
+    pub fn count(&self) -> usize {
+        self.batch * self.pixels
+    }
+
+    fn runs<'a>(&self, values: &'a [f32], channel: usize) -> impl Iterator<Item = &'a [f32]> {
+        let (pixels, channels) = (self.pixels, self.channels);
+        (0..self.batch).map(move |image| {
+            let start = (image * channels + channel) * pixels;
+            &values[start..start + pixels]
+        })
+    }
+}
+
+/// `f(channel)` for every channel, on rayon's pool when the `threads` feature is on.
+fn per_channel<T: Send>(channels: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+    #[cfg(feature = "threads")]
+    {
+        use rayon::prelude::*;
+        (0..channels).into_par_iter().map(f).collect()
+    }
+    #[cfg(not(feature = "threads"))]
+    (0..channels).map(f).collect()
+}
+
+/// An output of `shape`, each run of `pixels` values written by `write(channel, run index,
+/// out)`.
+fn per_run(shape: NormShape, write: impl Fn(usize, usize, &mut [f32]) + Sync + Send) -> Vec<f32> {
+    let mut output = vec![0.0; shape.len()];
+    let pixels = shape.pixels.max(1);
+    let run = |(index, out): (usize, &mut [f32])| write(index % shape.channels, index, out);
+    #[cfg(feature = "threads")]
+    {
+        use rayon::prelude::*;
+        output.par_chunks_mut(pixels).enumerate().for_each(run);
+    }
+    #[cfg(not(feature = "threads"))]
+    output.chunks_mut(pixels).enumerate().for_each(run);
+    output
+}
+
+/// Each channel's mean and biased variance (divided by the count, as the normalisation
+/// uses it). Sums are taken in f64, so that 400,000 values lose nothing to rounding.
+pub fn statistics(input: &[f32], shape: NormShape) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!(input.len(), shape.len(), "input does not match its shape");
+    let count = shape.count() as f64;
+    let moments = per_channel(shape.channels, |channel| {
+        let sum: f64 = shape
+            .runs(input, channel)
+            .map(|run| run.iter().map(|&v| v as f64).sum::<f64>())
+            .sum();
+        let mean = sum / count;
+        let squares: f64 = shape
+            .runs(input, channel)
+            .map(|run| run.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
+            .sum();
+        (mean as f32, (squares / count) as f32)
+    });
+    moments.into_iter().unzip()
+}
+
+/// Per channel, the scale and shift that `x * scale + shift` normalises with.
+fn scale_and_shift(
+    mean: &[f32],
+    variance: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f64,
+) -> Vec<(f32, f32)> {
+    (0..mean.len())
+        .map(|c| {
+            let scale = gamma[c] / (variance[c] + epsilon as f32).sqrt();
+            (scale, beta[c] - mean[c] * scale)
+        })
+        .collect()
+}
+
+/// `(x - mean) / sqrt(variance + epsilon) * gamma + beta`, channel by channel.
+pub fn normalize(
+    input: &[f32],
+    shape: NormShape,
+    [mean, variance]: [&[f32]; 2],
+    [gamma, beta]: [&[f32]; 2],
+    epsilon: f64,
+) -> Vec<f32> {
+    assert_eq!(input.len(), shape.len(), "input does not match its shape");
+    let affine = scale_and_shift(mean, variance, gamma, beta, epsilon);
+    let pixels = shape.pixels;
+    per_run(shape, |channel, index, out| {
+        let (scale, shift) = affine[channel];
+        let run = &input[index * pixels..(index + 1) * pixels];
+        for (out, &x) in out.iter_mut().zip(run) {
+            *out = x * scale + shift;
+        }
+    })
+}
+
+/// Per channel, the sum of the output gradient (beta's gradient) and of the output gradient
+/// times the normalised input (gamma's gradient).
+pub fn grad_sums(
+    input: &[f32],
+    output_grad: &[f32],
+    shape: NormShape,
+    [mean, variance]: [&[f32]; 2],
+    epsilon: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!(input.len(), shape.len(), "input does not match its shape");
+    assert_eq!(output_grad.len(), shape.len(), "gradient does not match its shape");
+    let sums = per_channel(shape.channels, |channel| {
+        let inv_std = 1.0 / (variance[channel] as f64 + epsilon).sqrt();
+        let mean = mean[channel] as f64;
+        let (mut dy_sum, mut dy_x_sum) = (0.0f64, 0.0f64);
+        for (run, grad) in shape.runs(input, channel).zip(shape.runs(output_grad, channel)) {
+            for (&x, &dy) in run.iter().zip(grad) {
+                dy_sum += dy as f64;
+                dy_x_sum += dy as f64 * (x as f64 - mean);
+            }
+        }
+        (dy_sum as f32, (dy_x_sum * inv_std) as f32)
+    });
+    sums.into_iter().unzip()
+}
+
+/// The input gradient of the training-mode BatchNorm, the statistics' own gradients included:
+/// gamma / std * (dy - mean(dy) - x_hat * mean(dy * x_hat)), from `grad_sums`' two sums.
+pub fn input_grad(
+    input: &[f32],
+    output_grad: &[f32],
+    shape: NormShape,
+    [mean, variance]: [&[f32]; 2],
+    gamma: &[f32],
+    [dy_sum, dy_x_sum]: [&[f32]; 2],
+    epsilon: f64,
+) -> Vec<f32> {
+    assert_eq!(input.len(), shape.len(), "input does not match its shape");
+    assert_eq!(output_grad.len(), shape.len(), "gradient does not match its shape");
+    let count = shape.count() as f32;
+    let pixels = shape.pixels;
+    per_run(shape, |channel, index, out| {
+        let inv_std = 1.0 / (variance[channel] + epsilon as f32).sqrt();
+        let scale = gamma[channel] * inv_std;
+        let dy_mean = dy_sum[channel] / count;
+        let dy_x_mean = dy_x_sum[channel] / count;
+        let mean = mean[channel];
+        let range = index * pixels..(index + 1) * pixels;
+        for ((out, &x), &dy) in out.iter_mut().zip(&input[range.clone()]).zip(&output_grad[range]) {
+            let x_hat = (x - mean) * inv_std;
+            *out = scale * (dy - dy_mean - x_hat * dy_x_mean);
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values with a large mean and a small spread: a one-pass float32 sum of squares would
+    /// lose the variance to rounding.
+    fn values(len: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| 1000.0 + ((i * 7919) % 101) as f32 * 0.01)
+            .collect()
+    }
+
+    #[test]
+    fn statistics_match_a_float64_reference() {
+        let shape = NormShape { batch: 3, channels: 2, pixels: 5 };
+        let input = values(shape.len());
+        let (mean, variance) = statistics(&input, shape);
+        for channel in 0..2 {
+            let all: Vec<f64> = shape.runs(&input, channel).flatten().map(|&v| v as f64).collect();
+            let m = all.iter().sum::<f64>() / all.len() as f64;
+            let v = all.iter().map(|x| (x - m).powi(2)).sum::<f64>() / all.len() as f64;
+            assert!((mean[channel] as f64 - m).abs() < 1e-4);
+            assert!((variance[channel] as f64 - v).abs() < 1e-6 * v.max(1.0), "{} {v}", variance[channel]);
+        }
+    }
+
+    #[test]
+    fn the_input_gradient_matches_finite_differences() {
+        // loss = sum(w * bn(x)) with fixed weights w, so dy = w.
+        let shape = NormShape { batch: 2, channels: 2, pixels: 3 };
+        let input: Vec<f32> = (0..shape.len()).map(|i| ((i * 37) % 11) as f32 * 0.3 - 1.0).collect();
+        let weights: Vec<f32> = (0..shape.len()).map(|i| ((i * 13) % 7) as f32 * 0.2 - 0.5).collect();
+        let (gamma, beta) = (vec![1.5, 0.7], vec![0.1, -0.2]);
+        let epsilon = 1e-5;
+        let loss = |x: &[f32]| -> f64 {
+            let (m, v) = statistics(x, shape);
+            let y = normalize(x, shape, [&m, &v], [&gamma, &beta], epsilon);
+            y.iter().zip(&weights).map(|(&a, &b)| a as f64 * b as f64).sum()
+        };
+        let (mean, variance) = statistics(&input, shape);
+        let (dy_sum, dy_x_sum) = grad_sums(&input, &weights, shape, [&mean, &variance], epsilon);
+        let grad = input_grad(
+            &input,
+            &weights,
+            shape,
+            [&mean, &variance],
+            &gamma,
+            [&dy_sum, &dy_x_sum],
+            epsilon,
+        );
+        let h = 1e-2;
+        for i in 0..shape.len() {
+            let (mut up, mut down) = (input.clone(), input.clone());
+            up[i] += h;
+            down[i] -= h;
+            let numeric = (loss(&up) - loss(&down)) / (2.0 * h as f64);
+            assert!((grad[i] as f64 - numeric).abs() < 2e-3, "{i}: {} vs {numeric}", grad[i]);
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! `resnet bench`: the figures of `scripts/gpu-bench.sh`, on any device, one JSON object per
+//! figure. Each figure is a median of timed runs after warm-up; a run of a short operation
+//! repeats it until the run lasts about 2 ms, with one device sync at its end, so that the
+//! sync's own cost does not count.
+
+use std::time::Instant;
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use serde_json::{Value, json};
+
+use crate::device::NativeDevice;
+use crate::resnet::{Arch, BatchNormOps, ConvolveOps, ResNet, ResNetConfig, use_batch_norm_kernels};
+use crate::data::Augment;
+use crate::train::{OptimizerKind, Schedule, TrainConfig, Trainer};
+
+/// Which figures, and how many runs each.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub warmup: usize,
+    pub runs: usize,
+    pub sections: Vec<Section>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Inference,
+    Training,
+    Convolutions,
+    BatchNorm,
+}
+
+impl Section {
+    pub const ALL: [Section; 4] = [
+        Section::Inference,
+        Section::Training,
+        Section::Convolutions,
+        Section::BatchNorm,
+    ];
+}
+
+impl std::str::FromStr for Section {
+    type Err = crate::Error;
+
+    fn from_str(name: &str) -> crate::Result<Self> {
+        match name {
+            "inference" => Ok(Section::Inference),
+            "training" => Ok(Section::Training),
+            "convolutions" => Ok(Section::Convolutions),
+            "batch-norm" => Ok(Section::BatchNorm),
+            other => Err(crate::Error::InvalidInput(format!(
+                "unknown bench section '{other}': use inference, training, convolutions or batch-norm"
+            ))),
+        }
+    }
+}
+
+/// Runs `work` (what one timed run does) `warmup` times, then `runs` times timed, and returns
+/// the median milliseconds of one `work`.
+fn median_ms(device: &Device, options: &BenchOptions, mut work: impl FnMut()) -> f64 {
+    let sync = |device: &Device| device.sync().expect("the device failed");
+    for _ in 0..options.warmup.max(1) {
+        work();
+        sync(device);
+    }
+    // How many repeats make a run of about 2 ms.
+    let start = Instant::now();
+    work();
+    sync(device);
+    let once = start.elapsed().as_secs_f64() * 1e3;
+    let repeats = ((2.0 / once.max(1e-3)).ceil() as usize).clamp(1, 50);
+    let mut times: Vec<f64> = (0..options.runs.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..repeats {
+                work();
+            }
+            sync(device);
+            start.elapsed().as_secs_f64() * 1e3 / repeats as f64
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Every figure `options` asks for, each handed to `emit` as it is measured.
+pub fn run(native: &NativeDevice, options: &BenchOptions, mut emit: impl FnMut(Value)) {
+    emit(match &native.adapter {
+        Some(adapter) => json!({
+            "figure": "adapter", "name": adapter.name, "type": adapter.device_type,
+            "backend": adapter.backend, "is_cpu": adapter.is_cpu,
+        }),
+        None => json!({"figure": "adapter", "name": native.description, "type": "Cpu",
+            "backend": "flex", "is_cpu": true}),
+    });
+    let device = &native.device;
+    for section in &options.sections {
+        match section {
+            Section::Inference => inference(device, options, &mut emit),
+            Section::Training => training(device, options, &mut emit),
+            Section::Convolutions => convolutions(device, options, &mut emit),
+            Section::BatchNorm => batch_norms(device, options, &mut emit),
+        }
+    }
+}
+
+fn arch_name(arch: Arch) -> String {
+    format!("{arch:?}").to_lowercase()
+}
+
+/// A folded model's forward pass, as the page predicts.
+fn inference(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
+    let cases = [
+        (Arch::ResNet18, 224, 1),
+        (Arch::ResNet18, 224, 8),
+        (Arch::ResNet18, 224, 64),
+        (Arch::ResNet50, 224, 1),
+        (Arch::ResNet50, 224, 32),
+        (Arch::ResNet20, 32, 1),
+        (Arch::ResNet20, 32, 64),
+    ];
+    for (arch, size, batch) in cases {
+        let classes = if size == 224 { 1000 } else { 10 };
+        let config = ResNetConfig::new(arch, classes, 3);
+        let model = ResNet::new(&config, device)
+            .expect("a preset builds")
+            .fold_batch_norm();
+        let images = Tensor::<4>::random(
+            [batch, 3, size, size],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        );
+        let ms = median_ms(device, options, || {
+            let _ = model.forward(images.clone());
+        });
+        emit(json!({
+            "figure": "inference", "arch": arch_name(arch), "size": size, "batch": batch,
+            "median_ms": ms, "images_per_s": batch as f64 / ms * 1e3,
+        }));
+    }
+}
+
+/// One optimisation step (forward, loss, backward, update), with our BatchNorm and with
+/// burn's.
+fn training(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
+    let cases = [
+        (Arch::ResNet20, 28, 1, 64, OptimizerKind::Adam, 10),
+        (Arch::ResNet18, 224, 3, 32, OptimizerKind::Sgd { momentum: 0.9 }, 1000),
+    ];
+    let autodiff = device.clone().autodiff();
+    for (arch, size, channels, batch, optimizer, classes) in cases {
+        for ours in [true, false] {
+            use_batch_norm_kernels(ours);
+            let config = ResNetConfig::new(arch, classes, channels);
+            let model = ResNet::new(&config, &autodiff).expect("a preset builds");
+            let train = TrainConfig {
+                epochs: 1,
+                batch_size: batch,
+                learning_rate: 0.01,
+                weight_decay: 0.0,
+                optimizer,
+                schedule: Schedule::Constant,
+                augment: Augment::NONE,
+                seed: 1,
+            };
+            let mut trainer = Trainer::new(model, train, 1_000_000).expect("a valid config");
+            let images = Tensor::<4>::random(
+                [batch, channels, size, size],
+                Distribution::Normal(0.0, 1.0),
+                &autodiff,
+            );
+            let labels = Tensor::<1, Int>::from_data(
+                TensorData::new(
+                    (0..batch as i64).map(|i| i % classes as i64).collect(),
+                    [batch],
+                ),
+                &autodiff,
+            );
+            let ms = median_ms(device, options, || {
+                let _ = trainer.step(images.clone(), labels.clone());
+            });
+            emit(json!({
+                "figure": "training_step", "arch": arch_name(arch),
+                "input": format!("{size}x{size}x{channels}"), "batch": batch,
+                "optimizer": optimizer.to_string(),
+                "batch_norm": if ours { "ours" } else { "burn" },
+                "median_ms": ms, "images_per_s": batch as f64 / ms * 1e3,
+            }));
+        }
+    }
+    use_batch_norm_kernels(true);
+}
+
+/// A convolution's shape: batch, in channels, input size, out channels, kernel, stride.
+struct ConvCase {
+    model: &'static str,
+    batch: usize,
+    in_channels: usize,
+    size: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+}
+
+/// Each distinct convolution of ResNet-18 (224 px, batch 32) and ResNet-20 (32 px, batch 64).
+fn conv_cases() -> Vec<ConvCase> {
+    let case = |model, batch, in_channels, size, out_channels, kernel, stride| ConvCase {
+        model,
+        batch,
+        in_channels,
+        size,
+        out_channels,
+        kernel,
+        stride,
+    };
+    vec![
+        case("resnet18", 32, 3, 224, 64, 7, 2),
+        case("resnet18", 32, 64, 56, 64, 3, 1),
+        case("resnet18", 32, 64, 56, 128, 3, 2),
+        case("resnet18", 32, 64, 56, 128, 1, 2),
+        case("resnet18", 32, 128, 28, 128, 3, 1),
+        case("resnet18", 32, 128, 28, 256, 3, 2),
+        case("resnet18", 32, 128, 28, 256, 1, 2),
+        case("resnet18", 32, 256, 14, 256, 3, 1),
+        case("resnet18", 32, 256, 14, 512, 3, 2),
+        case("resnet18", 32, 256, 14, 512, 1, 2),
+        case("resnet18", 32, 512, 7, 512, 3, 1),
+        case("resnet20", 64, 3, 32, 16, 3, 1),
+        case("resnet20", 64, 16, 32, 16, 3, 1),
+        case("resnet20", 64, 16, 32, 32, 3, 2),
+        case("resnet20", 64, 32, 16, 32, 3, 1),
+        case("resnet20", 64, 32, 16, 64, 3, 2),
+        case("resnet20", 64, 64, 8, 64, 3, 1),
+    ]
+}
+
+/// Our convolution through `ConvolveOps`, as the model calls it.
+fn convolve(input: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, stride: usize, padding: usize) -> Tensor<4> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as ConvolveOps>::convolve(
+        input.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        [stride, stride],
+        [padding, padding],
+    ))
+}
+
+/// Forward, and forward with both gradients (the backward pass seeded with ones), per shape.
+fn convolutions(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
+    let autodiff = device.clone().autodiff();
+    for case in conv_cases() {
+        let padding = case.kernel / 2;
+        let out_size = (case.size + 2 * padding - case.kernel) / case.stride + 1;
+        let flops = 2.0
+            * (case.batch * out_size * out_size * case.out_channels) as f64
+            * (case.in_channels * case.kernel * case.kernel) as f64;
+        let input_shape = [case.batch, case.in_channels, case.size, case.size];
+        let weight_shape = [case.out_channels, case.in_channels, case.kernel, case.kernel];
+        let normal = Distribution::Normal(0.0, 1.0);
+        let input = Tensor::<4>::random(input_shape, normal, device);
+        let weight = Tensor::<4>::random(weight_shape, normal, device);
+        let bias = Tensor::<1>::zeros([case.out_channels], device);
+        let forward = median_ms(device, options, || {
+            let _ = convolve(input.clone(), weight.clone(), bias.clone(), case.stride, padding);
+        });
+        let input = Tensor::<4>::random(input_shape, normal, &autodiff).require_grad();
+        let weight = Tensor::<4>::random(weight_shape, normal, &autodiff).require_grad();
+        let bias = Tensor::<1>::zeros([case.out_channels], &autodiff);
+        let both = median_ms(device, options, || {
+            let output = convolve(input.clone(), weight.clone(), bias.clone(), case.stride, padding);
+            let _ = output.backward();
+        });
+        emit(json!({
+            "figure": "convolution", "model": case.model, "batch": case.batch,
+            "in_channels": case.in_channels, "size": case.size, "out_channels": case.out_channels,
+            "kernel": case.kernel, "stride": case.stride,
+            "forward_ms": forward, "forward_tflops": flops / forward / 1e9,
+            "forward_backward_ms": both, "forward_backward_tflops": 3.0 * flops / both / 1e9,
+        }));
+    }
+}
+
+/// BatchNorm in training mode at each shape ResNet-18 (batch 32) and ResNet-20 (batch 64)
+/// normalise: ours and burn's default, forward and forward with the backward pass; and a
+/// plain copy of the largest, the bandwidth to compare with.
+fn batch_norms(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
+    let shapes = [
+        [32, 64, 112, 112],
+        [32, 64, 56, 56],
+        [32, 128, 28, 28],
+        [32, 256, 14, 14],
+        [32, 512, 7, 7],
+        [64, 16, 32, 32],
+        [64, 32, 16, 16],
+        [64, 64, 8, 8],
+    ];
+    let normal = Distribution::Normal(0.5, 2.0);
+    let first = Tensor::<4>::random(shapes[0], normal, device);
+    let bytes = (shapes[0].iter().product::<usize>() * 4) as f64;
+    let copy = median_ms(device, options, || {
+        let _ = first.clone().mul_scalar(1.0);
+    });
+    emit(json!({
+        "figure": "copy", "bytes": bytes, "median_ms": copy,
+        "gb_per_s": 2.0 * bytes / copy / 1e6,
+    }));
+    drop(first);
+    let autodiff = device.clone().autodiff();
+    for shape in shapes {
+        let size = (shape.iter().product::<usize>() * 4) as f64;
+        let channels = shape[1];
+        for ours in [true, false] {
+            let forward_pass = |x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>| -> Tensor<4> {
+                if ours {
+                    let statistics = <burn::backend::Dispatch as BatchNormOps>::batch_norm_statistics(
+                        x.clone().detach().into_dispatch(),
+                    );
+                    Tensor::from_dispatch(<burn::backend::Dispatch as BatchNormOps>::batch_norm_normalize(
+                        x.into_dispatch(),
+                        statistics,
+                        gamma.into_dispatch(),
+                        beta.into_dispatch(),
+                        1e-5,
+                    ))
+                } else {
+                    burn::tensor::module::batch_norm_train(x, gamma, beta, 1e-5).output
+                }
+            };
+            let x = Tensor::<4>::random(shape, normal, device);
+            let gamma = Tensor::<1>::ones([channels], device);
+            let beta = Tensor::<1>::zeros([channels], device);
+            let forward = median_ms(device, options, || {
+                let _ = forward_pass(x.clone(), gamma.clone(), beta.clone());
+            });
+            let x = Tensor::<4>::random(shape, normal, &autodiff).require_grad();
+            let gamma = Tensor::<1>::ones([channels], &autodiff).require_grad();
+            let beta = Tensor::<1>::zeros([channels], &autodiff).require_grad();
+            let both = median_ms(device, options, || {
+                let _ = forward_pass(x.clone(), gamma.clone(), beta.clone()).backward();
+            });
+            // What the passes must read and write at the least: forward x twice and y once;
+            // backward x and dy twice, dx once (and the seed of ones, written once).
+            emit(json!({
+                "figure": "batch_norm", "shape": shape,
+                "implementation": if ours { "ours" } else { "burn" },
+                "forward_ms": forward, "forward_gb_per_s": 3.0 * size / forward / 1e6,
+                "forward_backward_ms": both, "forward_backward_gb_per_s": 9.0 * size / both / 1e6,
+            }));
+        }
+    }
+}
