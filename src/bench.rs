@@ -5,13 +5,16 @@
 
 use std::time::Instant;
 
+use burn::backend::ops::ModuleOps;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use serde_json::{Value, json};
 
-use crate::device::NativeDevice;
-use crate::resnet::{Arch, BatchNormOps, ConvolveOps, ResNet, ResNetConfig, use_batch_norm_kernels};
 use crate::data::Augment;
+use crate::device::NativeDevice;
+use crate::resnet::{
+    Arch, BatchNormOps, ConvolveOps, ResNet, ResNetConfig, use_batch_norm_kernels,
+};
 use crate::train::{OptimizerKind, Schedule, TrainConfig, Trainer};
 
 /// Which figures, and how many runs each.
@@ -56,27 +59,30 @@ impl std::str::FromStr for Section {
 }
 
 /// Runs `work` (what one timed run does) `warmup` times, then `runs` times timed, and returns
-/// the median milliseconds of one `work`.
-fn median_ms(device: &Device, options: &BenchOptions, mut work: impl FnMut()) -> f64 {
+/// the median milliseconds of one `work`. What `work` returns is kept until the device has
+/// synced: a lazy backend (burn's fusion) need not compute what nobody holds.
+fn median_ms<T>(device: &Device, options: &BenchOptions, mut work: impl FnMut() -> T) -> f64 {
     let sync = |device: &Device| device.sync().expect("the device failed");
     for _ in 0..options.warmup.max(1) {
-        work();
+        let kept = work();
         sync(device);
+        drop(kept);
     }
     // How many repeats make a run of about 2 ms.
     let start = Instant::now();
-    work();
+    let kept = work();
     sync(device);
+    drop(kept);
     let once = start.elapsed().as_secs_f64() * 1e3;
     let repeats = ((2.0 / once.max(1e-3)).ceil() as usize).clamp(1, 50);
     let mut times: Vec<f64> = (0..options.runs.max(1))
         .map(|_| {
             let start = Instant::now();
-            for _ in 0..repeats {
-                work();
-            }
+            let kept: Vec<T> = (0..repeats).map(|_| work()).collect();
             sync(device);
-            start.elapsed().as_secs_f64() * 1e3 / repeats as f64
+            let ms = start.elapsed().as_secs_f64() * 1e3 / repeats as f64;
+            drop(kept);
+            ms
         })
         .collect();
     times.sort_by(f64::total_cmp);
@@ -99,7 +105,7 @@ pub fn run(native: &NativeDevice, options: &BenchOptions, mut emit: impl FnMut(V
             Section::Inference => inference(device, options, &mut emit),
             Section::Training => training(device, options, &mut emit),
             Section::Convolutions => convolutions(device, options, &mut emit),
-            Section::BatchNorm => batch_norms(device, options, &mut emit),
+            Section::BatchNorm => batch_norms(device, native.adapter.is_some(), options, &mut emit),
         }
     }
 }
@@ -130,9 +136,7 @@ fn inference(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Valu
             Distribution::Normal(0.0, 1.0),
             device,
         );
-        let ms = median_ms(device, options, || {
-            let _ = model.forward(images.clone());
-        });
+        let ms = median_ms(device, options, || model.forward(images.clone()));
         emit(json!({
             "figure": "inference", "arch": arch_name(arch), "size": size, "batch": batch,
             "median_ms": ms, "images_per_s": batch as f64 / ms * 1e3,
@@ -145,7 +149,14 @@ fn inference(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Valu
 fn training(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
     let cases = [
         (Arch::ResNet20, 28, 1, 64, OptimizerKind::Adam, 10),
-        (Arch::ResNet18, 224, 3, 32, OptimizerKind::Sgd { momentum: 0.9 }, 1000),
+        (
+            Arch::ResNet18,
+            224,
+            3,
+            32,
+            OptimizerKind::Sgd { momentum: 0.9 },
+            1000,
+        ),
     ];
     let autodiff = device.clone().autodiff();
     for (arch, size, channels, batch, optimizer, classes) in cases {
@@ -177,7 +188,7 @@ fn training(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Value
                 &autodiff,
             );
             let ms = median_ms(device, options, || {
-                let _ = trainer.step(images.clone(), labels.clone());
+                trainer.step(images.clone(), labels.clone()).loss
             });
             emit(json!({
                 "figure": "training_step", "arch": arch_name(arch),
@@ -235,7 +246,13 @@ fn conv_cases() -> Vec<ConvCase> {
 }
 
 /// Our convolution through `ConvolveOps`, as the model calls it.
-fn convolve(input: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, stride: usize, padding: usize) -> Tensor<4> {
+fn convolve(
+    input: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: usize,
+    padding: usize,
+) -> Tensor<4> {
     Tensor::from_dispatch(<burn::backend::Dispatch as ConvolveOps>::convolve(
         input.into_dispatch(),
         weight.into_dispatch(),
@@ -255,20 +272,38 @@ fn convolutions(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(V
             * (case.batch * out_size * out_size * case.out_channels) as f64
             * (case.in_channels * case.kernel * case.kernel) as f64;
         let input_shape = [case.batch, case.in_channels, case.size, case.size];
-        let weight_shape = [case.out_channels, case.in_channels, case.kernel, case.kernel];
+        let weight_shape = [
+            case.out_channels,
+            case.in_channels,
+            case.kernel,
+            case.kernel,
+        ];
         let normal = Distribution::Normal(0.0, 1.0);
         let input = Tensor::<4>::random(input_shape, normal, device);
         let weight = Tensor::<4>::random(weight_shape, normal, device);
         let bias = Tensor::<1>::zeros([case.out_channels], device);
         let forward = median_ms(device, options, || {
-            let _ = convolve(input.clone(), weight.clone(), bias.clone(), case.stride, padding);
+            convolve(
+                input.clone(),
+                weight.clone(),
+                bias.clone(),
+                case.stride,
+                padding,
+            )
         });
         let input = Tensor::<4>::random(input_shape, normal, &autodiff).require_grad();
         let weight = Tensor::<4>::random(weight_shape, normal, &autodiff).require_grad();
         let bias = Tensor::<1>::zeros([case.out_channels], &autodiff);
         let both = median_ms(device, options, || {
-            let output = convolve(input.clone(), weight.clone(), bias.clone(), case.stride, padding);
-            let _ = output.backward();
+            let output = convolve(
+                input.clone(),
+                weight.clone(),
+                bias.clone(),
+                case.stride,
+                padding,
+            );
+            let grads = output.backward();
+            (input.grad(&grads), weight.grad(&grads))
         });
         emit(json!({
             "figure": "convolution", "model": case.model, "batch": case.batch,
@@ -281,9 +316,13 @@ fn convolutions(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(V
 }
 
 /// BatchNorm in training mode at each shape ResNet-18 (batch 32) and ResNet-20 (batch 64)
-/// normalise: ours and burn's default, forward and forward with the backward pass; and a
-/// plain copy of the largest, the bandwidth to compare with.
-fn batch_norms(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
+/// normalise: ours and burn's default (its `ModuleOps`), forward (the batch's statistics and
+/// the output), and forward with the backward pass (the input's, gamma's and beta's
+/// gradients), on an input and an output gradient laid out as the device's convolutions leave
+/// them (ours on a GPU: NHWC in memory; burn's on the CPU: NCHW); and a plain copy of the
+/// largest, the bandwidth to compare with.
+fn batch_norms(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
+    type D = burn::backend::Dispatch;
     let shapes = [
         [32, 64, 112, 112],
         [32, 64, 56, 56],
@@ -295,56 +334,98 @@ fn batch_norms(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Va
         [64, 64, 8, 8],
     ];
     let normal = Distribution::Normal(0.5, 2.0);
-    let first = Tensor::<4>::random(shapes[0], normal, device);
+    // [n, c, h, w], NHWC in memory on a GPU.
+    let activation = |[n, c, h, w]: [usize; 4]| match gpu {
+        true => Tensor::<4>::random([n, h, w, c], normal, device).permute([0, 3, 1, 2]),
+        false => Tensor::<4>::random([n, c, h, w], normal, device),
+    };
+    let layout = if gpu { "nhwc" } else { "nchw" };
+    let first = activation(shapes[0]);
     let bytes = (shapes[0].iter().product::<usize>() * 4) as f64;
-    let copy = median_ms(device, options, || {
-        let _ = first.clone().mul_scalar(1.0);
-    });
+    let copy = median_ms(device, options, || first.clone().add_scalar(1.0));
     emit(json!({
-        "figure": "copy", "bytes": bytes, "median_ms": copy,
+        "figure": "copy", "bytes": bytes, "layout": layout, "median_ms": copy,
         "gb_per_s": 2.0 * bytes / copy / 1e6,
     }));
     drop(first);
-    let autodiff = device.clone().autodiff();
+    let epsilon = 1e-5;
     for shape in shapes {
         let size = (shape.iter().product::<usize>() * 4) as f64;
         let channels = shape[1];
+        let (x, output_grad) = (activation(shape), activation(shape));
+        let gamma = Tensor::<1>::ones([channels], device);
+        let beta = Tensor::<1>::zeros([channels], device);
         for ours in [true, false] {
-            let forward_pass = |x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>| -> Tensor<4> {
+            // The output, and with `backward` the input's gradient and gamma's and beta's
+            // (ours as one [2, channels] tensor).
+            let pass = |backward: bool| -> Vec<Tensor<2>> {
+                let flat = |t: Tensor<4>| t.reshape([shape[0] * channels, shape[2] * shape[3]]);
                 if ours {
-                    let statistics = <burn::backend::Dispatch as BatchNormOps>::batch_norm_statistics(
-                        x.clone().detach().into_dispatch(),
+                    let statistics =
+                        <D as BatchNormOps>::batch_norm_statistics(x.clone().into_dispatch());
+                    let output =
+                        Tensor::<4>::from_dispatch(<D as BatchNormOps>::batch_norm_normalize(
+                            x.clone().into_dispatch(),
+                            statistics.clone(),
+                            gamma.clone().into_dispatch(),
+                            beta.clone().into_dispatch(),
+                            epsilon,
+                        ));
+                    if !backward {
+                        return vec![flat(output), Tensor::from_dispatch(statistics)];
+                    }
+                    let sums = <D as BatchNormOps>::batch_norm_grad_sums(
+                        x.clone().into_dispatch(),
+                        statistics.clone(),
+                        output_grad.clone().into_dispatch(),
+                        epsilon,
                     );
-                    Tensor::from_dispatch(<burn::backend::Dispatch as BatchNormOps>::batch_norm_normalize(
-                        x.into_dispatch(),
-                        statistics,
-                        gamma.into_dispatch(),
-                        beta.into_dispatch(),
-                        1e-5,
-                    ))
+                    let input_grad =
+                        Tensor::<4>::from_dispatch(<D as BatchNormOps>::batch_norm_input_grad(
+                            x.clone().into_dispatch(),
+                            statistics,
+                            gamma.clone().into_dispatch(),
+                            output_grad.clone().into_dispatch(),
+                            sums.clone(),
+                            epsilon,
+                        ));
+                    vec![flat(output), flat(input_grad), Tensor::from_dispatch(sums)]
                 } else {
-                    burn::tensor::module::batch_norm_train(x, gamma, beta, 1e-5).output
+                    let train = <D as ModuleOps<D>>::batch_norm_train(
+                        x.clone().into_dispatch(),
+                        gamma.clone().into_dispatch(),
+                        beta.clone().into_dispatch(),
+                        epsilon,
+                    );
+                    let output = flat(Tensor::<4>::from_dispatch(train.output));
+                    let [mean, variance] =
+                        [train.mean, train.variance].map(|t| Tensor::<1>::from_dispatch(t));
+                    if !backward {
+                        return vec![output, mean.unsqueeze(), variance.unsqueeze()];
+                    }
+                    let grads = <D as ModuleOps<D>>::batch_norm_train_backward(
+                        x.clone().into_dispatch(),
+                        gamma.clone().into_dispatch(),
+                        mean.into_dispatch(),
+                        variance.into_dispatch(),
+                        epsilon,
+                        output_grad.clone().into_dispatch(),
+                    );
+                    let [gamma_grad, beta_grad] = [grads.gamma_grad, grads.beta_grad]
+                        .map(|t| Tensor::<1>::from_dispatch(t).unsqueeze());
+                    let input_grad = flat(Tensor::<4>::from_dispatch(grads.x_grad));
+                    vec![output, input_grad, gamma_grad, beta_grad]
                 }
             };
-            let x = Tensor::<4>::random(shape, normal, device);
-            let gamma = Tensor::<1>::ones([channels], device);
-            let beta = Tensor::<1>::zeros([channels], device);
-            let forward = median_ms(device, options, || {
-                let _ = forward_pass(x.clone(), gamma.clone(), beta.clone());
-            });
-            let x = Tensor::<4>::random(shape, normal, &autodiff).require_grad();
-            let gamma = Tensor::<1>::ones([channels], &autodiff).require_grad();
-            let beta = Tensor::<1>::zeros([channels], &autodiff).require_grad();
-            let both = median_ms(device, options, || {
-                let _ = forward_pass(x.clone(), gamma.clone(), beta.clone()).backward();
-            });
+            let forward = median_ms(device, options, || pass(false));
+            let both = median_ms(device, options, || pass(true));
             // What the passes must read and write at the least: forward x twice and y once;
-            // backward x and dy twice, dx once (and the seed of ones, written once).
+            // backward x and dy twice, dx once.
             emit(json!({
-                "figure": "batch_norm", "shape": shape,
+                "figure": "batch_norm", "shape": shape, "layout": layout,
                 "implementation": if ours { "ours" } else { "burn" },
                 "forward_ms": forward, "forward_gb_per_s": 3.0 * size / forward / 1e6,
-                "forward_backward_ms": both, "forward_backward_gb_per_s": 9.0 * size / both / 1e6,
+                "forward_backward_ms": both, "forward_backward_gb_per_s": 8.0 * size / both / 1e6,
             }));
         }
     }

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use resnet_web::bench::{self, BenchOptions, Section};
 use resnet_web::classifier::{images_tensor, logits};
 use resnet_web::data::Dataset;
+use resnet_web::device::{self, DeviceChoice};
 use resnet_web::finetune::FineTune;
 use resnet_web::preprocess::InputKind;
 use resnet_web::readback::block_on;
@@ -19,8 +21,6 @@ use resnet_web::session::{Session, SessionOptions};
 use resnet_web::train::{
     Augmentation, Evaluation, OptimizerKind, Schedule, TrainOptions, evaluate,
 };
-use resnet_web::bench::{self, BenchOptions, Section};
-use resnet_web::device::{self, DeviceChoice};
 use resnet_web::{Error, Result, image_folder, npy, shipped, weights};
 
 /// ResNet weights, inference and training from the command line.

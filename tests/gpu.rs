@@ -27,10 +27,24 @@ fn gpu() -> Device {
 }
 
 /// Logits of the model from `file` on `device`, its BatchNorms folded or not.
-fn model_logits(file: &[u8], config: &ResNetConfig, input: [usize; 4], device: &Device, folded: bool) -> Vec<f32> {
+fn model_logits(
+    file: &[u8],
+    config: &ResNetConfig,
+    input: [usize; 4],
+    device: &Device,
+    folded: bool,
+) -> Vec<f32> {
     let model = weights::load(file.to_vec(), config, device).expect("weights load");
-    let model = if folded { model.fold_batch_norm() } else { model };
-    logits(&model, images_tensor(synthetic_images(input), input, device).unwrap()).unwrap()
+    let model = if folded {
+        model.fold_batch_norm()
+    } else {
+        model
+    };
+    logits(
+        &model,
+        images_tensor(synthetic_images(input), input, device).unwrap(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -57,10 +71,21 @@ fn resnet18_and_resnet20_logits_on_the_gpu_match_the_cpu_and_pytorch() {
         let pytorch = fixture_logits(fixture);
         for folded in [false, true] {
             let ours = model_logits(&file, &config, input, &gpu, folded);
-            let (to_cpu, to_pytorch) = (max_abs_difference(&ours, &cpu), max_abs_difference(&ours, &pytorch));
-            println!("{name} on the GPU (folded: {folded}): max |gpu - cpu| {to_cpu:e}, |gpu - pytorch| {to_pytorch:e}");
-            assert!(to_cpu < 1e-4, "{name} (folded: {folded}) differs from the CPU by {to_cpu}");
-            assert!(to_pytorch < 1e-4, "{name} (folded: {folded}) differs from PyTorch by {to_pytorch}");
+            let (to_cpu, to_pytorch) = (
+                max_abs_difference(&ours, &cpu),
+                max_abs_difference(&ours, &pytorch),
+            );
+            println!(
+                "{name} on the GPU (folded: {folded}): max |gpu - cpu| {to_cpu:e}, |gpu - pytorch| {to_pytorch:e}"
+            );
+            assert!(
+                to_cpu < 1e-4,
+                "{name} (folded: {folded}) differs from the CPU by {to_cpu}"
+            );
+            assert!(
+                to_pytorch < 1e-4,
+                "{name} (folded: {folded}) differs from PyTorch by {to_pytorch}"
+            );
         }
     }
 }
@@ -77,7 +102,14 @@ struct Reference {
     running_var: Vec<f64>,
 }
 
-fn reference(x: &[f64], w: &[f64], [n, c, h, wd]: [usize; 4], gamma: &[f64], beta: &[f64], running: [&[f64]; 2]) -> Reference {
+fn reference(
+    x: &[f64],
+    w: &[f64],
+    [n, c, h, wd]: [usize; 4],
+    gamma: &[f64],
+    beta: &[f64],
+    running: [&[f64]; 2],
+) -> Reference {
     let pixels = h * wd;
     let count = (n * pixels) as f64;
     let index = |image: usize, channel: usize, pixel: usize| (image * c + channel) * pixels + pixel;
@@ -95,20 +127,32 @@ fn reference(x: &[f64], w: &[f64], [n, c, h, wd]: [usize; 4], gamma: &[f64], bet
         gamma_grad[channel] = all().map(|i| w[i] * x_hat(i)).sum();
         for i in all() {
             output[i] = x_hat(i) * gamma[channel] + beta[channel];
-            input_grad[i] = gamma[channel] * inv_std
+            input_grad[i] = gamma[channel]
+                * inv_std
                 * (w[i] - beta_grad[channel] / count - x_hat(i) * gamma_grad[channel] / count);
         }
         running_mean[channel] = 0.9 * running[0][channel] + 0.1 * mean;
         running_var[channel] = 0.9 * running[1][channel] + 0.1 * var * count / (count - 1.0);
     }
-    Reference { output, input_grad, gamma_grad, beta_grad, running_mean, running_var }
+    Reference {
+        output,
+        input_grad,
+        gamma_grad,
+        beta_grad,
+        running_mean,
+        running_var,
+    }
 }
 
 /// The largest |ours - reference|, relative to the reference's largest magnitude (at least 1).
 fn relative_error(ours: &[f32], reference: &[f64]) -> f64 {
     assert_eq!(ours.len(), reference.len());
     let scale = reference.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    ours.iter().zip(reference).map(|(&a, &b)| (a as f64 - b).abs()).fold(0.0, f64::max) / scale
+    ours.iter()
+        .zip(reference)
+        .map(|(&a, &b)| (a as f64 - b).abs())
+        .fold(0.0, f64::max)
+        / scale
 }
 
 fn floats(tensor: Tensor<1>) -> Vec<f32> {
@@ -116,10 +160,18 @@ fn floats(tensor: Tensor<1>) -> Vec<f32> {
 }
 
 /// Our training-mode BatchNorm, as a block calls it, on `device` (an autodiff device).
-fn run_batch_norm(device: &Device, x: &[f32], w: &[f32], shape: [usize; 4], channels_last: bool, params: [&[f32]; 4]) -> [Vec<f32>; 6] {
+fn run_batch_norm(
+    device: &Device,
+    x: &[f32],
+    w: &[f32],
+    shape: [usize; 4],
+    channels_last: bool,
+    params: [&[f32]; 4],
+) -> [Vec<f32>; 6] {
     let c = shape[1];
     let mut norm: BatchNorm = BatchNormConfig::new(c).init(device);
-    let vector = |values: &[f32]| Tensor::<1>::from_data(TensorData::new(values.to_vec(), [c]), device);
+    let vector =
+        |values: &[f32]| Tensor::<1>::from_data(TensorData::new(values.to_vec(), [c]), device);
     norm.gamma = norm.gamma.map(|_| vector(params[0]).require_grad());
     norm.beta = norm.beta.map(|_| vector(params[1]).require_grad());
     norm.running_mean = burn::module::RunningState::new(vector(params[2]));
@@ -155,18 +207,28 @@ fn batch_norm_training_matches_float64_on_the_cpu_and_the_gpu() {
     // A shape whose reduction takes more than one combining pass, with a mean far from zero
     // (a one-pass float32 sum of squares would lose the variance); a small odd one; and 6
     // channels, which our GPU kernels leave to the composite operations.
-    let cases: [([usize; 4], f32); 3] = [([4, 16, 33, 33], 100.0), ([3, 8, 5, 7], 0.5), ([2, 6, 4, 4], -1.0)];
+    let cases: [([usize; 4], f32); 3] = [
+        ([4, 16, 33, 33], 100.0),
+        ([3, 8, 5, 7], 0.5),
+        ([2, 6, 4, 4], -1.0),
+    ];
     for device in [Device::flex(), gpu()] {
         let autodiff = device.clone().autodiff();
         for (shape, offset) in cases {
             let len: usize = shape.iter().product();
             let c = shape[1];
-            let x: Vec<f32> = synthetic("batch-norm x", &[len]).iter().map(|v| offset + 4.0 * v).collect();
+            let x: Vec<f32> = synthetic("batch-norm x", &[len])
+                .iter()
+                .map(|v| offset + 4.0 * v)
+                .collect();
             let w = synthetic("batch-norm w", &[len]);
             let gamma: Vec<f32> = synthetic("gamma", &[c]).iter().map(|v| 1.0 + v).collect();
             let beta = synthetic("beta", &[c]);
             let running_mean = synthetic("running mean", &[c]);
-            let running_var: Vec<f32> = synthetic("running var", &[c]).iter().map(|v| 1.0 + v.abs()).collect();
+            let running_var: Vec<f32> = synthetic("running var", &[c])
+                .iter()
+                .map(|v| 1.0 + v.abs())
+                .collect();
             let wide = |values: &[f32]| values.iter().map(|&v| v as f64).collect::<Vec<f64>>();
             let expected = reference(
                 &wide(&x),
@@ -177,7 +239,14 @@ fn batch_norm_training_matches_float64_on_the_cpu_and_the_gpu() {
                 [&wide(&running_mean), &wide(&running_var)],
             );
             for channels_last in [false, true] {
-                let ours = run_batch_norm(&autodiff, &x, &w, shape, channels_last, [&gamma, &beta, &running_mean, &running_var]);
+                let ours = run_batch_norm(
+                    &autodiff,
+                    &x,
+                    &w,
+                    shape,
+                    channels_last,
+                    [&gamma, &beta, &running_mean, &running_var],
+                );
                 let references = [
                     &expected.output,
                     &expected.input_grad,
@@ -186,11 +255,23 @@ fn batch_norm_training_matches_float64_on_the_cpu_and_the_gpu() {
                     &expected.running_mean,
                     &expected.running_var,
                 ];
-                let names = ["output", "input gradient", "gamma gradient", "beta gradient", "running mean", "running var"];
+                let names = [
+                    "output",
+                    "input gradient",
+                    "gamma gradient",
+                    "beta gradient",
+                    "running mean",
+                    "running var",
+                ];
                 for ((ours, reference), name) in ours.iter().zip(references).zip(names) {
                     let error = relative_error(ours, reference);
-                    println!("{device:?} {shape:?} channels last {channels_last}: {name} relative error {error:e}");
-                    assert!(error < 1e-4, "{device:?} {shape:?}: the {name} is off by {error}");
+                    println!(
+                        "{device:?} {shape:?} channels last {channels_last}: {name} relative error {error:e}"
+                    );
+                    assert!(
+                        error < 1e-4,
+                        "{device:?} {shape:?}: the {name} is off by {error}"
+                    );
                 }
             }
         }
@@ -203,8 +284,14 @@ fn the_float64_reference_gradient_matches_finite_differences() {
     // of its own output.
     let shape = [2, 3, 2, 3];
     let len: usize = shape.iter().product();
-    let x: Vec<f64> = synthetic("fd x", &[len]).iter().map(|&v| v as f64).collect();
-    let w: Vec<f64> = synthetic("fd w", &[len]).iter().map(|&v| v as f64).collect();
+    let x: Vec<f64> = synthetic("fd x", &[len])
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    let w: Vec<f64> = synthetic("fd w", &[len])
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
     let (gamma, beta) = (vec![1.2, 0.8, 1.5], vec![0.1, -0.3, 0.0]);
     let zeros = vec![0.0; 3];
     let loss = |x: &[f64]| -> f64 {
@@ -218,7 +305,11 @@ fn the_float64_reference_gradient_matches_finite_differences() {
         up[i] += h;
         down[i] -= h;
         let numeric = (loss(&up) - loss(&down)) / (2.0 * h);
-        assert!((analytic[i] - numeric).abs() < 1e-6, "{i}: {} vs {numeric}", analytic[i]);
+        assert!(
+            (analytic[i] - numeric).abs() < 1e-6,
+            "{i}: {} vs {numeric}",
+            analytic[i]
+        );
     }
 }
 
@@ -249,7 +340,9 @@ fn twenty_training_steps_on_the_gpu_follow_the_cpus_loss_curve() {
     let cpu = loss_curve(&Device::flex().autodiff(), 20);
     let gpu = loss_curve(&gpu().autodiff(), 20);
     let difference = max_relative_difference(&gpu, &cpu);
-    println!("GPU vs CPU loss curve: max relative difference {difference:e}\n  cpu {cpu:?}\n  gpu {gpu:?}");
+    println!(
+        "GPU vs CPU loss curve: max relative difference {difference:e}\n  cpu {cpu:?}\n  gpu {gpu:?}"
+    );
     assert!(difference < 1e-3, "{difference}");
     assert!(cpu[19] < cpu[0], "the loss goes down");
 }
@@ -273,8 +366,14 @@ fn a_machine_without_the_vulkan_loader_is_told_to_install_it() {
     // A loader name that does not exist stands for a machine without libvulkan.
     let (success, text) = resnet_gpu(&[("RESNET_WEB_VULKAN_LOADER", "libvulkan-missing.so.1")]);
     assert!(!success, "{text}");
-    assert!(text.contains("no Vulkan loader: libvulkan-missing.so.1 could not be loaded"), "{text}");
-    assert!(text.contains("apt-get install libvulkan1") && text.contains("--device cpu"), "{text}");
+    assert!(
+        text.contains("no Vulkan loader: libvulkan-missing.so.1 could not be loaded"),
+        "{text}"
+    );
+    assert!(
+        text.contains("apt-get install libvulkan1") && text.contains("--device cpu"),
+        "{text}"
+    );
     assert!(!text.contains("panicked"), "{text}");
 }
 
@@ -282,9 +381,16 @@ fn a_machine_without_the_vulkan_loader_is_told_to_install_it() {
 fn a_machine_without_a_gpu_driver_is_told_what_to_install() {
     // The loader is there, but it is pointed at a driver that does not exist.
     let missing = "/nonexistent/icd.json";
-    let (success, text) = resnet_gpu(&[("VK_DRIVER_FILES", missing), ("VK_ICD_FILENAMES", missing)]);
+    let (success, text) =
+        resnet_gpu(&[("VK_DRIVER_FILES", missing), ("VK_ICD_FILENAMES", missing)]);
     assert!(!success, "{text}");
-    assert!(text.contains("no GPU adapter: the graphics drivers offer no device"), "{text}");
-    assert!(text.contains("mesa-vulkan-drivers") && text.contains("--device cpu"), "{text}");
+    assert!(
+        text.contains("no GPU adapter: the graphics drivers offer no device"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mesa-vulkan-drivers") && text.contains("--device cpu"),
+        "{text}"
+    );
     assert!(!text.contains("panicked"), "{text}");
 }

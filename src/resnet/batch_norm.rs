@@ -207,7 +207,10 @@ fn normalized<B: Backend>(
 ) -> FloatTensor<B> {
     let channels = dims4(&input)[1];
     let [mean, variance] = rows::<B>(statistics, channels);
-    B::float_mul(B::float_sub(input, mean), inverse_std::<B>(variance, epsilon))
+    B::float_mul(
+        B::float_sub(input, mean),
+        inverse_std::<B>(variance, epsilon),
+    )
 }
 
 /// A Flex tensor's values, contiguous and in its logical order.
@@ -422,13 +425,15 @@ pub fn batch_norm_forward(norm: &BatchNorm, input: Tensor<4>) -> Tensor<4> {
             input.clone().detach().into_dispatch(),
         ),
     );
-    let output = Tensor::from_dispatch(<burn::backend::Dispatch as BatchNormOps>::batch_norm_normalize(
-        input.into_dispatch(),
-        statistics.clone().into_dispatch(),
-        norm.gamma.val().into_dispatch(),
-        norm.beta.val().into_dispatch(),
-        norm.epsilon,
-    ));
+    let output = Tensor::from_dispatch(
+        <burn::backend::Dispatch as BatchNormOps>::batch_norm_normalize(
+            input.into_dispatch(),
+            statistics.clone().into_dispatch(),
+            norm.gamma.val().into_dispatch(),
+            norm.beta.val().into_dispatch(),
+            norm.epsilon,
+        ),
+    );
     update_running_statistics(norm, statistics, batch * height * width);
     output
 }

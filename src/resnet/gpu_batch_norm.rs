@@ -186,13 +186,50 @@ fn combine_kernel<E: Float, N: Size>(
     }
 }
 
-/// y = (x - mean) / std x gamma + beta, one vector per invocation.
+/// Per channel, what the elementwise passes multiply and add, computed once: for the
+/// normalisation, [scale, shift] with y = x scale + shift; for the input gradient, [a, b, c]
+/// with dx = a dy + b x + c, where a = gamma / std, b = -a / std mean(dy x_hat) and c = -a
+/// mean(dy) - b mean. One invocation per vector of channels.
 #[cube(launch_unchecked)]
-fn normalize_kernel<E: Float, N: Size>(
-    input: &Tensor<Vector<E, N>>,
+fn coefficients_kernel<E: Float, N: Size>(
     statistics: &Tensor<Vector<E, N>>,
     gamma: &Tensor<Vector<E, N>>,
     beta: &Tensor<Vector<E, N>>,
+    sums: &Tensor<Vector<E, N>>,
+    coefficients: &mut Tensor<Vector<E, N>>,
+    launch: NormLaunch,
+    #[comptime] gradient: bool,
+    #[define(E)] _dtype: ElemType,
+) {
+    let position = ABSOLUTE_POS as u32;
+    if position >= launch.invocations {
+        terminate!();
+    }
+    let vectors = launch.vectors as usize;
+    let vector = position as usize;
+    let mean = statistics[vector];
+    let inverse_std = Vector::recip(Vector::sqrt(
+        statistics[vectors + vector] + Vector::new(launch.epsilon.get::<E>()),
+    ));
+    let scale = gamma[vector] * inverse_std;
+    if gradient {
+        let count = Vector::new(E::cast_from(launch.rows));
+        let b = Vector::<E, N>::zero() - scale * inverse_std * sums[vectors + vector] / count;
+        coefficients[vector] = scale;
+        coefficients[vectors + vector] = b;
+        coefficients[2 * vectors + vector] =
+            Vector::<E, N>::zero() - scale * sums[vector] / count - b * mean;
+    } else {
+        coefficients[vector] = scale;
+        coefficients[vectors + vector] = beta[vector] - mean * scale;
+    }
+}
+
+/// y = x scale + shift, one vector per invocation.
+#[cube(launch_unchecked)]
+fn normalize_kernel<E: Float, N: Size>(
+    input: &Tensor<Vector<E, N>>,
+    affine: &Tensor<Vector<E, N>>,
     output: &mut Tensor<Vector<E, N>>,
     launch: NormLaunch,
     #[define(E)] _dtype: ElemType,
@@ -202,23 +239,16 @@ fn normalize_kernel<E: Float, N: Size>(
         terminate!();
     }
     let vector = (position % launch.vectors) as usize;
-    let mean = statistics[vector];
-    let variance = statistics[launch.vectors as usize + vector];
-    let scale = gamma[vector]
-        * Vector::recip(Vector::sqrt(
-            variance + Vector::new(launch.epsilon.get::<E>()),
-        ));
-    output[position as usize] = (input[position as usize] - mean) * scale + beta[vector];
+    output[position as usize] =
+        input[position as usize] * affine[vector] + affine[launch.vectors as usize + vector];
 }
 
-/// dx = gamma / std x (dy - mean(dy) - x_hat x mean(dy x_hat)), one vector per invocation.
+/// dx = a dy + b x + c, one vector per invocation.
 #[cube(launch_unchecked)]
 fn input_grad_kernel<E: Float, N: Size>(
     input: &Tensor<Vector<E, N>>,
     output_grad: &Tensor<Vector<E, N>>,
-    statistics: &Tensor<Vector<E, N>>,
-    gamma: &Tensor<Vector<E, N>>,
-    sums: &Tensor<Vector<E, N>>,
+    coefficients: &Tensor<Vector<E, N>>,
     input_grad: &mut Tensor<Vector<E, N>>,
     launch: NormLaunch,
     #[define(E)] _dtype: ElemType,
@@ -229,16 +259,50 @@ fn input_grad_kernel<E: Float, N: Size>(
     }
     let vectors = launch.vectors as usize;
     let vector = (position % launch.vectors) as usize;
-    let count = Vector::new(E::cast_from(launch.rows));
-    let mean = statistics[vector];
-    let inverse_std = Vector::recip(Vector::sqrt(
-        statistics[vectors + vector] + Vector::new(launch.epsilon.get::<E>()),
-    ));
-    let dy_mean = sums[vector] / count;
-    let dy_x_mean = sums[vectors + vector] / count;
-    let x_hat = (input[position as usize] - mean) * inverse_std;
-    let dy = output_grad[position as usize];
-    input_grad[position as usize] = gamma[vector] * inverse_std * (dy - dy_mean - x_hat * dy_x_mean);
+    input_grad[position as usize] = coefficients[vector] * output_grad[position as usize]
+        + coefficients[vectors + vector] * input[position as usize]
+        + coefficients[2 * vectors + vector];
+}
+
+/// The per-channel coefficients of `coefficients_kernel`: [2, channels] for the
+/// normalisation, [3, channels] for the input gradient (with `sums`).
+fn coefficients(
+    statistics: CubeTensor,
+    gamma: CubeTensor,
+    beta_or_sums: CubeTensor,
+    rows: usize,
+    epsilon: f64,
+    gradient: bool,
+) -> CubeTensor {
+    let (client, device) = (statistics.client.clone(), statistics.device.clone());
+    let channels = gamma.shape()[0];
+    let rows_out = if gradient { 3 } else { 2 };
+    let output = empty_device_dtype(
+        client.clone(),
+        device,
+        [rows_out, channels].into(),
+        DType::F32,
+    );
+    let invocations = channels / VECTOR;
+    let beta_or_sums = into_contiguous(beta_or_sums);
+    // SAFETY: one vector of channels per invocation, inside every tensor; the rest stop.
+    unsafe {
+        coefficients_kernel::launch_unchecked(
+            &client,
+            launch_count(&client, invocations),
+            CubeDim::new_1d(WORKGROUP),
+            VECTOR,
+            into_contiguous(statistics).into_tensor_arg(),
+            into_contiguous(gamma).into_tensor_arg(),
+            beta_or_sums.clone().into_tensor_arg(),
+            beta_or_sums.into_tensor_arg(),
+            output.clone().into_tensor_arg(),
+            norm_launch(rows, channels, invocations, epsilon),
+            gradient,
+            burn::backend::cubecl::dtype_to_storage_type(DType::F32),
+        );
+    }
+    output
 }
 
 /// Whether our kernels take this input: float32 NCHW with whole vectors of channels.
@@ -264,7 +328,10 @@ fn norm_launch(rows: usize, channels: usize, invocations: usize, epsilon: f64) -
         0,
         FAN_IN as u32,
         invocations as u32,
-        InputScalar::new(epsilon, burn::backend::cubecl::dtype_to_storage_type(DType::F32)),
+        InputScalar::new(
+            epsilon,
+            burn::backend::cubecl::dtype_to_storage_type(DType::F32),
+        ),
     )
 }
 
@@ -273,7 +340,12 @@ fn launch_count(client: &Client, invocations: usize) -> CubeCount {
 }
 
 /// Combines `parts` ([count, 3, channels]) down to [2, channels].
-fn combine(mut parts: CubeTensor, mut count: usize, channels: usize, statistics: bool) -> CubeTensor {
+fn combine(
+    mut parts: CubeTensor,
+    mut count: usize,
+    channels: usize,
+    statistics: bool,
+) -> CubeTensor {
     let (client, device) = (parts.client.clone(), parts.device.clone());
     loop {
         let outputs = count.div_ceil(FAN_IN);
@@ -319,7 +391,12 @@ impl BatchNormOps for CubeBackend {
         let (client, device) = (input.client.clone(), input.device.clone());
         let input = channels_last(input);
         let count = rows.div_ceil(ROWS_PER_PART);
-        let parts = empty_device_dtype(client.clone(), device, [count, 3, channels].into(), DType::F32);
+        let parts = empty_device_dtype(
+            client.clone(),
+            device,
+            [count, 3, channels].into(),
+            DType::F32,
+        );
         let invocations = count * channels / VECTOR;
         // SAFETY: each invocation reads its part's rows (< rows) and writes its own partial.
         unsafe {
@@ -357,6 +434,7 @@ impl BatchNormOps for CubeBackend {
             [shape[0], shape[2], shape[3], channels].into(),
             DType::F32,
         );
+        let affine = coefficients(statistics, gamma, beta, rows, epsilon, false);
         let invocations = rows * channels / VECTOR;
         // SAFETY: one vector per invocation, inside every tensor; the rest stop.
         unsafe {
@@ -366,9 +444,7 @@ impl BatchNormOps for CubeBackend {
                 CubeDim::new_1d(WORKGROUP),
                 VECTOR,
                 input.into_tensor_arg(),
-                into_contiguous(statistics).into_tensor_arg(),
-                into_contiguous(gamma).into_tensor_arg(),
-                into_contiguous(beta).into_tensor_arg(),
+                affine.into_tensor_arg(),
                 output.clone().into_tensor_arg(),
                 norm_launch(rows, channels, invocations, epsilon),
                 burn::backend::cubecl::dtype_to_storage_type(DType::F32),
@@ -389,7 +465,12 @@ impl BatchNormOps for CubeBackend {
         let (rows, channels) = rows_and_channels(&input.shape());
         let (client, device) = (input.client.clone(), input.device.clone());
         let count = rows.div_ceil(ROWS_PER_PART);
-        let parts = empty_device_dtype(client.clone(), device, [count, 3, channels].into(), DType::F32);
+        let parts = empty_device_dtype(
+            client.clone(),
+            device,
+            [count, 3, channels].into(),
+            DType::F32,
+        );
         let invocations = count * channels / VECTOR;
         // SAFETY: as for the statistics' partials.
         unsafe {
@@ -436,6 +517,7 @@ impl BatchNormOps for CubeBackend {
             [shape[0], shape[2], shape[3], channels].into(),
             DType::F32,
         );
+        let coefficients = coefficients(statistics, gamma, sums, rows, epsilon, true);
         let invocations = rows * channels / VECTOR;
         // SAFETY: one vector per invocation, inside every tensor; the rest stop.
         unsafe {
@@ -446,9 +528,7 @@ impl BatchNormOps for CubeBackend {
                 VECTOR,
                 channels_last(input).into_tensor_arg(),
                 channels_last(output_grad).into_tensor_arg(),
-                into_contiguous(statistics).into_tensor_arg(),
-                into_contiguous(gamma).into_tensor_arg(),
-                into_contiguous(sums).into_tensor_arg(),
+                coefficients.into_tensor_arg(),
                 input_grad.clone().into_tensor_arg(),
                 norm_launch(rows, channels, invocations, epsilon),
                 burn::backend::cubecl::dtype_to_storage_type(DType::F32),

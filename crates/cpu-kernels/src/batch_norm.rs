@@ -5,6 +5,8 @@
 //! With the `threads` feature, channels (reductions) and runs (elementwise) are split
 //! across rayon's pool.
 
+use std::mem::MaybeUninit;
+
 /// The layout of an NCHW tensor, as these functions read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NormShape {
@@ -49,37 +51,58 @@ fn per_channel<T: Send>(channels: usize, f: impl Fn(usize) -> T + Sync + Send) -
 }
 
 /// An output of `shape`, each run of `pixels` values written by `write(channel, run index,
-/// out)`.
-fn per_run(shape: NormShape, write: impl Fn(usize, usize, &mut [f32]) + Sync + Send) -> Vec<f32> {
-    let mut output = vec![0.0; shape.len()];
+/// out)`, which must write all of `out`.
+fn per_run(
+    shape: NormShape,
+    write: impl Fn(usize, usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+) -> Vec<f32> {
     let pixels = shape.pixels.max(1);
-    let run = |(index, out): (usize, &mut [f32])| write(index % shape.channels, index, out);
-    #[cfg(feature = "threads")]
-    {
-        use rayon::prelude::*;
-        output.par_chunks_mut(pixels).enumerate().for_each(run);
+    let run =
+        |(index, out): (usize, &mut [MaybeUninit<f32>])| write(index % shape.channels, index, out);
+    let write_runs = |uninit: &mut [MaybeUninit<f32>]| {
+        #[cfg(feature = "threads")]
+        {
+            use rayon::prelude::*;
+            uninit.par_chunks_mut(pixels).enumerate().for_each(run);
+        }
+        #[cfg(not(feature = "threads"))]
+        uninit.chunks_mut(pixels).enumerate().for_each(run);
+    };
+    // SAFETY: each run's `write` writes all of its values (its callers below do).
+    unsafe { crate::written_by(shape.len(), write_runs) }
+}
+
+/// Eight partial sums of `term(i)` over `0..len`, so that the loop vectorises (a single f32
+/// accumulator is a chain the compiler may not reorder), added in f64.
+fn lane_sum(len: usize, term: impl Fn(usize) -> f32) -> f64 {
+    let mut lanes = [0.0f32; 8];
+    let whole = len / 8 * 8;
+    for start in (0..whole).step_by(8) {
+        for (lane, sum) in lanes.iter_mut().enumerate() {
+            *sum += term(start + lane);
+        }
     }
-    #[cfg(not(feature = "threads"))]
-    output.chunks_mut(pixels).enumerate().for_each(run);
-    output
+    let tail: f64 = (whole..len).map(|i| term(i) as f64).sum();
+    lanes.iter().map(|&v| v as f64).sum::<f64>() + tail
 }
 
 /// Each channel's mean and biased variance (divided by the count, as the normalisation
-/// uses it). Sums are taken in f64, so that 400,000 values lose nothing to rounding.
+/// uses it): per run in float32 lanes, across runs in f64, the variance around the mean
+/// (two passes), so that 400,000 values whose mean is far from zero lose nothing.
 pub fn statistics(input: &[f32], shape: NormShape) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(input.len(), shape.len(), "input does not match its shape");
     let count = shape.count() as f64;
     let moments = per_channel(shape.channels, |channel| {
         let sum: f64 = shape
             .runs(input, channel)
-            .map(|run| run.iter().map(|&v| v as f64).sum::<f64>())
+            .map(|run| lane_sum(run.len(), |i| run[i]))
             .sum();
-        let mean = sum / count;
+        let mean = (sum / count) as f32;
         let squares: f64 = shape
             .runs(input, channel)
-            .map(|run| run.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
+            .map(|run| lane_sum(run.len(), |i| (run[i] - mean) * (run[i] - mean)))
             .sum();
-        (mean as f32, (squares / count) as f32)
+        (mean, (squares / count) as f32)
     });
     moments.into_iter().unzip()
 }
@@ -115,7 +138,7 @@ pub fn normalize(
         let (scale, shift) = affine[channel];
         let run = &input[index * pixels..(index + 1) * pixels];
         for (out, &x) in out.iter_mut().zip(run) {
-            *out = x * scale + shift;
+            out.write(x * scale + shift);
         }
     })
 }
@@ -130,16 +153,21 @@ pub fn grad_sums(
     epsilon: f64,
 ) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(input.len(), shape.len(), "input does not match its shape");
-    assert_eq!(output_grad.len(), shape.len(), "gradient does not match its shape");
+    assert_eq!(
+        output_grad.len(),
+        shape.len(),
+        "gradient does not match its shape"
+    );
     let sums = per_channel(shape.channels, |channel| {
         let inv_std = 1.0 / (variance[channel] as f64 + epsilon).sqrt();
-        let mean = mean[channel] as f64;
+        let mean = mean[channel];
         let (mut dy_sum, mut dy_x_sum) = (0.0f64, 0.0f64);
-        for (run, grad) in shape.runs(input, channel).zip(shape.runs(output_grad, channel)) {
-            for (&x, &dy) in run.iter().zip(grad) {
-                dy_sum += dy as f64;
-                dy_x_sum += dy as f64 * (x as f64 - mean);
-            }
+        for (run, grad) in shape
+            .runs(input, channel)
+            .zip(shape.runs(output_grad, channel))
+        {
+            dy_sum += lane_sum(run.len(), |i| grad[i]);
+            dy_x_sum += lane_sum(run.len(), |i| grad[i] * (run[i] - mean));
         }
         (dy_sum as f32, (dy_x_sum * inv_std) as f32)
     });
@@ -158,7 +186,11 @@ pub fn input_grad(
     epsilon: f64,
 ) -> Vec<f32> {
     assert_eq!(input.len(), shape.len(), "input does not match its shape");
-    assert_eq!(output_grad.len(), shape.len(), "gradient does not match its shape");
+    assert_eq!(
+        output_grad.len(),
+        shape.len(),
+        "gradient does not match its shape"
+    );
     let count = shape.count() as f32;
     let pixels = shape.pixels;
     per_run(shape, |channel, index, out| {
@@ -166,11 +198,16 @@ pub fn input_grad(
         let scale = gamma[channel] * inv_std;
         let dy_mean = dy_sum[channel] / count;
         let dy_x_mean = dy_x_sum[channel] / count;
-        let mean = mean[channel];
+        // dx = scale (dy - mean(dy) - x_hat mean(dy x_hat)) = scale dy + b x + c.
+        let b = -scale * inv_std * dy_x_mean;
+        let c = -scale * dy_mean - b * mean[channel];
         let range = index * pixels..(index + 1) * pixels;
-        for ((out, &x), &dy) in out.iter_mut().zip(&input[range.clone()]).zip(&output_grad[range]) {
-            let x_hat = (x - mean) * inv_std;
-            *out = scale * (dy - dy_mean - x_hat * dy_x_mean);
+        for ((out, &x), &dy) in out
+            .iter_mut()
+            .zip(&input[range.clone()])
+            .zip(&output_grad[range])
+        {
+            out.write(scale * dy + b * x + c);
         }
     })
 }
@@ -189,30 +226,53 @@ mod tests {
 
     #[test]
     fn statistics_match_a_float64_reference() {
-        let shape = NormShape { batch: 3, channels: 2, pixels: 5 };
+        let shape = NormShape {
+            batch: 3,
+            channels: 2,
+            pixels: 5,
+        };
         let input = values(shape.len());
         let (mean, variance) = statistics(&input, shape);
         for channel in 0..2 {
-            let all: Vec<f64> = shape.runs(&input, channel).flatten().map(|&v| v as f64).collect();
+            let all: Vec<f64> = shape
+                .runs(&input, channel)
+                .flatten()
+                .map(|&v| v as f64)
+                .collect();
             let m = all.iter().sum::<f64>() / all.len() as f64;
             let v = all.iter().map(|x| (x - m).powi(2)).sum::<f64>() / all.len() as f64;
             assert!((mean[channel] as f64 - m).abs() < 1e-4);
-            assert!((variance[channel] as f64 - v).abs() < 1e-6 * v.max(1.0), "{} {v}", variance[channel]);
+            assert!(
+                (variance[channel] as f64 - v).abs() < 1e-6 * v.max(1.0),
+                "{} {v}",
+                variance[channel]
+            );
         }
     }
 
     #[test]
     fn the_input_gradient_matches_finite_differences() {
         // loss = sum(w * bn(x)) with fixed weights w, so dy = w.
-        let shape = NormShape { batch: 2, channels: 2, pixels: 3 };
-        let input: Vec<f32> = (0..shape.len()).map(|i| ((i * 37) % 11) as f32 * 0.3 - 1.0).collect();
-        let weights: Vec<f32> = (0..shape.len()).map(|i| ((i * 13) % 7) as f32 * 0.2 - 0.5).collect();
+        let shape = NormShape {
+            batch: 2,
+            channels: 2,
+            pixels: 3,
+        };
+        let input: Vec<f32> = (0..shape.len())
+            .map(|i| ((i * 37) % 11) as f32 * 0.3 - 1.0)
+            .collect();
+        let weights: Vec<f32> = (0..shape.len())
+            .map(|i| ((i * 13) % 7) as f32 * 0.2 - 0.5)
+            .collect();
         let (gamma, beta) = (vec![1.5, 0.7], vec![0.1, -0.2]);
         let epsilon = 1e-5;
         let loss = |x: &[f32]| -> f64 {
             let (m, v) = statistics(x, shape);
             let y = normalize(x, shape, [&m, &v], [&gamma, &beta], epsilon);
-            y.iter().zip(&weights).map(|(&a, &b)| a as f64 * b as f64).sum()
+            y.iter()
+                .zip(&weights)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum()
         };
         let (mean, variance) = statistics(&input, shape);
         let (dy_sum, dy_x_sum) = grad_sums(&input, &weights, shape, [&mean, &variance], epsilon);
@@ -231,7 +291,11 @@ mod tests {
             up[i] += h;
             down[i] -= h;
             let numeric = (loss(&up) - loss(&down)) / (2.0 * h as f64);
-            assert!((grad[i] as f64 - numeric).abs() < 2e-3, "{i}: {} vs {numeric}", grad[i]);
+            assert!(
+                (grad[i] as f64 - numeric).abs() < 2e-3,
+                "{i}: {} vs {numeric}",
+                grad[i]
+            );
         }
     }
 }

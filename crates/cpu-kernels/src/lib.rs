@@ -201,10 +201,7 @@ pub fn conv2d(
             }
         }
     };
-    let len = pixels * channels_out;
-    let mut output = Vec::with_capacity(len);
-    let uninit = &mut output.spare_capacity_mut()[..len];
-    match split {
+    let write_runs = |uninit: &mut [MaybeUninit<f32>]| match split {
         #[cfg(feature = "threads")]
         true => {
             use rayon::prelude::*;
@@ -216,8 +213,23 @@ pub fn conv2d(
         // Not through rayon at all: from outside its pool, even one job is handed to a
         // worker and waited for.
         _ => run(0, uninit),
-    }
-    // SAFETY: the runs wrote every one of the `len` values.
+    };
+    // SAFETY: the runs write every one of the output's values.
+    unsafe { written_by(pixels * channels_out, write_runs) }
+}
+
+/// A vector of `len` values that `write` writes into uninitialised memory, so that a
+/// kernel's output is not zeroed first only to be overwritten.
+///
+/// # Safety
+/// `write` must write every one of the `len` values it is handed.
+pub(crate) unsafe fn written_by(
+    len: usize,
+    write: impl FnOnce(&mut [MaybeUninit<f32>]),
+) -> Vec<f32> {
+    let mut output = Vec::with_capacity(len);
+    write(&mut output.spare_capacity_mut()[..len]);
+    // SAFETY: the caller's promise: `write` wrote all `len` values.
     unsafe { output.set_len(len) };
     output
 }
@@ -365,9 +377,7 @@ fn pad(
             row[row_len..row_len + after].fill(zero);
         }
     };
-    let mut padded = Vec::with_capacity(len);
-    let uninit = &mut padded.spare_capacity_mut()[..len];
-    match split {
+    let write_images = |uninit: &mut [MaybeUninit<f32>]| match split {
         #[cfg(feature = "threads")]
         true => {
             use rayon::prelude::*;
@@ -380,11 +390,10 @@ fn pad(
             .chunks_exact_mut(padded_image_len)
             .zip(input.chunks_exact(image_len))
             .for_each(pad_image),
-    }
-    // SAFETY: each image's task wrote its top rows, every row with the zeros around it,
+    };
+    // SAFETY: each image's task writes its top rows, every row with the zeros around it,
     // and its bottom rows: all `len` values.
-    unsafe { padded.set_len(len) };
-    padded
+    unsafe { written_by(len, write_images) }
 }
 
 /// Max pooling over `kernel x kernel` windows; padding never wins (it counts as minus
