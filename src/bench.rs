@@ -357,12 +357,16 @@ fn batch_norms(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut im
         let beta = Tensor::<1>::zeros([channels], device);
         for ours in [true, false] {
             // The output, and with `backward` the input's gradient and gamma's and beta's
-            // (ours as one [2, channels] tensor).
+            // (ours in one [5, channels] tensor).
             let pass = |backward: bool| -> Vec<Tensor<2>> {
                 let flat = |t: Tensor<4>| t.reshape([shape[0] * channels, shape[2] * shape[3]]);
                 if ours {
-                    let statistics =
-                        <D as BatchNormOps>::batch_norm_statistics(x.clone().into_dispatch());
+                    let statistics = <D as BatchNormOps>::batch_norm_statistics(
+                        x.clone().into_dispatch(),
+                        gamma.clone().into_dispatch(),
+                        beta.clone().into_dispatch(),
+                        epsilon,
+                    );
                     let output =
                         Tensor::<4>::from_dispatch(<D as BatchNormOps>::batch_norm_normalize(
                             x.clone().into_dispatch(),
@@ -376,18 +380,16 @@ fn batch_norms(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut im
                     }
                     let sums = <D as BatchNormOps>::batch_norm_grad_sums(
                         x.clone().into_dispatch(),
-                        statistics.clone(),
+                        statistics,
+                        gamma.clone().into_dispatch(),
                         output_grad.clone().into_dispatch(),
                         epsilon,
                     );
                     let input_grad =
                         Tensor::<4>::from_dispatch(<D as BatchNormOps>::batch_norm_input_grad(
                             x.clone().into_dispatch(),
-                            statistics,
-                            gamma.clone().into_dispatch(),
                             output_grad.clone().into_dispatch(),
                             sums.clone(),
-                            epsilon,
                         ));
                     vec![flat(output), flat(input_grad), Tensor::from_dispatch(sums)]
                 } else {

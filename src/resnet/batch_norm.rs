@@ -22,9 +22,14 @@ use burn::tensor::{TensorData, s};
 use burn_flex::FlexTensor;
 use cpu_kernels::batch_norm::{self as cpu, NormShape};
 
-/// `[2, channels]`: what `batch_norm_statistics` and `batch_norm_grad_sums` return.
+/// `[4, channels]`: what `batch_norm_statistics` returns.
 pub fn statistics_shape(input: &Shape) -> Shape {
-    Shape::new([2, input[1]])
+    Shape::new([4, input[1]])
+}
+
+/// `[5, channels]`: what `batch_norm_grad_sums` returns.
+pub fn grad_sums_shape(input: &Shape) -> Shape {
+    Shape::new([5, input[1]])
 }
 
 #[backend_extension(
@@ -34,16 +39,22 @@ pub fn statistics_shape(input: &Shape) -> Shape {
     Autodiff
 )]
 pub trait BatchNormOps: Backend {
-    /// The batch's statistics of an NCHW input, per channel: row 0 the mean, row 1 the
-    /// biased variance (over batch, height and width).
+    /// The batch's statistics of an NCHW input, per channel, and what normalises with them:
+    /// rows mean, biased variance (over batch, height and width), scale = gamma / sqrt(variance
+    /// + epsilon) and shift = beta - mean * scale.
     #[fusion(dtype = input, shape = statistics_shape(input))]
-    fn batch_norm_statistics(input: FloatTensor<Self>) -> FloatTensor<Self> {
-        composite::statistics::<Self>(input)
+    fn batch_norm_statistics(
+        input: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        composite::statistics::<Self>(input, gamma, beta, epsilon)
     }
 
-    /// `(x - mean) / sqrt(variance + epsilon) * gamma + beta`, with the batch's `statistics`
-    /// (`batch_norm_statistics` of this very input: the backward pass differentiates through
-    /// them).
+    /// `x * scale + shift` with the `statistics` of this very input, which `gamma`, `beta` and
+    /// `epsilon` made: the backward pass differentiates through the statistics, and to gamma
+    /// and beta. A backend's forward pass reads only the statistics' scale and shift.
     #[fusion(dtype = input, shape = input)]
     fn batch_norm_normalize(
         input: FloatTensor<Self>,
@@ -52,34 +63,33 @@ pub trait BatchNormOps: Backend {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self> {
-        composite::train::<Self>(input, statistics, gamma, beta, epsilon)
+        let _ = (gamma, beta, epsilon);
+        composite::normalize::<Self>(input, statistics)
     }
 
-    /// The backward pass's reduction: per channel, row 0 the sum of the output gradient
-    /// (beta's gradient), row 1 the sum of the output gradient times the normalised input
-    /// (gamma's gradient).
-    #[fusion(dtype = input, shape = statistics_shape(input))]
+    /// The backward pass's reduction, per channel: rows the sum of the output gradient
+    /// (beta's gradient), the sum of the output gradient times the normalised input (gamma's),
+    /// and the a, b and c of the input gradient dx = a dy + b x + c (the statistics' own
+    /// gradients included).
+    #[fusion(dtype = input, shape = grad_sums_shape(input))]
     fn batch_norm_grad_sums(
-        input: FloatTensor<Self>,
-        statistics: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        epsilon: f64,
-    ) -> FloatTensor<Self> {
-        composite::grad_sums::<Self>(input, statistics, output_grad, epsilon)
-    }
-
-    /// The input's gradient, through the statistics too: gamma / std * (dy - mean(dy) -
-    /// x_hat * mean(dy * x_hat)), from `batch_norm_grad_sums`' `sums`.
-    #[fusion(dtype = input, shape = input)]
-    fn batch_norm_input_grad(
         input: FloatTensor<Self>,
         statistics: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         output_grad: FloatTensor<Self>,
-        sums: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self> {
-        composite::input_grad::<Self>(input, statistics, gamma, output_grad, sums, epsilon)
+        composite::grad_sums::<Self>(input, statistics, gamma, output_grad, epsilon)
+    }
+
+    /// The input's gradient, a dy + b x + c, from `batch_norm_grad_sums`' `sums`.
+    #[fusion(dtype = input, shape = input)]
+    fn batch_norm_input_grad(
+        input: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        sums: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        composite::input_grad::<Self>(input, output_grad, sums)
     }
 }
 
@@ -88,68 +98,84 @@ pub trait BatchNormOps: Backend {
 pub(crate) mod composite {
     use super::*;
 
-    pub fn statistics<B: Backend>(input: FloatTensor<B>) -> FloatTensor<B> {
-        let [batch, channels, height, width] = dims4(&input);
-        let flat = B::float_reshape(input, Shape::new([batch, channels, height * width]));
-        let per_channel = |t| B::float_mean_dim(B::float_mean_dim(t, 2), 0);
-        let mean = per_channel(flat.clone());
-        let centered = B::float_sub(flat, mean.clone());
-        let variance = per_channel(B::float_mul(centered.clone(), centered));
-        let row = |t| B::float_reshape(t, Shape::new([1, channels]));
-        B::float_cat(vec![row(mean), row(variance)], 0)
-    }
-
-    pub fn train<B: Backend>(
+    pub fn statistics<B: Backend>(
         input: FloatTensor<B>,
-        statistics: FloatTensor<B>,
         gamma: FloatTensor<B>,
         beta: FloatTensor<B>,
         epsilon: f64,
     ) -> FloatTensor<B> {
+        let [batch, channels, height, width] = dims4(&input);
+        let flat = B::float_reshape(input, Shape::new([batch, channels, height * width]));
+        let per_channel = |t| {
+            let mean = B::float_mean_dim(B::float_mean_dim(t, 2), 0);
+            B::float_reshape(mean, Shape::new([1, channels]))
+        };
+        let mean = per_channel(flat.clone());
+        let centered = B::float_sub(
+            flat,
+            B::float_reshape(mean.clone(), Shape::new([1, channels, 1])),
+        );
+        let variance = per_channel(B::float_mul(centered.clone(), centered));
+        let row = |t| B::float_reshape(t, Shape::new([1, channels]));
+        let scale = B::float_mul(row(gamma), inverse_std::<B>(variance.clone(), epsilon));
+        let shift = B::float_sub(row(beta), B::float_mul(mean.clone(), scale.clone()));
+        B::float_cat(vec![mean, variance, scale, shift], 0)
+    }
+
+    pub fn normalize<B: Backend>(
+        input: FloatTensor<B>,
+        statistics: FloatTensor<B>,
+    ) -> FloatTensor<B> {
         let channels = dims4(&input)[1];
-        let [mean, variance] = rows::<B>(statistics, channels);
-        let (scale, shift) = scale_shift::<B>(mean, variance, gamma, beta, epsilon);
+        let [scale, shift] = [2, 3].map(|index| row::<B>(statistics.clone(), index, channels));
         B::float_add(B::float_mul(input, scale), shift)
     }
 
     pub fn grad_sums<B: Backend>(
         input: FloatTensor<B>,
         statistics: FloatTensor<B>,
-        output_grad: FloatTensor<B>,
-        epsilon: f64,
-    ) -> FloatTensor<B> {
-        let [batch, channels, height, width] = dims4(&input);
-        let normalized = normalized::<B>(input, statistics, epsilon);
-        let flat = |t| B::float_reshape(t, Shape::new([batch, channels, height * width]));
-        let per_channel = |t| {
-            let sum = B::float_sum_dim(B::float_sum_dim(flat(t), 2), 0);
-            B::float_reshape(sum, Shape::new([1, channels]))
-        };
-        let dy_x = B::float_mul(output_grad.clone(), normalized);
-        B::float_cat(vec![per_channel(output_grad), per_channel(dy_x)], 0)
-    }
-
-    pub fn input_grad<B: Backend>(
-        input: FloatTensor<B>,
-        statistics: FloatTensor<B>,
         gamma: FloatTensor<B>,
         output_grad: FloatTensor<B>,
-        sums: FloatTensor<B>,
         epsilon: f64,
     ) -> FloatTensor<B> {
         let [batch, channels, height, width] = dims4(&input);
         let count = (batch * height * width) as f64;
-        let [_, variance] = rows::<B>(statistics.clone(), channels);
-        let normalized = normalized::<B>(input, statistics, epsilon);
-        let [dy_mean, dy_x_mean] =
-            rows::<B>(B::float_div_scalar(sums, Scalar::Float(count)), channels);
-        let scale = B::float_mul(
-            per_channel_shape::<B>(gamma, channels),
-            inverse_std::<B>(variance, epsilon),
-        );
-        let centered = B::float_sub(output_grad, dy_mean);
-        let projected = B::float_mul(normalized, dy_x_mean);
-        B::float_mul(scale, B::float_sub(centered, projected))
+        let [mean, variance] = [0, 1].map(|index| row::<B>(statistics.clone(), index, channels));
+        let inv_std = inverse_std::<B>(variance, epsilon);
+        let normalized = B::float_mul(B::float_sub(input, mean.clone()), inv_std.clone());
+        let flat = |t| B::float_reshape(t, Shape::new([batch, channels, height * width]));
+        let per_channel = |t| {
+            let sum = B::float_sum_dim(B::float_sum_dim(flat(t), 2), 0);
+            B::float_reshape(sum, Shape::new([1, channels, 1, 1]))
+        };
+        let dy_x = B::float_mul(output_grad.clone(), normalized);
+        let (dy_sum, dy_x_sum) = (per_channel(output_grad), per_channel(dy_x));
+        let a = B::float_mul(per_channel_shape::<B>(gamma, channels), inv_std.clone());
+        let mean_of = |t| B::float_div_scalar(t, Scalar::Float(count));
+        let b = B::float_neg(B::float_mul(
+            B::float_mul(a.clone(), inv_std),
+            mean_of(dy_x_sum.clone()),
+        ));
+        let c = B::float_neg(B::float_add(
+            B::float_mul(a.clone(), mean_of(dy_sum.clone())),
+            B::float_mul(b.clone(), mean),
+        ));
+        let rows =
+            [dy_sum, dy_x_sum, a, b, c].map(|t| B::float_reshape(t, Shape::new([1, channels])));
+        B::float_cat(rows.to_vec(), 0)
+    }
+
+    pub fn input_grad<B: Backend>(
+        input: FloatTensor<B>,
+        output_grad: FloatTensor<B>,
+        sums: FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        let channels = dims4(&input)[1];
+        let [a, b, c] = [2, 3, 4].map(|index| row::<B>(sums.clone(), index, channels));
+        B::float_add(
+            B::float_add(B::float_mul(output_grad, a), B::float_mul(input, b)),
+            c,
+        )
     }
 }
 
@@ -163,12 +189,10 @@ fn per_channel_shape<B: Backend>(tensor: FloatTensor<B>, channels: usize) -> Flo
     B::float_reshape(tensor, Shape::new([1, channels, 1, 1]))
 }
 
-/// The two rows of a `[2, channels]` tensor, each as `[1, channels, 1, 1]`.
-fn rows<B: Backend>(pair: FloatTensor<B>, channels: usize) -> [FloatTensor<B>; 2] {
-    [0, 1].map(|row| {
-        let one = B::float_slice(pair.clone(), s![row..row + 1, 0..channels].as_slice());
-        B::float_reshape(one, Shape::new([1, channels, 1, 1]))
-    })
+/// Row `index` of a `[rows, channels]` tensor, as `[1, channels, 1, 1]`.
+fn row<B: Backend>(rows: FloatTensor<B>, index: usize, channels: usize) -> FloatTensor<B> {
+    let one = B::float_slice(rows, s![index..index + 1, 0..channels].as_slice());
+    B::float_reshape(one, Shape::new([1, channels, 1, 1]))
 }
 
 /// 1 / sqrt(variance + epsilon).
@@ -177,40 +201,6 @@ fn inverse_std<B: Backend>(variance: FloatTensor<B>, epsilon: f64) -> FloatTenso
         variance,
         Scalar::Float(epsilon),
     )))
-}
-
-/// Per channel, the scale and shift that `x * scale + shift` normalises with.
-fn scale_shift<B: Backend>(
-    mean: FloatTensor<B>,
-    variance: FloatTensor<B>,
-    gamma: FloatTensor<B>,
-    beta: FloatTensor<B>,
-    epsilon: f64,
-) -> (FloatTensor<B>, FloatTensor<B>) {
-    let channels = mean.shape()[1];
-    let scale = B::float_mul(
-        per_channel_shape::<B>(gamma, channels),
-        inverse_std::<B>(variance, epsilon),
-    );
-    let shift = B::float_sub(
-        per_channel_shape::<B>(beta, channels),
-        B::float_mul(mean, scale.clone()),
-    );
-    (scale, shift)
-}
-
-/// `(x - mean) / sqrt(variance + epsilon)`.
-fn normalized<B: Backend>(
-    input: FloatTensor<B>,
-    statistics: FloatTensor<B>,
-    epsilon: f64,
-) -> FloatTensor<B> {
-    let channels = dims4(&input)[1];
-    let [mean, variance] = rows::<B>(statistics, channels);
-    B::float_mul(
-        B::float_sub(input, mean),
-        inverse_std::<B>(variance, epsilon),
-    )
 }
 
 /// A Flex tensor's values, contiguous and in its logical order.
@@ -234,82 +224,98 @@ fn norm_shape(tensor: &FlexTensor) -> NormShape {
     }
 }
 
-/// The two rows of a `[2, channels]` Flex tensor.
-fn flex_rows(pair: &FlexTensor) -> [Vec<f32>; 2] {
-    let values = flex_values(pair);
-    let channels = values.len() / 2;
-    [values[..channels].to_vec(), values[channels..].to_vec()]
+/// The rows of a `[rows, channels]` Flex tensor.
+fn flex_rows<const ROWS: usize>(rows: &FlexTensor) -> [Vec<f32>; ROWS] {
+    let values = flex_values(rows);
+    let channels = values.len() / ROWS;
+    std::array::from_fn(|row| values[row * channels..(row + 1) * channels].to_vec())
+}
+
+/// Whether our CPU loops take this input: float32 NCHW.
+fn flex_takes(input: &FlexTensor) -> bool {
+    input.dtype() == burn::backend::DType::F32 && input.shape().num_dims() == 4
 }
 
 /// Flex: our loops over each image's contiguous channel runs (`cpu_kernels::batch_norm`),
 /// where the input is float32; burn's tensor operations otherwise.
 impl BatchNormOps for Flex {
-    fn batch_norm_statistics(input: FlexTensor) -> FlexTensor {
-        if input.dtype() != burn::backend::DType::F32 || input.shape().num_dims() != 4 {
-            return composite::statistics::<Flex>(input);
+    fn batch_norm_statistics(
+        input: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        if !flex_takes(&input) {
+            return composite::statistics::<Flex>(input, gamma, beta, epsilon);
         }
         let shape = norm_shape(&input);
         let (mean, variance) = cpu::statistics(&flex_values(&input), shape);
-        flex_tensor([mean, variance].concat(), [2, shape.channels])
+        let [scale, shift] = cpu::affine(
+            [&mean, &variance],
+            [&flex_values(&gamma), &flex_values(&beta)],
+            epsilon,
+        );
+        flex_tensor([mean, variance, scale, shift].concat(), [4, shape.channels])
     }
 
     fn batch_norm_normalize(
         input: FlexTensor,
         statistics: FlexTensor,
-        gamma: FlexTensor,
-        beta: FlexTensor,
-        epsilon: f64,
+        _gamma: FlexTensor,
+        _beta: FlexTensor,
+        _epsilon: f64,
     ) -> FlexTensor {
-        let shape = norm_shape(&input);
-        let [mean, variance] = flex_rows(&statistics);
-        let (gamma, beta) = (flex_values(&gamma), flex_values(&beta));
-        let output = cpu::normalize(
-            &flex_values(&input),
-            shape,
-            [&mean, &variance],
-            [&gamma, &beta],
-            epsilon,
-        );
+        if !flex_takes(&input) {
+            return composite::normalize::<Flex>(input, statistics);
+        }
+        let [_, _, scale, shift] = flex_rows::<4>(&statistics);
+        let output = cpu::normalize(&flex_values(&input), norm_shape(&input), [&scale, &shift]);
         flex_tensor(output, input.shape())
     }
 
     fn batch_norm_grad_sums(
         input: FlexTensor,
         statistics: FlexTensor,
+        gamma: FlexTensor,
         output_grad: FlexTensor,
         epsilon: f64,
     ) -> FlexTensor {
+        if !flex_takes(&input) {
+            return composite::grad_sums::<Flex>(input, statistics, gamma, output_grad, epsilon);
+        }
         let shape = norm_shape(&input);
-        let [mean, variance] = flex_rows(&statistics);
-        let (dy_sum, dy_x_sum) = cpu::grad_sums(
+        let [mean, variance, ..] = flex_rows::<4>(&statistics);
+        let [dy_sum, dy_x_sum] = cpu::grad_sums(
             &flex_values(&input),
             &flex_values(&output_grad),
             shape,
             [&mean, &variance],
             epsilon,
         );
-        flex_tensor([dy_sum, dy_x_sum].concat(), [2, shape.channels])
+        let [a, b, c] = cpu::grad_coefficients(
+            [&mean, &variance],
+            &flex_values(&gamma),
+            [&dy_sum, &dy_x_sum],
+            shape.count(),
+            epsilon,
+        );
+        flex_tensor([dy_sum, dy_x_sum, a, b, c].concat(), [5, shape.channels])
     }
 
     fn batch_norm_input_grad(
         input: FlexTensor,
-        statistics: FlexTensor,
-        gamma: FlexTensor,
         output_grad: FlexTensor,
         sums: FlexTensor,
-        epsilon: f64,
     ) -> FlexTensor {
-        let shape = norm_shape(&input);
-        let [mean, variance] = flex_rows(&statistics);
-        let [dy_sum, dy_x_sum] = flex_rows(&sums);
+        if !flex_takes(&input) {
+            return composite::input_grad::<Flex>(input, output_grad, sums);
+        }
+        let [_, _, a, b, c] = flex_rows::<5>(&sums);
         let output = cpu::input_grad(
             &flex_values(&input),
             &flex_values(&output_grad),
-            shape,
-            [&mean, &variance],
-            &flex_values(&gamma),
-            [&dy_sum, &dy_x_sum],
-            epsilon,
+            norm_shape(&input),
+            [&a, &b, &c],
         );
         flex_tensor(output, input.shape())
     }
@@ -339,13 +345,16 @@ impl<B: Backend + BatchNormOps> Backward<B, 3> for BatchNormBackward {
         let channels = gamma.shape()[0];
         let sums = B::batch_norm_grad_sums(
             input.clone(),
-            statistics.clone(),
+            statistics,
+            gamma,
             output_grad.clone(),
             epsilon,
         );
-        let row = |row: usize| {
-            let one = B::float_slice(sums.clone(), s![row..row + 1, 0..channels].as_slice());
-            B::float_reshape(one, Shape::new([channels]))
+        let row = |index: usize| {
+            B::float_reshape(
+                row::<B>(sums.clone(), index, channels),
+                Shape::new([channels]),
+            )
         };
         if let Some(node) = beta_node {
             grads.register::<B>(node.id, row(0));
@@ -354,17 +363,25 @@ impl<B: Backend + BatchNormOps> Backward<B, 3> for BatchNormBackward {
             grads.register::<B>(node.id, row(1));
         }
         if let Some(node) = input_node {
-            let grad =
-                B::batch_norm_input_grad(input, statistics, gamma, output_grad, sums, epsilon);
-            grads.register::<B>(node.id, grad);
+            grads.register::<B>(node.id, B::batch_norm_input_grad(input, output_grad, sums));
         }
     }
 }
 
 impl<B: Backend + BatchNormOps, C: CheckpointStrategy> BatchNormOps for Autodiff<B, C> {
     /// Not tracked: the gradient through the statistics is `batch_norm_normalize`'s.
-    fn batch_norm_statistics(input: FloatTensor<Self>) -> FloatTensor<Self> {
-        <FloatTensor<Self>>::new(B::batch_norm_statistics(input.into_primitive()))
+    fn batch_norm_statistics(
+        input: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        <FloatTensor<Self>>::new(B::batch_norm_statistics(
+            input.into_primitive(),
+            gamma.into_primitive(),
+            beta.into_primitive(),
+            epsilon,
+        ))
     }
 
     fn batch_norm_normalize(
@@ -423,6 +440,9 @@ pub fn batch_norm_forward(norm: &BatchNorm, input: Tensor<4>) -> Tensor<4> {
     let statistics = Tensor::<2>::from_dispatch(
         <burn::backend::Dispatch as BatchNormOps>::batch_norm_statistics(
             input.clone().detach().into_dispatch(),
+            norm.gamma.val().detach().into_dispatch(),
+            norm.beta.val().detach().into_dispatch(),
+            norm.epsilon,
         ),
     );
     let output = Tensor::from_dispatch(

@@ -107,35 +107,28 @@ pub fn statistics(input: &[f32], shape: NormShape) -> (Vec<f32>, Vec<f32>) {
     moments.into_iter().unzip()
 }
 
-/// Per channel, the scale and shift that `x * scale + shift` normalises with.
-fn scale_and_shift(
-    mean: &[f32],
-    variance: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    epsilon: f64,
-) -> Vec<(f32, f32)> {
-    (0..mean.len())
-        .map(|c| {
-            let scale = gamma[c] / (variance[c] + epsilon as f32).sqrt();
-            (scale, beta[c] - mean[c] * scale)
-        })
-        .collect()
-}
-
-/// `(x - mean) / sqrt(variance + epsilon) * gamma + beta`, channel by channel.
-pub fn normalize(
-    input: &[f32],
-    shape: NormShape,
+/// Per channel, the `[scale, shift]` that `x * scale + shift` normalises with: scale =
+/// gamma / sqrt(variance + epsilon), shift = beta - mean * scale.
+pub fn affine(
     [mean, variance]: [&[f32]; 2],
     [gamma, beta]: [&[f32]; 2],
     epsilon: f64,
-) -> Vec<f32> {
+) -> [Vec<f32>; 2] {
+    let scale: Vec<f32> = (0..mean.len())
+        .map(|c| gamma[c] / (variance[c] + epsilon as f32).sqrt())
+        .collect();
+    let shift = (0..mean.len())
+        .map(|c| beta[c] - mean[c] * scale[c])
+        .collect();
+    [scale, shift]
+}
+
+/// `x * scale + shift`, channel by channel (`affine`'s two rows).
+pub fn normalize(input: &[f32], shape: NormShape, [scale, shift]: [&[f32]; 2]) -> Vec<f32> {
     assert_eq!(input.len(), shape.len(), "input does not match its shape");
-    let affine = scale_and_shift(mean, variance, gamma, beta, epsilon);
     let pixels = shape.pixels;
     per_run(shape, |channel, index, out| {
-        let (scale, shift) = affine[channel];
+        let (scale, shift) = (scale[channel], shift[channel]);
         let run = &input[index * pixels..(index + 1) * pixels];
         for (out, &x) in out.iter_mut().zip(run) {
             out.write(x * scale + shift);
@@ -151,7 +144,7 @@ pub fn grad_sums(
     shape: NormShape,
     [mean, variance]: [&[f32]; 2],
     epsilon: f64,
-) -> (Vec<f32>, Vec<f32>) {
+) -> [Vec<f32>; 2] {
     assert_eq!(input.len(), shape.len(), "input does not match its shape");
     assert_eq!(
         output_grad.len(),
@@ -171,19 +164,39 @@ pub fn grad_sums(
         }
         (dy_sum as f32, (dy_x_sum * inv_std) as f32)
     });
-    sums.into_iter().unzip()
+    let (dy_sum, dy_x_sum) = sums.into_iter().unzip();
+    [dy_sum, dy_x_sum]
 }
 
-/// The input gradient of the training-mode BatchNorm, the statistics' own gradients included:
-/// gamma / std * (dy - mean(dy) - x_hat * mean(dy * x_hat)), from `grad_sums`' two sums.
+/// Per channel, the `[a, b, c]` of the input gradient dx = a dy + b x + c, the statistics'
+/// own gradients included: dx = gamma / std (dy - mean(dy) - x_hat mean(dy x_hat)), from
+/// `grad_sums`' two sums over `count` values.
+pub fn grad_coefficients(
+    [mean, variance]: [&[f32]; 2],
+    gamma: &[f32],
+    [dy_sum, dy_x_sum]: [&[f32]; 2],
+    count: usize,
+    epsilon: f64,
+) -> [Vec<f32>; 3] {
+    let count = count as f32;
+    let mut coefficients = [vec![], vec![], vec![]];
+    for c in 0..mean.len() {
+        let inv_std = 1.0 / (variance[c] + epsilon as f32).sqrt();
+        let a = gamma[c] * inv_std;
+        let b = -a * inv_std * dy_x_sum[c] / count;
+        coefficients[0].push(a);
+        coefficients[1].push(b);
+        coefficients[2].push(-a * dy_sum[c] / count - b * mean[c]);
+    }
+    coefficients
+}
+
+/// dx = a dy + b x + c, channel by channel (`grad_coefficients`' three rows).
 pub fn input_grad(
     input: &[f32],
     output_grad: &[f32],
     shape: NormShape,
-    [mean, variance]: [&[f32]; 2],
-    gamma: &[f32],
-    [dy_sum, dy_x_sum]: [&[f32]; 2],
-    epsilon: f64,
+    [a, b, c]: [&[f32]; 3],
 ) -> Vec<f32> {
     assert_eq!(input.len(), shape.len(), "input does not match its shape");
     assert_eq!(
@@ -191,23 +204,16 @@ pub fn input_grad(
         shape.len(),
         "gradient does not match its shape"
     );
-    let count = shape.count() as f32;
     let pixels = shape.pixels;
     per_run(shape, |channel, index, out| {
-        let inv_std = 1.0 / (variance[channel] + epsilon as f32).sqrt();
-        let scale = gamma[channel] * inv_std;
-        let dy_mean = dy_sum[channel] / count;
-        let dy_x_mean = dy_x_sum[channel] / count;
-        // dx = scale (dy - mean(dy) - x_hat mean(dy x_hat)) = scale dy + b x + c.
-        let b = -scale * inv_std * dy_x_mean;
-        let c = -scale * dy_mean - b * mean[channel];
+        let (a, b, c) = (a[channel], b[channel], c[channel]);
         let range = index * pixels..(index + 1) * pixels;
         for ((out, &x), &dy) in out
             .iter_mut()
             .zip(&input[range.clone()])
             .zip(&output_grad[range])
         {
-            out.write(scale * dy + b * x + c);
+            out.write(a * dy + b * x + c);
         }
     })
 }
@@ -268,23 +274,23 @@ mod tests {
         let epsilon = 1e-5;
         let loss = |x: &[f32]| -> f64 {
             let (m, v) = statistics(x, shape);
-            let y = normalize(x, shape, [&m, &v], [&gamma, &beta], epsilon);
+            let [scale, shift] = affine([&m, &v], [&gamma, &beta], epsilon);
+            let y = normalize(x, shape, [&scale, &shift]);
             y.iter()
                 .zip(&weights)
                 .map(|(&a, &b)| a as f64 * b as f64)
                 .sum()
         };
         let (mean, variance) = statistics(&input, shape);
-        let (dy_sum, dy_x_sum) = grad_sums(&input, &weights, shape, [&mean, &variance], epsilon);
-        let grad = input_grad(
-            &input,
-            &weights,
-            shape,
+        let [dy_sum, dy_x_sum] = grad_sums(&input, &weights, shape, [&mean, &variance], epsilon);
+        let [a, b, c] = grad_coefficients(
             [&mean, &variance],
             &gamma,
             [&dy_sum, &dy_x_sum],
+            shape.count(),
             epsilon,
         );
+        let grad = input_grad(&input, &weights, shape, [&a, &b, &c]);
         let h = 1e-2;
         for i in 0..shape.len() {
             let (mut up, mut down) = (input.clone(), input.clone());
