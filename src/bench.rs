@@ -401,7 +401,7 @@ fn batch_norms(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut im
                     );
                     let output = flat(Tensor::<4>::from_dispatch(train.output));
                     let [mean, variance] =
-                        [train.mean, train.variance].map(|t| Tensor::<1>::from_dispatch(t));
+                        [train.mean, train.variance].map(Tensor::<1>::from_dispatch);
                     if !backward {
                         return vec![output, mean.unsqueeze(), variance.unsqueeze()];
                     }

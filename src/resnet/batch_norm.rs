@@ -49,7 +49,7 @@ pub trait BatchNormOps: Backend {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self> {
-        composite::statistics::<Self>(input, gamma, beta, epsilon)
+        composite_statistics::<Self>(input, gamma, beta, epsilon)
     }
 
     /// `x * scale + shift` with the `statistics` of this very input, which `gamma`, `beta` and
@@ -64,7 +64,7 @@ pub trait BatchNormOps: Backend {
         epsilon: f64,
     ) -> FloatTensor<Self> {
         let _ = (gamma, beta, epsilon);
-        composite::normalize::<Self>(input, statistics)
+        composite_normalize::<Self>(input, statistics)
     }
 
     /// The backward pass's reduction, per channel: rows the sum of the output gradient
@@ -79,7 +79,7 @@ pub trait BatchNormOps: Backend {
         output_grad: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self> {
-        composite::grad_sums::<Self>(input, statistics, gamma, output_grad, epsilon)
+        composite_grad_sums::<Self>(input, statistics, gamma, output_grad, epsilon)
     }
 
     /// The input's gradient, a dy + b x + c, from `batch_norm_grad_sums`' `sums`.
@@ -89,94 +89,90 @@ pub trait BatchNormOps: Backend {
         output_grad: FloatTensor<Self>,
         sums: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        composite::input_grad::<Self>(input, output_grad, sums)
+        composite_input_grad::<Self>(input, output_grad, sums)
     }
 }
 
-/// The operations in burn's tensor operations: the trait's default bodies, and what a backend
-/// with kernels of its own falls back to on an input they do not take.
-pub(crate) mod composite {
-    use super::*;
+// The operations in burn's tensor operations: the trait's default bodies, and what a backend
+// with kernels of its own falls back to on an input they do not take.
 
-    pub fn statistics<B: Backend>(
-        input: FloatTensor<B>,
-        gamma: FloatTensor<B>,
-        beta: FloatTensor<B>,
-        epsilon: f64,
-    ) -> FloatTensor<B> {
-        let [batch, channels, height, width] = dims4(&input);
-        let flat = B::float_reshape(input, Shape::new([batch, channels, height * width]));
-        let per_channel = |t| {
-            let mean = B::float_mean_dim(B::float_mean_dim(t, 2), 0);
-            B::float_reshape(mean, Shape::new([1, channels]))
-        };
-        let mean = per_channel(flat.clone());
-        let centered = B::float_sub(
-            flat,
-            B::float_reshape(mean.clone(), Shape::new([1, channels, 1])),
-        );
-        let variance = per_channel(B::float_mul(centered.clone(), centered));
-        let row = |t| B::float_reshape(t, Shape::new([1, channels]));
-        let scale = B::float_mul(row(gamma), inverse_std::<B>(variance.clone(), epsilon));
-        let shift = B::float_sub(row(beta), B::float_mul(mean.clone(), scale.clone()));
-        B::float_cat(vec![mean, variance, scale, shift], 0)
-    }
+pub(crate) fn composite_statistics<B: Backend>(
+    input: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    epsilon: f64,
+) -> FloatTensor<B> {
+    let [batch, channels, height, width] = dims4(&input);
+    let flat = B::float_reshape(input, Shape::new([batch, channels, height * width]));
+    let per_channel = |t| {
+        let mean = B::float_mean_dim(B::float_mean_dim(t, 2), 0);
+        B::float_reshape(mean, Shape::new([1, channels]))
+    };
+    let mean = per_channel(flat.clone());
+    let centered = B::float_sub(
+        flat,
+        B::float_reshape(mean.clone(), Shape::new([1, channels, 1])),
+    );
+    let variance = per_channel(B::float_mul(centered.clone(), centered));
+    let row = |t| B::float_reshape(t, Shape::new([1, channels]));
+    let scale = B::float_mul(row(gamma), inverse_std::<B>(variance.clone(), epsilon));
+    let shift = B::float_sub(row(beta), B::float_mul(mean.clone(), scale.clone()));
+    B::float_cat(vec![mean, variance, scale, shift], 0)
+}
 
-    pub fn normalize<B: Backend>(
-        input: FloatTensor<B>,
-        statistics: FloatTensor<B>,
-    ) -> FloatTensor<B> {
-        let channels = dims4(&input)[1];
-        let [scale, shift] = [2, 3].map(|index| row::<B>(statistics.clone(), index, channels));
-        B::float_add(B::float_mul(input, scale), shift)
-    }
+pub(crate) fn composite_normalize<B: Backend>(
+    input: FloatTensor<B>,
+    statistics: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let channels = dims4(&input)[1];
+    let [scale, shift] = [2, 3].map(|index| row::<B>(statistics.clone(), index, channels));
+    B::float_add(B::float_mul(input, scale), shift)
+}
 
-    pub fn grad_sums<B: Backend>(
-        input: FloatTensor<B>,
-        statistics: FloatTensor<B>,
-        gamma: FloatTensor<B>,
-        output_grad: FloatTensor<B>,
-        epsilon: f64,
-    ) -> FloatTensor<B> {
-        let [batch, channels, height, width] = dims4(&input);
-        let count = (batch * height * width) as f64;
-        let [mean, variance] = [0, 1].map(|index| row::<B>(statistics.clone(), index, channels));
-        let inv_std = inverse_std::<B>(variance, epsilon);
-        let normalized = B::float_mul(B::float_sub(input, mean.clone()), inv_std.clone());
-        let flat = |t| B::float_reshape(t, Shape::new([batch, channels, height * width]));
-        let per_channel = |t| {
-            let sum = B::float_sum_dim(B::float_sum_dim(flat(t), 2), 0);
-            B::float_reshape(sum, Shape::new([1, channels, 1, 1]))
-        };
-        let dy_x = B::float_mul(output_grad.clone(), normalized);
-        let (dy_sum, dy_x_sum) = (per_channel(output_grad), per_channel(dy_x));
-        let a = B::float_mul(per_channel_shape::<B>(gamma, channels), inv_std.clone());
-        let mean_of = |t| B::float_div_scalar(t, Scalar::Float(count));
-        let b = B::float_neg(B::float_mul(
-            B::float_mul(a.clone(), inv_std),
-            mean_of(dy_x_sum.clone()),
-        ));
-        let c = B::float_neg(B::float_add(
-            B::float_mul(a.clone(), mean_of(dy_sum.clone())),
-            B::float_mul(b.clone(), mean),
-        ));
-        let rows =
-            [dy_sum, dy_x_sum, a, b, c].map(|t| B::float_reshape(t, Shape::new([1, channels])));
-        B::float_cat(rows.to_vec(), 0)
-    }
+pub(crate) fn composite_grad_sums<B: Backend>(
+    input: FloatTensor<B>,
+    statistics: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    epsilon: f64,
+) -> FloatTensor<B> {
+    let [batch, channels, height, width] = dims4(&input);
+    let count = (batch * height * width) as f64;
+    let [mean, variance] = [0, 1].map(|index| row::<B>(statistics.clone(), index, channels));
+    let inv_std = inverse_std::<B>(variance, epsilon);
+    let normalized = B::float_mul(B::float_sub(input, mean.clone()), inv_std.clone());
+    let flat = |t| B::float_reshape(t, Shape::new([batch, channels, height * width]));
+    let per_channel = |t| {
+        let sum = B::float_sum_dim(B::float_sum_dim(flat(t), 2), 0);
+        B::float_reshape(sum, Shape::new([1, channels, 1, 1]))
+    };
+    let dy_x = B::float_mul(output_grad.clone(), normalized);
+    let (dy_sum, dy_x_sum) = (per_channel(output_grad), per_channel(dy_x));
+    let a = B::float_mul(per_channel_shape::<B>(gamma, channels), inv_std.clone());
+    let mean_of = |t| B::float_div_scalar(t, Scalar::Float(count));
+    let b = B::float_neg(B::float_mul(
+        B::float_mul(a.clone(), inv_std),
+        mean_of(dy_x_sum.clone()),
+    ));
+    let c = B::float_neg(B::float_add(
+        B::float_mul(a.clone(), mean_of(dy_sum.clone())),
+        B::float_mul(b.clone(), mean),
+    ));
+    let rows = [dy_sum, dy_x_sum, a, b, c].map(|t| B::float_reshape(t, Shape::new([1, channels])));
+    B::float_cat(rows.to_vec(), 0)
+}
 
-    pub fn input_grad<B: Backend>(
-        input: FloatTensor<B>,
-        output_grad: FloatTensor<B>,
-        sums: FloatTensor<B>,
-    ) -> FloatTensor<B> {
-        let channels = dims4(&input)[1];
-        let [a, b, c] = [2, 3, 4].map(|index| row::<B>(sums.clone(), index, channels));
-        B::float_add(
-            B::float_add(B::float_mul(output_grad, a), B::float_mul(input, b)),
-            c,
-        )
-    }
+pub(crate) fn composite_input_grad<B: Backend>(
+    input: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    sums: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let channels = dims4(&input)[1];
+    let [a, b, c] = [2, 3, 4].map(|index| row::<B>(sums.clone(), index, channels));
+    B::float_add(
+        B::float_add(B::float_mul(output_grad, a), B::float_mul(input, b)),
+        c,
+    )
 }
 
 fn dims4<T: TensorMetadata>(tensor: &T) -> [usize; 4] {
@@ -246,7 +242,7 @@ impl BatchNormOps for Flex {
         epsilon: f64,
     ) -> FlexTensor {
         if !flex_takes(&input) {
-            return composite::statistics::<Flex>(input, gamma, beta, epsilon);
+            return composite_statistics::<Flex>(input, gamma, beta, epsilon);
         }
         let shape = norm_shape(&input);
         let (mean, variance) = cpu::statistics(&flex_values(&input), shape);
@@ -266,7 +262,7 @@ impl BatchNormOps for Flex {
         _epsilon: f64,
     ) -> FlexTensor {
         if !flex_takes(&input) {
-            return composite::normalize::<Flex>(input, statistics);
+            return composite_normalize::<Flex>(input, statistics);
         }
         let [_, _, scale, shift] = flex_rows::<4>(&statistics);
         let output = cpu::normalize(&flex_values(&input), norm_shape(&input), [&scale, &shift]);
@@ -281,7 +277,7 @@ impl BatchNormOps for Flex {
         epsilon: f64,
     ) -> FlexTensor {
         if !flex_takes(&input) {
-            return composite::grad_sums::<Flex>(input, statistics, gamma, output_grad, epsilon);
+            return composite_grad_sums::<Flex>(input, statistics, gamma, output_grad, epsilon);
         }
         let shape = norm_shape(&input);
         let [mean, variance, ..] = flex_rows::<4>(&statistics);
@@ -308,7 +304,7 @@ impl BatchNormOps for Flex {
         sums: FlexTensor,
     ) -> FlexTensor {
         if !flex_takes(&input) {
-            return composite::input_grad::<Flex>(input, output_grad, sums);
+            return composite_input_grad::<Flex>(input, output_grad, sums);
         }
         let [_, _, a, b, c] = flex_rows::<5>(&sums);
         let output = cpu::input_grad(

@@ -22,7 +22,10 @@ use cubecl::calculate_cube_count_elemwise;
 use cubecl::num_traits::Zero;
 use cubecl::prelude::*;
 
-use super::batch_norm::{BatchNormOps, composite};
+use super::batch_norm::{
+    BatchNormOps, composite_grad_sums, composite_input_grad, composite_normalize,
+    composite_statistics,
+};
 
 const VECTOR: usize = 4;
 /// Invocations per workgroup: WebGPU's largest, which every adapter has.
@@ -144,7 +147,7 @@ fn finish_kernel<E: Float, N: Size>(
 ) {
     let vectors = launch.vectors;
     let vector = CUBE_POS as u32;
-    let unit = UNIT_POS as u32;
+    let unit = UNIT_POS;
     let row = vectors * launch.parts;
     // 1e-30 keeps an empty share (count 0) from dividing 0 by 0; next to a count of 1 or
     // more it is nothing in float32.
@@ -390,7 +393,7 @@ impl BatchNormOps for CubeBackend {
         epsilon: f64,
     ) -> FloatTensor<Self> {
         if !fits(&input) {
-            return composite::statistics::<Self>(input, gamma, beta, epsilon);
+            return composite_statistics::<Self>(input, gamma, beta, epsilon);
         }
         let size = rows_and_channels(&input.shape());
         reduce(channels_last(input), None, gamma, beta, size, epsilon)
@@ -404,7 +407,7 @@ impl BatchNormOps for CubeBackend {
         _epsilon: f64,
     ) -> FloatTensor<Self> {
         if !fits(&input) {
-            return composite::normalize::<Self>(input, statistics);
+            return composite_normalize::<Self>(input, statistics);
         }
         let shape = input.shape();
         let [rows, channels] = rows_and_channels(&shape);
@@ -441,7 +444,7 @@ impl BatchNormOps for CubeBackend {
         epsilon: f64,
     ) -> FloatTensor<Self> {
         if !fits(&input) {
-            return composite::grad_sums::<Self>(input, statistics, gamma, output_grad, epsilon);
+            return composite_grad_sums::<Self>(input, statistics, gamma, output_grad, epsilon);
         }
         let size = rows_and_channels(&input.shape());
         let output_grad = Some(channels_last(output_grad));
@@ -461,7 +464,7 @@ impl BatchNormOps for CubeBackend {
         sums: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         if !fits(&input) {
-            return composite::input_grad::<Self>(input, output_grad, sums);
+            return composite_input_grad::<Self>(input, output_grad, sums);
         }
         let shape = input.shape();
         let [rows, channels] = rows_and_channels(&shape);
