@@ -22,13 +22,15 @@ use burn::tensor::{TensorData, s};
 use burn_flex::FlexTensor;
 use cpu_kernels::batch_norm::{self as cpu, NormShape};
 
-/// `[4, channels]`: what `batch_norm_statistics` returns.
-pub fn statistics_shape(input: &Shape) -> Shape {
+/// `[4, channels]`: what `batch_norm_statistics` returns (for burn's fusion, on a GPU).
+#[cfg(feature = "gpu")]
+fn statistics_shape(input: &Shape) -> Shape {
     Shape::new([4, input[1]])
 }
 
-/// `[5, channels]`: what `batch_norm_grad_sums` returns.
-pub fn grad_sums_shape(input: &Shape) -> Shape {
+/// `[5, channels]`: what `batch_norm_grad_sums` returns (for burn's fusion, on a GPU).
+#[cfg(feature = "gpu")]
+fn grad_sums_shape(input: &Shape) -> Shape {
     Shape::new([5, input[1]])
 }
 

@@ -380,6 +380,46 @@ fn reduce(
     output
 }
 
+/// An elementwise pass over an NCHW input: its output, laid out as our convolutions leave
+/// theirs (NHWC in memory), and one vector per invocation.
+struct ElementwisePass {
+    client: Client,
+    output: CubeTensor,
+    size: [usize; 2],
+    count: CubeCount,
+}
+
+impl ElementwisePass {
+    fn new(input: &CubeTensor) -> Self {
+        let shape = input.shape();
+        let size = rows_and_channels(&shape);
+        let client = input.client.clone();
+        let output = empty_device_dtype(
+            client.clone(),
+            input.device.clone(),
+            [shape[0], shape[2], shape[3], size[1]].into(),
+            DType::F32,
+        );
+        let count = launch_count(&client, size[0] * size[1] / VECTOR);
+        Self {
+            client,
+            output,
+            size,
+            count,
+        }
+    }
+
+    fn launch(&self) -> NormLaunchLaunch {
+        let [rows, channels] = self.size;
+        norm_launch(rows, channels, rows * channels / VECTOR, 0.0)
+    }
+
+    /// The output, seen as NCHW.
+    fn finish(self) -> CubeTensor {
+        permute_nhwc_to_nchw(self.output)
+    }
+}
+
 /// (rows, channels) of an NCHW shape.
 fn rows_and_channels(shape: &Shape) -> [usize; 2] {
     [shape[0] * shape[2] * shape[3], shape[1]]
@@ -409,31 +449,22 @@ impl BatchNormOps for CubeBackend {
         if !fits(&input) {
             return composite_normalize::<Self>(input, statistics);
         }
-        let shape = input.shape();
-        let [rows, channels] = rows_and_channels(&shape);
-        let (client, device) = (input.client.clone(), input.device.clone());
-        let output = empty_device_dtype(
-            client.clone(),
-            device,
-            [shape[0], shape[2], shape[3], channels].into(),
-            DType::F32,
-        );
-        let invocations = rows * channels / VECTOR;
+        let pass = ElementwisePass::new(&input);
         // SAFETY: one vector per invocation, inside every tensor; the rest stop.
         unsafe {
             normalize_kernel::launch_unchecked(
-                &client,
-                launch_count(&client, invocations),
+                &pass.client,
+                pass.count.clone(),
                 CubeDim::new_1d(WORKGROUP),
                 VECTOR,
                 channels_last(input).into_tensor_arg(),
                 into_contiguous(statistics).into_tensor_arg(),
-                output.clone().into_tensor_arg(),
-                norm_launch(rows, channels, invocations, 0.0),
+                pass.output.clone().into_tensor_arg(),
+                pass.launch(),
                 dtype(),
             );
         }
-        permute_nhwc_to_nchw(output)
+        pass.finish()
     }
 
     fn batch_norm_grad_sums(
@@ -466,31 +497,22 @@ impl BatchNormOps for CubeBackend {
         if !fits(&input) {
             return composite_input_grad::<Self>(input, output_grad, sums);
         }
-        let shape = input.shape();
-        let [rows, channels] = rows_and_channels(&shape);
-        let (client, device) = (input.client.clone(), input.device.clone());
-        let input_grad = empty_device_dtype(
-            client.clone(),
-            device,
-            [shape[0], shape[2], shape[3], channels].into(),
-            DType::F32,
-        );
-        let invocations = rows * channels / VECTOR;
+        let pass = ElementwisePass::new(&input);
         // SAFETY: one vector per invocation, inside every tensor; the rest stop.
         unsafe {
             input_grad_kernel::launch_unchecked(
-                &client,
-                launch_count(&client, invocations),
+                &pass.client,
+                pass.count.clone(),
                 CubeDim::new_1d(WORKGROUP),
                 VECTOR,
                 channels_last(input).into_tensor_arg(),
                 channels_last(output_grad).into_tensor_arg(),
                 into_contiguous(sums).into_tensor_arg(),
-                input_grad.clone().into_tensor_arg(),
-                norm_launch(rows, channels, invocations, 0.0),
+                pass.output.clone().into_tensor_arg(),
+                pass.launch(),
                 dtype(),
             );
         }
-        permute_nhwc_to_nchw(input_grad)
+        pass.finish()
     }
 }
