@@ -285,15 +285,22 @@ fn channels_last(tensor: CubeTensor) -> CubeTensor {
 
 /// A launch over `rows` rows of `channels`, with the parts of a reduction.
 fn norm_launch(rows: usize, channels: usize, invocations: usize, epsilon: f64) -> NormLaunchLaunch {
-    let rows_per_part = rows.div_ceil(PARTS).clamp(16, 256);
+    let (rows_per_part, parts) = parts(rows);
     NormLaunchLaunch::new(
         rows as u32,
         (channels / VECTOR) as u32,
         rows_per_part as u32,
-        rows.div_ceil(rows_per_part) as u32,
+        parts as u32,
         invocations as u32,
         InputScalar::new(epsilon, dtype()),
     )
+}
+
+/// How a reduction's first pass cuts `rows`: rows per part (16 to 256, for about `PARTS`
+/// parts), and how many parts.
+fn parts(rows: usize) -> (usize, usize) {
+    let rows_per_part = rows.div_ceil(PARTS).clamp(16, 256);
+    (rows_per_part, rows.div_ceil(rows_per_part))
 }
 
 fn dtype() -> ElemType {
@@ -316,7 +323,8 @@ fn reduce(
 ) -> CubeTensor {
     let (client, device) = (input.client.clone(), input.device.clone());
     let vectors = channels / VECTOR;
-    let parts_per_vector = rows.div_ceil(rows.div_ceil(PARTS).clamp(16, 256));
+    let (_, parts_per_vector) = parts(rows);
+    let second = into_contiguous(second);
     let parts = empty_device_dtype(
         client.clone(),
         device.clone(),
@@ -370,7 +378,7 @@ fn reduce(
             VECTOR,
             parts.into_tensor_arg(),
             into_contiguous(gamma).into_tensor_arg(),
-            into_contiguous(second).into_tensor_arg(),
+            second.into_tensor_arg(),
             output.clone().into_tensor_arg(),
             launch(),
             statistics,
