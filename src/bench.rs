@@ -188,7 +188,7 @@ fn training(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Value
                 &autodiff,
             );
             let ms = median_ms(device, options, || {
-                trainer.step(images.clone(), labels.clone()).loss
+                trainer.step(images.clone(), labels.clone(), false).loss
             });
             emit(json!({
                 "figure": "training_step", "arch": arch_name(arch),

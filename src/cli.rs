@@ -2,7 +2,7 @@
 //! flags and their defaults are clap's, the training defaults the library's own
 //! (`SessionOptions::DEFAULT`), so the CLI and the page train alike.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -14,12 +14,13 @@ use resnet_web::classifier::{images_tensor, logits};
 use resnet_web::data::Dataset;
 use resnet_web::device::{self, DeviceChoice};
 use resnet_web::finetune::FineTune;
+use resnet_web::gradient_flow::LayerGradient;
 use resnet_web::preprocess::InputKind;
 use resnet_web::readback::block_on;
-use resnet_web::resnet::{Arch, ResNetConfig, Shortcut, Stem};
+use resnet_web::resnet::{Preset, Shortcut, Stem};
 use resnet_web::session::{Session, SessionOptions};
 use resnet_web::train::{
-    Augmentation, Evaluation, OptimizerKind, Schedule, TrainOptions, evaluate,
+    Augmentation, Evaluation, OptimizerKind, Schedule, StepReport, TrainOptions, evaluate,
 };
 use resnet_web::{Error, Result, image_folder, npy, shipped, weights};
 
@@ -48,6 +49,10 @@ enum Command {
     /// Prints the accuracy on the held-out images: mnist's last 200 digits of every class
     /// (2,000, never trained on), or Fashion-MNIST's own 10,000-image test set.
     Eval(EvalArgs),
+    /// Trains several networks in turn on the same data, seed and steps (a ResNet against
+    /// its plain twin, say) and prints a table; writes each run's curves and gradient norms
+    /// as CSV.
+    Compare(CompareArgs),
     /// Times inference, training steps, each convolution of ResNet-18 and ResNet-20, and
     /// BatchNorm in training mode (ours and burn's), and prints one JSON line per figure.
     Bench(BenchArgs),
@@ -66,9 +71,10 @@ enum Command {
 #[derive(Args)]
 struct LogitsArgs {
     /// resnet18 resnet34 resnet50 resnet101 resnet152 (ImageNet) or resnet8 resnet14
-    /// resnet20 resnet32 resnet44 resnet56 resnet110 (CIFAR).
-    #[arg(long, value_parser = parse_arch)]
-    arch: Arch,
+    /// resnet20 resnet32 resnet44 resnet56 resnet110 (CIFAR), or a plain twin: plain18,
+    /// plain20 and so on, the same layers without shortcuts.
+    #[arg(long, value_parser = parse_from_str::<Preset>)]
+    arch: Preset,
     /// Class count [default: 1000 for the ImageNet family, 10 for the CIFAR family].
     #[arg(long)]
     num_classes: Option<usize>,
@@ -144,9 +150,10 @@ const DEFAULTS: TrainOptions = SessionOptions::DEFAULT.train;
 struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// The architecture of a fresh model (required without --init; with it, the file's).
-    #[arg(long, value_parser = parse_arch)]
-    arch: Option<Arch>,
+    /// The architecture of a fresh model, a ResNet or its plain twin (plain20, ...);
+    /// required without --init; with it, the file's.
+    #[arg(long, value_parser = parse_from_str::<Preset>)]
+    arch: Option<Preset>,
     /// The burnpack file the trained model goes to.
     #[arg(long)]
     output: PathBuf,
@@ -188,6 +195,52 @@ struct TrainArgs {
     /// cpu, or gpu: burn's wgpu runtime (Vulkan, Metal or DX12) with the page's kernels.
     #[arg(long, default_value = "cpu", value_parser = parse_from_str::<DeviceChoice>)]
     device: DeviceChoice,
+    /// Writes each layer's gradient and weight norms to this CSV file (step, layer, depth,
+    /// grad_norm, weight_norm, ratio), every --gradient-every steps.
+    #[arg(long)]
+    log_gradients: Option<PathBuf>,
+    /// With --log-gradients: every how many steps (the first step included).
+    #[arg(long, default_value_t = 10, requires = "log_gradients")]
+    gradient_every: usize,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Comma-separated networks, trained in this order: plain20,resnet20,plain56,resnet56.
+    #[arg(long, value_delimiter = ',', value_parser = parse_from_str::<Preset>, default_value = "plain20,resnet20")]
+    arch: Vec<Preset>,
+    /// Passes over the training images.
+    #[arg(long, default_value_t = 2)]
+    epochs: usize,
+    /// Trains on this many training images, chosen at random by --seed [default: all].
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Validates on this many held-out images, chosen at random by --seed.
+    #[arg(long, default_value_t = 1000)]
+    held_out: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = DEFAULTS.batch_size)]
+    batch_size: usize,
+    /// The base learning rate.
+    #[arg(long, default_value_t = DEFAULTS.learning_rate)]
+    lr: f64,
+    /// adam or sgd (momentum 0.9).
+    #[arg(long, default_value_t = DEFAULTS.optimizer, value_parser = parse_from_str::<OptimizerKind>)]
+    optimizer: OptimizerKind,
+    /// Seeds every run alike: initialisation, data order, augmentation.
+    #[arg(long, default_value_t = DEFAULTS.seed)]
+    seed: u64,
+    /// Every how many steps the gradient norms are logged (the first step included).
+    #[arg(long, default_value_t = 10)]
+    gradient_every: usize,
+    /// The folder the CSV files go to: ARCH-curves.csv and ARCH-gradients.csv per run.
+    #[arg(long, default_value = "compare")]
+    output_dir: PathBuf,
+    /// cpu, or gpu: burn's wgpu runtime (Vulkan, Metal or DX12) with the page's kernels.
+    #[arg(long, default_value = "cpu", value_parser = parse_from_str::<DeviceChoice>)]
+    device: DeviceChoice,
 }
 
 #[derive(Args)]
@@ -218,10 +271,6 @@ struct BenchArgs {
     only: Vec<Section>,
 }
 
-fn parse_arch(name: &str) -> std::result::Result<Arch, String> {
-    Arch::parse(name).map_err(|e| e.to_string())
-}
-
 fn parse_from_str<T: std::str::FromStr<Err = Error>>(text: &str) -> std::result::Result<T, String> {
     text.parse().map_err(|e: Error| e.to_string())
 }
@@ -243,6 +292,7 @@ fn run(command: Command) -> Result<()> {
         Command::Info { file } => run_info(&file),
         Command::Train(args) => run_train(args),
         Command::Eval(args) => run_eval(args),
+        Command::Compare(args) => run_compare(args),
         Command::Bench(args) => run_bench(args),
         Command::Export { weights, output } => run_export(&weights, &output),
     }
@@ -263,19 +313,26 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn run_logits(args: LogitsArgs) -> Result<()> {
-    let default_classes = match args.arch.stem() {
+    let default_classes = match args.arch.arch.stem() {
         Stem::ImageNet => 1000,
         Stem::Cifar => 10,
     };
-    let mut config = ResNetConfig::new(
-        args.arch,
+    let mut config = args.arch.config(
         args.num_classes.unwrap_or(default_classes),
         args.in_channels,
     );
-    match args.shortcut {
-        Some(ShortcutArg::ZeroPad) => config = config.with_shortcut(Shortcut::ZeroPad),
-        Some(ShortcutArg::Projection) => config = config.with_shortcut(Shortcut::Projection),
-        None => {}
+    match (args.shortcut, args.arch.plain) {
+        (Some(_), true) => {
+            return Err(Error::InvalidConfig(format!(
+                "{} has no shortcuts: leave --shortcut out",
+                args.arch
+            )));
+        }
+        (Some(ShortcutArg::ZeroPad), false) => config = config.with_shortcut(Shortcut::ZeroPad),
+        (Some(ShortcutArg::Projection), false) => {
+            config = config.with_shortcut(Shortcut::Projection)
+        }
+        (None, _) => {}
     }
     let device = device::open(args.device)?.device;
     let model = weights::load(read_file(&args.weights)?, &config, &device)?;
@@ -302,8 +359,8 @@ fn run_info(path: &Path) -> Result<()> {
     let config = &info.config;
     println!("file:           {}", path.display());
     println!("format:         {:?}", info.format);
-    println!("architecture:   {}", config.arch);
-    println!("shortcut:       {:?}", config.shortcut);
+    println!("architecture:   {}", config.preset());
+    println!("shortcut:       {}", config.shortcut.name());
     println!("classes:        {}", config.num_classes);
     println!("input channels: {}", config.in_channels);
     println!("parameters:     {}", info.num_params);
@@ -463,11 +520,10 @@ fn run_train(args: TrainArgs) -> Result<()> {
         }
         (None, Some(arch)) => arch,
         (Some(config), arch) => {
-            let file_arch = config.arch;
-            if arch.is_some_and(|arch| arch != file_arch) {
+            let file_arch = config.preset();
+            if let Some(arch) = arch.filter(|arch| *arch != file_arch) {
                 return Err(Error::InvalidConfig(format!(
-                    "--arch {} but --init is a {file_arch}: leave --arch out to fine-tune it",
-                    arch.map_or("", Arch::name)
+                    "--arch {arch} but --init is a {file_arch}: leave --arch out to fine-tune it"
                 )));
             }
             file_arch
@@ -500,7 +556,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
     );
     progress.line(&format!(
         "training {} on {} {name} images ({} held out), {} epochs{}",
-        session.config().arch,
+        session.config().preset(),
         session.train_count(),
         held_out
             .as_ref()
@@ -512,13 +568,61 @@ fn run_train(args: TrainArgs) -> Result<()> {
             String::new()
         }
     ));
+    let mut gradient_log = args
+        .log_gradients
+        .as_deref()
+        .map(GradientLog::create)
+        .transpose()?;
+    if gradient_log.is_some() {
+        session.report_gradients_every(args.gradient_every);
+    }
+    train_epochs(&mut session, held_out.as_ref(), &progress, |report| {
+        if let (Some(log), Some(layers)) = (gradient_log.as_mut(), &report.gradients) {
+            log.write(report.step, layers)?;
+        }
+        Ok(())
+    })?;
+    progress.finish();
+    let model = session.inference_model();
+    write_file(
+        &args.output,
+        &weights::save_burnpack(&model, session.config())?,
+    )?;
+    println!(
+        "saved {} to {}",
+        session.config().preset(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+/// One epoch's figures, as `train_epochs` reports them.
+struct EpochFigures {
+    /// The mean training loss and the share of training images misclassified (each by the
+    /// model as it was before its step).
+    loss: f64,
+    error: f64,
+    validation_accuracy: f64,
+}
+
+/// Steps `session` to the end, a line per epoch with its held-out accuracy (on `held_out`,
+/// or the session's validation split); `on_step` sees every step's report.
+fn train_epochs(
+    session: &mut Session,
+    held_out: Option<&Dataset>,
+    progress: &Progress,
+    mut on_step: impl FnMut(&StepReport) -> Result<()>,
+) -> Result<Vec<EpochFigures>> {
+    let mut epochs = Vec::new();
     let mut started = Instant::now();
-    let (mut loss_sum, mut batches, mut images) = (0.0, 0u32, 0usize);
+    let (mut loss_sum, mut batches, mut images, mut correct) = (0.0, 0u32, 0usize, 0usize);
     while !session.is_finished() {
         let report = block_on(session.step())?;
+        on_step(&report)?;
         loss_sum += f64::from(report.loss);
         batches += 1;
         images += report.batch_size;
+        correct += report.correct;
         let seconds = started.elapsed().as_secs_f64();
         progress.advance(
             1,
@@ -530,31 +634,193 @@ fn run_train(args: TrainArgs) -> Result<()> {
             ),
         );
         if report.epoch_finished {
-            let accuracy = block_on(session.evaluate(held_out.as_ref()))?.accuracy();
+            let accuracy = block_on(session.evaluate(held_out))?.accuracy();
+            let figures = EpochFigures {
+                loss: loss_sum / f64::from(batches),
+                error: 1.0 - correct as f64 / images.max(1) as f64,
+                validation_accuracy: accuracy,
+            };
             progress.line(&format!(
                 "epoch {}: loss {:.4}, held-out accuracy {:.2}%, {:.0} images/s",
                 report.epoch,
-                loss_sum / f64::from(batches),
+                figures.loss,
                 100.0 * accuracy,
                 images as f64 / seconds
             ));
-            (loss_sum, batches, images) = (0.0, 0, 0);
+            epochs.push(figures);
+            (loss_sum, batches, images, correct) = (0.0, 0, 0, 0);
             started = Instant::now();
         }
     }
     progress.finish();
-    let model = session.inference_model();
-    write_file(
-        &args.output,
-        &weights::save_burnpack(&model, session.config())?,
-    )?;
+    Ok(epochs)
+}
+
+/// A CSV file of gradient norms: one row per layer per logged step.
+struct GradientLog {
+    file: std::io::BufWriter<std::fs::File>,
+    path: PathBuf,
+}
+
+impl GradientLog {
+    const HEADER: &str = "step,layer,depth,grad_norm,weight_norm,ratio";
+
+    fn create(path: &Path) -> Result<Self> {
+        let io_error = |e: std::io::Error| Error::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(io_error)?);
+        writeln!(file, "{}", Self::HEADER).map_err(io_error)?;
+        Ok(Self {
+            file,
+            path: path.into(),
+        })
+    }
+
+    /// The norms of the step that made `step` steps done (so the first step is 0).
+    fn write(&mut self, step: usize, layers: &[LayerGradient]) -> Result<()> {
+        for layer in layers {
+            writeln!(
+                self.file,
+                "{},{},{},{:e},{:e},{:e}",
+                step - 1,
+                layer.name,
+                layer.depth,
+                layer.grad_norm,
+                layer.weight_norm,
+                layer.ratio()
+            )
+            .and_then(|()| self.file.flush())
+            .map_err(|e| Error::Io {
+                path: self.path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn run_compare(args: CompareArgs) -> Result<()> {
+    if args.arch.len() < 2 {
+        return Err(Error::InvalidConfig(
+            "--arch needs at least two networks to compare, e.g. plain20,resnet20".into(),
+        ));
+    }
+    for (index, arch) in args.arch.iter().enumerate() {
+        if args.arch[..index].contains(arch) {
+            return Err(Error::InvalidConfig(format!(
+                "--arch names {arch} twice: compare different networks"
+            )));
+        }
+    }
+    let data = load_data(&args.data, 3)?;
+    let train_set = match args.limit {
+        Some(limit) => data.train.random_subset(limit, args.seed),
+        None => data.train,
+    };
+    let held_out = data
+        .held_out
+        .map(|set| set.random_subset(args.held_out, args.seed));
+    let options = |arch| SessionOptions {
+        arch,
+        input: data.input,
+        train: TrainOptions {
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            learning_rate: args.lr,
+            optimizer: args.optimizer,
+            seed: args.seed,
+            ..DEFAULTS
+        },
+        validation_fraction: if held_out.is_some() { 0.0 } else { 0.1 },
+        fine_tune: SessionOptions::DEFAULT.fine_tune,
+    };
+    std::fs::create_dir_all(&args.output_dir).map_err(|e| Error::Io {
+        path: args.output_dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let native = device::open(args.device)?;
+    let mut rows = Vec::new();
+    for &arch in &args.arch {
+        let mut session = Session::new(&train_set, &options(arch), None, &native.device)?;
+        session.report_gradients_every(args.gradient_every);
+        let progress = Progress::new(
+            session.total_steps(),
+            &format!(
+                "{arch:>9} {{bar:30}} {{pos}}/{{len}} steps, {{msg}} [{{elapsed_precise}}, {{eta}} left]"
+            ),
+        );
+        progress.line(&format!(
+            "training {arch} ({} weight layers) on {} {} images, {} epochs",
+            arch.depth(),
+            session.train_count(),
+            data.name,
+            args.epochs
+        ));
+        let curves_path = args.output_dir.join(format!("{arch}-curves.csv"));
+        // One row per step; the held-out accuracy on the rows that end an epoch.
+        let mut rows_of_steps = Vec::new();
+        let mut gradient_log =
+            GradientLog::create(&args.output_dir.join(format!("{arch}-gradients.csv")))?;
+        let started = Instant::now();
+        let epochs = train_epochs(&mut session, held_out.as_ref(), &progress, |report| {
+            rows_of_steps.push((
+                format!(
+                    "{},{},{},{}",
+                    report.step - 1,
+                    report.epoch,
+                    report.loss,
+                    1.0 - report.correct as f64 / report.batch_size.max(1) as f64
+                ),
+                report.epoch_finished,
+            ));
+            match &report.gradients {
+                Some(layers) => gradient_log.write(report.step, layers),
+                None => Ok(()),
+            }
+        })?;
+        let seconds = started.elapsed().as_secs_f64();
+        let mut accuracies = epochs.iter().map(|epoch| epoch.validation_accuracy);
+        let mut curves = format!("{CURVES_HEADER}\n");
+        for (row, epoch_finished) in rows_of_steps {
+            let accuracy = match epoch_finished {
+                true => accuracies.next().map(|a| a.to_string()).unwrap_or_default(),
+                false => String::new(),
+            };
+            curves.push_str(&format!("{row},{accuracy}\n"));
+        }
+        write_file(&curves_path, curves.as_bytes())?;
+        let last = epochs
+            .last()
+            .ok_or_else(|| Error::Training("the run ended before its first epoch".into()))?;
+        rows.push(format!(
+            "{:<10} {:>13.4} {:>14.2}% {:>19.2}% {:>9.1}",
+            arch.to_string(),
+            last.loss,
+            100.0 * last.error,
+            100.0 * last.validation_accuracy,
+            seconds
+        ));
+    }
     println!(
-        "saved {} to {}",
-        session.config().arch,
-        args.output.display()
+        "{:<10} {:>13} {:>15} {:>20} {:>9}",
+        "network", "training loss", "training error", "held-out accuracy", "seconds"
+    );
+    for row in rows {
+        println!("{row}");
+    }
+    println!(
+        "the last epoch's figures; curves and gradient norms in {}",
+        args.output_dir.display()
     );
     Ok(())
 }
+
+/// One row per step, counted from 0 like the gradient log's: the batch's loss and its share
+/// misclassified (by the model before the step's update), and on an epoch's last step the
+/// held-out accuracy after it.
+const CURVES_HEADER: &str = "step,epoch,loss,error,validation_accuracy";
 
 fn run_eval(args: EvalArgs) -> Result<()> {
     let bytes = read_file(&args.weights)?;
@@ -597,7 +863,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     };
     println!(
         "{}: accuracy {:.2}% on {} held-out {} images",
-        config.arch,
+        config.preset(),
         100.0 * evaluation.accuracy(),
         held_out.len(),
         data.name
@@ -631,7 +897,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
 
 fn run_export(weights_path: &Path, output: &Path) -> Result<()> {
     let bytes = read_file(weights_path)?;
-    let arch = weights::inspect(bytes.clone())?.config.arch;
+    let arch = weights::inspect(bytes.clone())?.config.preset();
     let converted = block_on(weights::convert(bytes, weights::ExportFormat::Safetensors))?;
     write_file(output, &converted)?;
     println!(

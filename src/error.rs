@@ -19,6 +19,9 @@ pub enum Error {
     MissingKey { key: String, arch: String },
     /// The weight file holds a tensor the model does not have.
     UnexpectedKey { key: String, arch: String },
+    /// A plain twin's weight file loaded as a ResNet, or the reverse (`model` is the name of
+    /// what it was loaded as).
+    PlainMismatch { file_plain: bool, model: String },
     /// A tensor of the weight file has the wrong shape for this model.
     ShapeMismatch {
         key: String,
@@ -58,6 +61,25 @@ impl fmt::Display for Error {
                 "the weight file has a tensor '{key}' that {arch} does not have: \
                  the file is probably for another architecture"
             ),
+            Error::PlainMismatch { file_plain, model } => {
+                let twin = match model.strip_prefix("plain") {
+                    Some(depth) => format!("resnet{depth}"),
+                    None => model.replacen("resnet", "plain", 1),
+                };
+                if *file_plain {
+                    write!(
+                        f,
+                        "the weight file holds a plain network, without shortcuts, but \
+                         {model} has them: load it as {twin}"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "the weight file holds a ResNet, with shortcuts, but {model} is its \
+                         plain twin, without them: load it as {twin}"
+                    )
+                }
+            }
             Error::ShapeMismatch {
                 key,
                 expected,
@@ -85,6 +107,7 @@ impl Error {
             Error::WeightFormat(_)
             | Error::MissingKey { .. }
             | Error::UnexpectedKey { .. }
+            | Error::PlainMismatch { .. }
             | Error::ShapeMismatch { .. } => "bad-weights",
             Error::InvalidInput(_) => "bad-input",
             Error::Backend(_) => "backend-failed",

@@ -27,6 +27,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod finetune;
+pub mod gradient_flow;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod image_folder;
 pub mod npy;

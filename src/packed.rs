@@ -180,6 +180,8 @@ impl MaxPool {
 #[derive(Debug, Clone)]
 enum PackedShortcut {
     Identity,
+    /// A plain twin's block: nothing is added.
+    None,
     Projection(PackedConv),
     /// Every `stride`-th pixel, with zero channels added on both sides (option A).
     ZeroPad {
@@ -227,16 +229,18 @@ impl PackedBlock {
         if !folded {
             return Err(not_folded());
         }
-        let (convs, downsample, pad) = match block {
+        let (convs, downsample, pad, residual) = match block {
             ResidualBlock::Basic(block) => (
                 vec![&block.conv1, &block.conv2],
                 &block.downsample,
                 block.pad_shortcut.as_ref(),
+                block.residual,
             ),
             ResidualBlock::Bottleneck(block) => (
                 vec![&block.conv1, &block.conv2, &block.conv3],
                 &block.downsample,
                 None,
+                block.residual,
             ),
         };
         let mut packed = Vec::with_capacity(convs.len());
@@ -244,6 +248,7 @@ impl PackedBlock {
             packed.push(PackedConv::new(conv).await?);
         }
         let shortcut = match (downsample.as_slice(), pad) {
+            _ if !residual => PackedShortcut::None,
             ([], None) => PackedShortcut::Identity,
             ([DownsampleLayer::Conv(conv)], None) => {
                 PackedShortcut::Projection(PackedConv::new(conv).await?)
@@ -262,7 +267,7 @@ impl PackedBlock {
 
     fn forward(&self, input: &FeatureMap) -> FeatureMap {
         let shortcut = match &self.shortcut {
-            PackedShortcut::Identity => None,
+            PackedShortcut::Identity | PackedShortcut::None => None,
             PackedShortcut::Projection(conv) => Some(conv.forward(input, None, false)),
             PackedShortcut::ZeroPad {
                 stride,
@@ -274,11 +279,11 @@ impl PackedBlock {
         for conv in inner {
             x = Some(conv.forward(x.as_ref().unwrap_or(input), None, true));
         }
-        last.forward(
-            x.as_ref().unwrap_or(input),
-            Some(shortcut.as_ref().unwrap_or(input)),
-            true,
-        )
+        let residual = match self.shortcut {
+            PackedShortcut::None => None,
+            _ => Some(shortcut.as_ref().unwrap_or(input)),
+        };
+        last.forward(x.as_ref().unwrap_or(input), residual, true)
     }
 }
 

@@ -8,7 +8,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::finetune::{self, FineTune};
 use crate::preprocess::InputKind;
-use crate::resnet::{Arch, ResNet, ResNetConfig};
+use crate::resnet::{Arch, Preset, ResNet, ResNetConfig};
 use crate::train::{Checkpoint, Evaluation, StepReport, TrainOptions, TrainingRun, evaluate};
 use crate::weights;
 
@@ -16,8 +16,9 @@ use crate::weights;
 /// CLI and the page both use.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionOptions {
-    /// The architecture of a fresh model (a fine-tuned one keeps its own).
-    pub arch: Arch,
+    /// The network of a fresh model, a ResNet or its plain twin (a fine-tuned one keeps
+    /// its own).
+    pub arch: Preset,
     /// How the pictures were prepared (decides the augmentation).
     pub input: InputKind,
     pub train: TrainOptions,
@@ -29,7 +30,10 @@ pub struct SessionOptions {
 
 impl SessionOptions {
     pub const DEFAULT: SessionOptions = SessionOptions {
-        arch: Arch::ResNet8,
+        arch: Preset {
+            arch: Arch::ResNet8,
+            plain: false,
+        },
         input: InputKind::Plain {
             channels: 1,
             size: 28,
@@ -103,7 +107,7 @@ impl Session {
         let base_weights_given = base_weights.is_some();
         let (model, config) = match base_weights {
             None => {
-                let config = ResNetConfig::new(options.arch, data.num_classes(), data.channels);
+                let config = options.arch.config(data.num_classes(), data.channels);
                 (ResNet::new(&config, &training_device)?, config)
             }
             Some(bytes) => finetune::fine_tuning_model(
@@ -132,6 +136,11 @@ impl Session {
 
     pub fn is_finished(&self) -> bool {
         self.run.is_finished()
+    }
+
+    /// `TrainingRun::report_gradients_every`.
+    pub fn report_gradients_every(&mut self, interval: usize) {
+        self.run.report_gradients_every(interval);
     }
 
     /// The run as it stands, in host memory (`TrainingRun::checkpoint`).

@@ -15,6 +15,7 @@ use burn::tensor::Transaction;
 
 use crate::data::{Augment, Dataset, batch_tensors};
 use crate::error::{Error, Result};
+use crate::gradient_flow::{LayerGradient, PendingNorms, gradient_norms};
 use crate::preprocess::InputKind;
 use crate::readback::{floats, read_floats_async, read_ints_async, read_together};
 use crate::resnet::ResNet;
@@ -260,6 +261,8 @@ impl Snapshot {
 pub struct StepOutput {
     pub loss: Tensor<1>,
     pub correct: Tensor<1, Int>,
+    /// The step's gradient norms per layer, when asked for.
+    pub gradients: Option<PendingNorms>,
 }
 
 impl Trainer {
@@ -295,8 +298,14 @@ impl Trainer {
             .rate(self.config.learning_rate, self.step, self.total_steps)
     }
 
-    /// One optimisation step on a batch.
-    pub fn step(&mut self, images: Tensor<4>, labels: Tensor<1, Int>) -> StepOutput {
+    /// One optimisation step on a batch; with `gradient_norms`, it also measures each
+    /// layer's gradient (`gradient_flow`).
+    pub fn step(
+        &mut self,
+        images: Tensor<4>,
+        labels: Tensor<1, Int>,
+        with_gradient_norms: bool,
+    ) -> StepOutput {
         let logits = self.model.forward(images);
         let correct = logits
             .clone()
@@ -309,6 +318,7 @@ impl Trainer {
             .init(&logits.device())
             .forward(logits, labels);
         let gradients = GradientsParams::from_grads(loss.backward(), &self.model);
+        let norms = with_gradient_norms.then(|| gradient_norms(&self.model, &gradients));
         let rate = self.learning_rate();
         // Cloning a module clones tensor handles, not data; tensors are immutable, so the
         // previous model stays intact.
@@ -321,6 +331,7 @@ impl Trainer {
         StepOutput {
             loss: loss.detach(),
             correct,
+            gradients: norms,
         }
     }
 
@@ -369,6 +380,8 @@ pub struct TrainingRun {
     epochs_done: usize,
     /// Set when a step failed for good (a loss that is not finite).
     failure: Option<String>,
+    /// Every how many steps a step reports its gradient norms (0: never).
+    gradient_interval: usize,
 }
 
 /// A run as it stood after a completed step, in host memory: what survives the loss of the
@@ -407,6 +420,9 @@ pub struct StepReport {
     pub epoch: usize,
     /// Whether this step completed its epoch.
     pub epoch_finished: bool,
+    /// Each weight layer's gradient and weight norms, in depth order, on the steps
+    /// `report_gradients_every` asks for.
+    pub gradients: Option<Vec<LayerGradient>>,
 }
 
 impl TrainingRun {
@@ -436,7 +452,14 @@ impl TrainingRun {
             position: 0,
             epochs_done: 0,
             failure: None,
+            gradient_interval: 0,
         })
+    }
+
+    /// Makes every `interval`-th step, the first included, report its gradient norms
+    /// (`StepReport::gradients`); 0 stops it. They ride on the step's one read back.
+    pub fn report_gradients_every(&mut self, interval: usize) {
+        self.gradient_interval = interval;
     }
 
     pub fn is_finished(&self) -> bool {
@@ -504,17 +527,35 @@ impl TrainingRun {
         let (images, labels) =
             batch_tensors(&self.train_set, batch, self.augment, &mut self.rng, device);
         let batch_size = batch.len();
-        let output = self.trainer.step(images, labels);
-        // One read back for both: on WebGPU every read waits for the queue.
-        let read = read_together(
-            Transaction::default()
-                .register(output.loss)
-                .register(output.correct),
-        )
-        .await?;
-        let [loss, correct]: [TensorData; 2] = read
-            .try_into()
-            .map_err(|_| Error::Backend("a read back returned the wrong tensor count".into()))?;
+        let with_norms = self.gradient_interval > 0
+            && self
+                .trainer
+                .steps_done()
+                .is_multiple_of(self.gradient_interval);
+        let output = self.trainer.step(images, labels, with_norms);
+        // One read back for all: on WebGPU every read waits for the queue.
+        let mut transaction = Transaction::default()
+            .register(output.loss)
+            .register(output.correct);
+        if let Some(norms) = &output.gradients {
+            // A transaction takes tensors of one kind: the loss is autodiff-wrapped.
+            transaction = transaction.register(norms.squared.clone().autodiff());
+        }
+        let mut read = read_together(transaction).await?.into_iter();
+        let (Some(loss), Some(correct)) = (read.next(), read.next()) else {
+            return Err(Error::Backend(
+                "a read back returned the wrong tensor count".into(),
+            ));
+        };
+        let gradients = match (output.gradients, read.next()) {
+            (Some(norms), Some(squared)) => Some(norms.read(&floats(squared)?)?),
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(Error::Backend(
+                    "a read back returned the wrong tensor count".into(),
+                ));
+            }
+        };
         let loss = first_float(loss)?;
         let correct = first_float(correct)? as i64;
         if !loss.is_finite() {
@@ -544,6 +585,7 @@ impl TrainingRun {
             total_steps: self.trainer.total_steps(),
             epoch,
             epoch_finished,
+            gradients,
         })
     }
 }

@@ -8,7 +8,7 @@ use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::store::{
     ApplyError, ApplyResult, BurnpackStore, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
-    SafetensorsStore,
+    SafetensorsStore, burn_pack,
 };
 use burn::tensor::{Bytes, Transaction};
 
@@ -78,9 +78,20 @@ pub fn torchvision_key(burn_path: &str) -> String {
 
 /// Loads any supported weight file into a new model of `config`.
 pub fn load(bytes: Vec<u8>, config: &ResNetConfig, device: &Device) -> Result<ResNet> {
+    let format = WeightFormat::detect(&bytes)?;
+    // A plain twin has the keys of its ResNet (option A adds none): only the file's
+    // metadata tells them apart, so check it before the keys.
+    let file_plain = declared_shortcut(&bytes, format)? == Some(Shortcut::None);
+    if file_plain != (config.shortcut == Shortcut::None) {
+        return Err(Error::PlainMismatch {
+            file_plain,
+            model: config.preset().to_string(),
+        });
+    }
     let mut model = ResNet::new(config, device)?;
-    let arch = config.arch.name();
-    let result = match WeightFormat::detect(&bytes)? {
+    let name = config.preset().to_string();
+    let arch = name.as_str();
+    let result = match format {
         WeightFormat::Safetensors => {
             let mut store = torchvision_safetensors_store(bytes);
             model.load_from(&mut store).map_err(|e| format_error(&e))?
@@ -100,7 +111,8 @@ pub fn load(bytes: Vec<u8>, config: &ResNetConfig, device: &Device) -> Result<Re
 pub fn save_burnpack(model: &ResNet, config: &ResNetConfig) -> Result<Vec<u8>> {
     refuse_folded(model)?;
     let mut store = BurnpackStore::from_bytes(None)
-        .metadata("arch", config.arch.name())
+        .metadata("arch", config.preset().to_string())
+        .metadata(SHORTCUT_METADATA, config.shortcut.name())
         .metadata("num_classes", config.num_classes.to_string())
         .metadata("in_channels", config.in_channels.to_string());
     model
@@ -154,6 +166,43 @@ impl ModulePath {
     }
 }
 
+/// The metadata key that says which shortcut a model has (`Shortcut::name`). Burnpacks
+/// always carry it; torchvision safetensors only for a plain twin (`none`), as PyTorch
+/// files without it are ResNets.
+const SHORTCUT_METADATA: &str = "shortcut";
+
+/// The shortcut a weight file's metadata declares, if it declares one.
+fn declared_shortcut(bytes: &[u8], format: WeightFormat) -> Result<Option<Shortcut>> {
+    let value = match format {
+        WeightFormat::PyTorch => None,
+        WeightFormat::Burnpack => {
+            let reader = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
+                .map_err(|e| format_error(&e))?;
+            reader.metadata().get(SHORTCUT_METADATA).cloned()
+        }
+        WeightFormat::Safetensors => {
+            let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+            let header = bytes
+                .get(8..8 + header_len as usize)
+                .ok_or_else(|| Error::WeightFormat("the safetensors header is cut short".into()))?;
+            let header: serde_json::Value = serde_json::from_slice(header).map_err(|e| {
+                Error::WeightFormat(format!("the safetensors header is not JSON: {e}"))
+            })?;
+            header["__metadata__"][SHORTCUT_METADATA]
+                .as_str()
+                .map(str::to_string)
+        }
+    };
+    match value {
+        None => Ok(None),
+        Some(name) => Shortcut::parse(&name).map(Some).ok_or_else(|| {
+            Error::WeightFormat(format!(
+                "its metadata names shortcut '{name}': expected zero-pad, projection or none"
+            ))
+        }),
+    }
+}
+
 /// Every tensor of a model, unread and flattened, with its burn path and shape: parameters
 /// and BatchNorm running statistics.
 fn model_tensors(model: &ResNet) -> Vec<(String, Vec<usize>, Tensor<1>)> {
@@ -204,7 +253,12 @@ pub async fn torchvision_safetensors(model: &ResNet) -> Result<Vec<u8>> {
         .zip(values)
         .map(|((path, shape, _), data)| Ok((path, shape, floats(data)?)))
         .collect::<Result<Vec<_>>>()?;
-    Ok(write_torchvision_safetensors(tensors))
+    let metadata: &[(&str, &str)] = if model.is_plain() {
+        &[(SHORTCUT_METADATA, "none")]
+    } else {
+        &[]
+    };
+    Ok(write_torchvision_safetensors(tensors, metadata))
 }
 
 /// burnpack bytes for a model on any backend: read asynchronously, then written from a
@@ -245,7 +299,10 @@ pub async fn convert(bytes: Vec<u8>, format: ExportFormat) -> Result<Vec<u8>> {
     }
 }
 
-fn write_torchvision_safetensors(tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Vec<u8> {
+fn write_torchvision_safetensors(
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    metadata: &[(&str, &str)],
+) -> Vec<u8> {
     // (key, dtype, shape, little-endian bytes), sorted by key as safetensors writers do.
     let mut entries: BTreeMap<String, (&str, Vec<usize>, Vec<u8>)> = BTreeMap::new();
     for (path, shape, values) in tensors {
@@ -270,12 +327,20 @@ fn write_torchvision_safetensors(tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -
         let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         entries.insert(key, ("F32", shape, bytes));
     }
-    safetensors_file(&entries)
+    safetensors_file(&entries, metadata)
 }
 
-/// A safetensors file of (key, dtype, shape, little-endian bytes), in key order.
-fn safetensors_file(entries: &BTreeMap<String, (&str, Vec<usize>, Vec<u8>)>) -> Vec<u8> {
-    let mut header = String::from(r#"{"__metadata__":{"format":"pt"}"#);
+/// A safetensors file of (key, dtype, shape, little-endian bytes), in key order, with
+/// `metadata` beside torch's `format`.
+fn safetensors_file(
+    entries: &BTreeMap<String, (&str, Vec<usize>, Vec<u8>)>,
+    metadata: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut header = String::from(r#"{"__metadata__":{"format":"pt""#);
+    for (key, value) in metadata {
+        header.push_str(&format!(r#","{key}":"{value}""#));
+    }
+    header.push('}');
     let mut offset = 0;
     for (key, (dtype, shape, bytes)) in entries {
         let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
@@ -302,12 +367,17 @@ fn safetensors_file(entries: &BTreeMap<String, (&str, Vec<usize>, Vec<u8>)>) -> 
 /// Reads names and shapes only, and infers the architecture from them.
 pub fn inspect(bytes: Vec<u8>) -> Result<WeightsInfo> {
     let format = WeightFormat::detect(&bytes)?;
+    let declared = declared_shortcut(&bytes, format)?;
     let shapes = match format {
         WeightFormat::Safetensors => tensor_shapes(&mut torchvision_safetensors_store(bytes))?,
         WeightFormat::Burnpack => tensor_shapes(&mut burnpack(bytes))?,
         WeightFormat::PyTorch => pytorch_shapes(bytes)?,
     };
-    infer_layout(format, &shapes)
+    let mut info = infer_layout(format, &shapes)?;
+    if declared == Some(Shortcut::None) {
+        info.config.shortcut = Shortcut::None;
+    }
+    Ok(info)
 }
 
 fn torchvision_safetensors_store(bytes: Vec<u8>) -> SafetensorsStore {
@@ -465,7 +535,7 @@ fn pytorch_as_safetensors(bytes: &[u8]) -> Result<Vec<u8>> {
         };
         entries.insert(name, (dtype, tensor.shape, data));
     }
-    Ok(safetensors_file(&entries))
+    Ok(safetensors_file(&entries, &[]))
 }
 
 fn load_pytorch_bytes(mut model: ResNet, bytes: Vec<u8>, arch: &str) -> Result<ResNet> {

@@ -32,6 +32,9 @@ pub struct BasicBlock {
     pub downsample: Vec<DownsampleLayer>,
     /// Option A shortcut where the shape changes.
     pub pad_shortcut: Option<PadShortcut>,
+    /// False in a plain twin: no shortcut, the block is relu(F(x)). Not saved in weight
+    /// files (a constant); their metadata says it.
+    pub residual: bool,
 }
 
 /// 1x1 reduce, 3x3 (strided), 1x1 expand by 4.
@@ -44,6 +47,8 @@ pub struct Bottleneck {
     pub conv3: Conv2d,
     pub bn3: Option<BatchNorm>,
     pub downsample: Vec<DownsampleLayer>,
+    /// False in a plain twin (see `BasicBlock::residual`).
+    pub residual: bool,
 }
 
 #[derive(Module, Debug)]
@@ -116,6 +121,7 @@ impl ResidualBlock {
         device: &Device,
     ) -> Self {
         let out_channels = width * kind.expansion();
+        let residual = shortcut != Shortcut::None;
         let reshapes = stride != 1 || in_channels != out_channels;
         let downsample = if reshapes && shortcut == Shortcut::Projection {
             projection(in_channels, out_channels, stride, device)
@@ -133,6 +139,7 @@ impl ResidualBlock {
                     stride,
                     extra_channels: out_channels - in_channels,
                 }),
+                residual,
             }),
             BlockKind::Bottleneck => ResidualBlock::Bottleneck(Bottleneck {
                 conv1: conv(in_channels, width, 1, 1, device),
@@ -142,7 +149,16 @@ impl ResidualBlock {
                 conv3: conv(width, out_channels, 1, 1, device),
                 bn3: Some(batch_norm(out_channels, device)),
                 downsample,
+                residual,
             }),
+        }
+    }
+
+    /// False for a plain twin's block, which has no shortcut.
+    pub fn is_residual(&self) -> bool {
+        match self {
+            ResidualBlock::Basic(block) => block.residual,
+            ResidualBlock::Bottleneck(block) => block.residual,
         }
     }
 
@@ -165,6 +181,9 @@ impl BasicBlock {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let x = relu(normalize(&self.bn1, convolve(&self.conv1, input.clone())));
         let x = normalize(&self.bn2, convolve(&self.conv2, x));
+        if !self.residual {
+            return relu(x);
+        }
         let identity = match &self.pad_shortcut {
             Some(pad) => pad.forward(input),
             None => apply_downsample(&self.downsample, input),
@@ -178,6 +197,9 @@ impl Bottleneck {
         let x = relu(normalize(&self.bn1, convolve(&self.conv1, input.clone())));
         let x = relu(normalize(&self.bn2, convolve(&self.conv2, x)));
         let x = normalize(&self.bn3, convolve(&self.conv3, x));
+        if !self.residual {
+            return relu(x);
+        }
         relu(x + apply_downsample(&self.downsample, input))
     }
 }

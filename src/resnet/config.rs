@@ -45,13 +45,128 @@ impl BlockKind {
     }
 }
 
-/// The shortcut where a block changes resolution or width.
+/// The shortcut where a block changes resolution or width, or none at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shortcut {
     /// Option A: subsample and pad the new channels with zeros; no parameters.
     ZeroPad,
     /// Option B: 1x1 strided convolution and BatchNorm (torchvision's `downsample`).
     Projection,
+    /// No shortcut in any block: the plain twin (He et al.'s "plain" networks), whose blocks
+    /// compute relu(F(x)) instead of relu(F(x) + x).
+    None,
+}
+
+impl Shortcut {
+    /// The name weight files and messages use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shortcut::ZeroPad => "zero-pad",
+            Shortcut::Projection => "projection",
+            Shortcut::None => "none",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Shortcut> {
+        [Shortcut::ZeroPad, Shortcut::Projection, Shortcut::None]
+            .into_iter()
+            .find(|shortcut| shortcut.name() == name)
+    }
+}
+
+/// A network by the name users give it: a ResNet preset (`resnet20`) or its plain twin
+/// (`plain20`), the same layers without shortcuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Preset {
+    pub arch: Arch,
+    pub plain: bool,
+}
+
+impl Preset {
+    /// Every name `parse` takes: the ResNets, then their plain twins.
+    pub const NAMES: [&'static str; 24] = [
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "resnet8",
+        "resnet14",
+        "resnet20",
+        "resnet32",
+        "resnet44",
+        "resnet56",
+        "resnet110",
+        "plain18",
+        "plain34",
+        "plain50",
+        "plain101",
+        "plain152",
+        "plain8",
+        "plain14",
+        "plain20",
+        "plain32",
+        "plain44",
+        "plain56",
+        "plain110",
+    ];
+
+    pub fn resnet(arch: Arch) -> Self {
+        Self { arch, plain: false }
+    }
+
+    pub fn parse(name: &str) -> Result<Preset> {
+        let wanted = name.trim().to_ascii_lowercase().replace(['-', '_'], "");
+        let unknown = || Error::UnknownArch {
+            name: name.to_string(),
+            known: &Self::NAMES,
+        };
+        match wanted.strip_prefix("plain") {
+            Some(depth) => Arch::parse(&format!("resnet{depth}"))
+                .map(|arch| Preset { arch, plain: true })
+                .map_err(|_| unknown()),
+            None => Arch::parse(&wanted)
+                .map(Preset::resnet)
+                .map_err(|_| unknown()),
+        }
+    }
+
+    /// The configuration with the preset's usual shortcut, or none for a plain twin.
+    pub fn config(self, num_classes: usize, in_channels: usize) -> ResNetConfig {
+        let config = ResNetConfig::new(self.arch, num_classes, in_channels);
+        if self.plain {
+            config.with_shortcut(Shortcut::None)
+        } else {
+            config
+        }
+    }
+
+    /// How many weight layers (convolutions and the classifier) a signal crosses on the
+    /// main path: 20 for resnet20 and plain20.
+    pub fn depth(self) -> usize {
+        let per_block = match self.arch.block_kind() {
+            BlockKind::Basic => 2,
+            BlockKind::Bottleneck => 3,
+        };
+        2 + per_block * self.arch.stage_depths().iter().sum::<usize>()
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Self::parse(name)
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.arch.name().strip_prefix("resnet") {
+            Some(depth) if self.plain => write!(f, "plain{depth}"),
+            _ => f.write_str(self.arch.name()),
+        }
+    }
 }
 
 impl std::str::FromStr for Arch {
@@ -195,6 +310,14 @@ impl ResNetConfig {
     pub fn with_shortcut(mut self, shortcut: Shortcut) -> Self {
         self.shortcut = shortcut;
         self
+    }
+
+    /// The name users know it by: `resnet20`, or `plain20` without shortcuts.
+    pub fn preset(&self) -> Preset {
+        Preset {
+            arch: self.arch,
+            plain: self.shortcut == Shortcut::None,
+        }
     }
 
     pub fn validate(&self) -> Result<()> {

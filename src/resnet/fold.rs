@@ -65,6 +65,7 @@ fn fold_block(block: ResidualBlock) -> ResidualBlock {
             bn2: None,
             downsample: fold_downsample(block.downsample),
             pad_shortcut: block.pad_shortcut,
+            residual: block.residual,
         }),
         ResidualBlock::Bottleneck(block) => ResidualBlock::Bottleneck(Bottleneck {
             conv1: fold(block.conv1, block.bn1),
@@ -74,6 +75,7 @@ fn fold_block(block: ResidualBlock) -> ResidualBlock {
             conv3: fold(block.conv3, block.bn3),
             bn3: None,
             downsample: fold_downsample(block.downsample),
+            residual: block.residual,
         }),
     }
 }

@@ -14,6 +14,6 @@ mod model;
 
 pub use batch_norm::{BatchNormOps, batch_norm_forward, use_batch_norm_kernels};
 pub use block::{BasicBlock, Bottleneck, DownsampleLayer, PadShortcut, ResidualBlock};
-pub use config::{Arch, BlockKind, ResNetConfig, Shortcut, Stem};
+pub use config::{Arch, BlockKind, Preset, ResNetConfig, Shortcut, Stem};
 pub use convolve::{ConvolveOps, convolve, output_shape as convolve_output_shape};
 pub use model::{ResNet, is_running_statistic};

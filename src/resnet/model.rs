@@ -102,6 +102,14 @@ impl ResNet {
             .sum()
     }
 
+    /// Whether this is a plain twin: blocks without shortcuts.
+    pub fn is_plain(&self) -> bool {
+        self.stages()
+            .into_iter()
+            .flatten()
+            .any(|block| !block.is_residual())
+    }
+
     /// Input channels the first convolution expects.
     pub fn in_channels(&self) -> usize {
         self.conv1.weight.shape()[1]

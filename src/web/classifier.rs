@@ -10,7 +10,7 @@ use super::convert::{js_error, rgba_bytes};
 use crate::classifier;
 use crate::error::Result;
 use crate::preprocess::InputKind;
-use crate::resnet::{Arch, ResNet, ResNetConfig};
+use crate::resnet::{Preset, ResNet, ResNetConfig};
 use crate::weights;
 
 /// A ResNet on one backend, callable from JavaScript.
@@ -128,11 +128,7 @@ impl Prediction {
 }
 
 fn config(arch: &str, num_classes: usize, in_channels: usize) -> Result<ResNetConfig> {
-    Ok(ResNetConfig::new(
-        Arch::parse(arch)?,
-        num_classes,
-        in_channels,
-    ))
+    Ok(Preset::parse(arch)?.config(num_classes, in_channels))
 }
 
 #[wasm_bindgen]
@@ -318,7 +314,7 @@ pub fn describe_weights(bytes: Vec<u8>) -> std::result::Result<js_sys::Object, J
     let config = weights::inspect(bytes).map_err(js_error)?.config;
     let object = js_sys::Object::new();
     for (name, value) in [
-        ("arch", JsValue::from_str(config.arch.name())),
+        ("arch", JsValue::from_str(&config.preset().to_string())),
         ("numClasses", JsValue::from_f64(config.num_classes as f64)),
         ("inChannels", JsValue::from_f64(config.in_channels as f64)),
     ] {
