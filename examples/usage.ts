@@ -42,6 +42,7 @@ export async function ownClasses(cats: HTMLCanvasElement[], dogs: HTMLCanvasElem
   run.on('start', ({ trainCount, timings }) => console.log(trainCount, timings?.webgpu));
   run.on('epoch', ({ accuracy }) => console.log(accuracy));
   run.on('notice', ({ message }) => console.log(message));
+  run.on('gradients', ({ step, layers }) => console.log(step, layers.map(({ name, depth, gradNorm, weightNorm }) => `${name} ${depth} ${gradNorm / weightNorm}`)));
   run.pause();
   run.resume();
   const model = await run.result;

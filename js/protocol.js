@@ -30,6 +30,7 @@ export const Event = Object.freeze({
   RUN_STEP: 'run-step', //     {run, step, totalSteps, epoch, loss, accuracy, imagesPerSecond, secondsLeft}
   RUN_ESTIMATE: 'run-estimate', // {run, secondsPerStep, totalSteps, seconds, backend, waiting}: after the first step
   RUN_EPOCH: 'run-epoch', //   {run, epoch, accuracy, loss}: validation after an epoch
+  RUN_GRADIENTS: 'run-gradients', // {run, step, layers: [{name, depth, gradNorm, weightNorm}]}: every options.gradientEvery steps
   RUN_NOTICE: 'run-notice', // {run, message, backend?, resumedFrom?}
 });
 

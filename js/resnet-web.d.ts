@@ -4,7 +4,10 @@ export type Backend = 'auto' | 'webgpu' | 'cpu';
 export type Input = 'digit' | 'fashion' | 'imagenet' | 'gray-28' | 'gray-32' | 'rgb-28' | 'rgb-32';
 export type ExportFormat = 'safetensors' | 'burnpack';
 export type Arch = 'resnet8' | 'resnet14' | 'resnet20' | 'resnet32' | 'resnet44' | 'resnet56'
-  | 'resnet110' | 'resnet18' | 'resnet34' | 'resnet50' | 'resnet101' | 'resnet152';
+  | 'resnet110' | 'resnet18' | 'resnet34' | 'resnet50' | 'resnet101' | 'resnet152'
+  /** The plain twins: the same layers with no shortcut in any block. */
+  | 'plain8' | 'plain14' | 'plain20' | 'plain32' | 'plain44' | 'plain56'
+  | 'plain110' | 'plain18' | 'plain34' | 'plain50' | 'plain101' | 'plain152';
 
 export declare const ErrorCode: Readonly<{
   BAD_OPTIONS: 'bad-options';
@@ -167,6 +170,9 @@ export interface TrainOptions {
   testSubset?: number;
   /** After the first step, emit 'estimate' and wait for resume() (or stop()). */
   estimateFirst?: boolean;
+  /** Every how many steps 'gradients' comes (the first step included); 0: never. Default: 10
+   * when a 'gradients' handler is added as the run starts, else 0. */
+  gradientEvery?: number;
 }
 
 /** timings: with backend 'auto', the milliseconds a step took on each device. */
@@ -176,6 +182,11 @@ export interface RunStep { step: number; totalSteps: number; epoch: number; loss
 export interface RunEstimate { secondsPerStep: number; totalSteps: number; seconds: number; backend: string; waiting: boolean }
 export interface RunEpoch { epoch: number; accuracy: number; loss: number }
 export interface RunNotice { message: string; backend?: string; resumedFrom?: number }
+/** A weight layer (a convolution or the classifier) at a step: the L2 norms of its weight
+ * gradient (0 when frozen) and of its weights. depth: 1 (the stem) to the classifier. */
+export interface LayerGradient { name: string; depth: number; gradNorm: number; weightNorm: number }
+/** step counts from 0: step 0's gradients are the fresh model's. */
+export interface RunGradients { step: number; layers: LayerGradient[] }
 
 export declare class Run {
   private constructor();
@@ -186,6 +197,7 @@ export declare class Run {
   on(event: 'estimate', handler: (event: RunEstimate) => void): () => void;
   on(event: 'epoch', handler: (event: RunEpoch) => void): () => void;
   on(event: 'notice', handler: (event: RunNotice) => void): () => void;
+  on(event: 'gradients', handler: (event: RunGradients) => void): () => void;
   pause(): void;
   resume(): void;
   stop(): void;

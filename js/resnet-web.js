@@ -340,9 +340,10 @@ export class TransferLearner {
  * Trains a new ResNet on `data`: {classNames, examples: [{image, label}]} (your pictures,
  * label an index into classNames), {idx: {trainImages, trainLabels, testImages?,
  * testLabels?}, classNames} (URLs or bytes of IDX files) or {mnistJson: [ten URLs or bytes],
- * heldOutPerClass?}. Options: arch, input (for pictures), epochs, batchSize, learningRate,
+ * heldOutPerClass?}. Options: arch ('resnet8', 'resnet20', ... or a plain twin without
+ * shortcuts: 'plain8', 'plain20', ...), input (for pictures), epochs, batchSize, learningRate,
  * weightDecay, optimizer, schedule, augment, validationFraction, seed, backend, subset,
- * testSubset. Returns a Run at once.
+ * testSubset, gradientEvery. Returns a Run at once.
  */
 export function train(data, options = {}) {
   return startRun(data, options, undefined);
@@ -357,9 +358,12 @@ export class Run {
   }
 
   /**
-   * on('start' | 'step' | 'estimate' | 'epoch' | 'notice', handler); returns a function that
-   * removes it. 'estimate' comes after the first step: {secondsPerStep, totalSteps, seconds,
-   * backend, waiting}; with options.estimateFirst the run then waits for resume() (or stop()).
+   * on('start' | 'step' | 'estimate' | 'epoch' | 'notice' | 'gradients', handler); returns a
+   * function that removes it. 'estimate' comes after the first step: {secondsPerStep,
+   * totalSteps, seconds, backend, waiting}; with options.estimateFirst the run then waits for
+   * resume() (or stop()). 'gradients' comes every options.gradientEvery steps (10 when a
+   * handler is added as the run starts), the first step included: {step, layers: [{name,
+   * depth, gradNorm, weightNorm}]}, each weight layer in depth order.
    */
   on(name, handler) {
     if (!RUN_EVENT_NAMES.includes(name)) throw badOption(`a run has ${RUN_EVENT_NAMES.join(', ')} events, not '${name}'`);
@@ -383,8 +387,10 @@ export class Run {
 
 const RUN_EVENTS = {
   [Event.RUN_START]: 'start', [Event.RUN_STEP]: 'step', [Event.RUN_ESTIMATE]: 'estimate', [Event.RUN_EPOCH]: 'epoch', [Event.RUN_NOTICE]: 'notice',
+  [Event.RUN_GRADIENTS]: 'gradients',
 };
 const RUN_EVENT_NAMES = Object.values(RUN_EVENTS);
+const DEFAULT_GRADIENT_EVERY = 10;
 
 function startRun(data, options, base) {
   if (options.backend !== undefined) oneOf('backend', options.backend, BACKENDS);
@@ -400,7 +406,10 @@ function startRun(data, options, base) {
     try {
       const { message, transfer } = await trainMessage(data);
       listeners.set(id, (event) => model._event(event));
-      const trained = send({ type: Request.TRAIN, id, run: run._id, data: message, options: { backend: 'auto', ...options }, base }, transfer);
+      // Gradient norms cost a little: measured only for a run someone listens to (handlers
+      // added right after train() returns are in by now).
+      const gradientEvery = options.gradientEvery ?? (run._handlers.get('gradients')?.size ? DEFAULT_GRADIENT_EVERY : 0);
+      const trained = send({ type: Request.TRAIN, id, run: run._id, data: message, options: { backend: 'auto', ...options, gradientEvery }, base }, transfer);
       run._markSent();
       model._loaded(await trained);
     } catch (error) {

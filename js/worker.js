@@ -492,6 +492,8 @@ async function runSession(id, runId, session, control, test, input, notice, { wa
       loss: report.loss, accuracy: report.correct / report.batchSize, imagesPerSecond: images / seconds,
       secondsLeft: (seconds / step) * (report.totalSteps - step),
     });
+    // Counted from 0, like the CLI's logs: step 0's gradients are the fresh model's.
+    if (report.gradients) post({ type: Event.RUN_GRADIENTS, run: runId, step: step - 1, layers: report.gradients });
     // The first step's time says how long the whole run takes; the caller may want to
     // know before it goes on (a 224 px model on all layers takes minutes).
     if (!estimated) {

@@ -108,6 +108,7 @@ impl Session {
         let (model, config) = match base_weights {
             None => {
                 let config = options.arch.config(data.num_classes(), data.channels);
+                config.check_input_side(data.height.min(data.width))?;
                 (ResNet::new(&config, &training_device)?, config)
             }
             Some(bytes) => finetune::fine_tuning_model(

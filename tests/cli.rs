@@ -454,3 +454,185 @@ fn huge_png_header(width: u32, height: u32) -> Vec<u8> {
     png.extend(chunk(b"IEND", &[]));
     png
 }
+
+/// `resnet compare`: one run after another on the same data, a table, and per run a CSV of
+/// curves and one of gradient norms, whose rows hold what the header says.
+#[test]
+fn compare_trains_each_network_and_writes_their_curves() {
+    let dir = temporary("compare");
+    let output = resnet(&[
+        "compare",
+        "--data",
+        "mnist",
+        "--arch",
+        "plain8,resnet8",
+        "--limit",
+        "192",
+        "--held-out",
+        "100",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--gradient-every",
+        "2",
+        "--output-dir",
+        &dir,
+    ]);
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.contains("training plain8 (8 weight layers) on 192 mnist images"),
+        "{out}"
+    );
+    assert!(out.contains("training resnet8 (8 weight layers)"), "{out}");
+    let header = out
+        .lines()
+        .position(|line| line.starts_with("network"))
+        .unwrap_or_else(|| panic!("a table: {out}"));
+    let table: Vec<&str> = out.lines().skip(header).take(3).collect();
+    assert!(table[0].contains("training loss") && table[0].contains("held-out accuracy"));
+    for (row, name) in table[1..].iter().zip(["plain8", "resnet8"]) {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[0], name, "{out}");
+        assert_eq!(
+            cells.len(),
+            5,
+            "network, loss, error, accuracy, seconds: {row}"
+        );
+        assert!(cells[1].parse::<f64>().unwrap() > 0.0);
+    }
+    for name in ["plain8", "resnet8"] {
+        let curves = std::fs::read_to_string(format!("{dir}/{name}-curves.csv")).unwrap();
+        let mut lines = curves.lines();
+        assert_eq!(
+            lines.next(),
+            Some("step,epoch,loss,error,validation_accuracy")
+        );
+        let rows: Vec<Vec<&str>> = lines.map(|line| line.split(',').collect()).collect();
+        assert_eq!(rows.len(), 6, "3 steps an epoch, 2 epochs: {curves}");
+        for (index, row) in rows.iter().enumerate() {
+            assert_eq!(row[0], index.to_string());
+            assert_eq!(row[1], (index / 3 + 1).to_string());
+            let error: f64 = row[3].parse().unwrap();
+            assert!((0.0..=1.0).contains(&error) && row[2].parse::<f64>().unwrap() > 0.0);
+            // The held-out accuracy on each epoch's last row only.
+            let accuracy = row[4].parse::<f64>();
+            assert_eq!(accuracy.is_ok(), index % 3 == 2, "{curves}");
+        }
+        let gradients = std::fs::read_to_string(format!("{dir}/{name}-gradients.csv")).unwrap();
+        let mut lines = gradients.lines();
+        assert_eq!(
+            lines.next(),
+            Some("step,layer,depth,grad_norm,weight_norm,ratio")
+        );
+        let rows: Vec<Vec<&str>> = lines.map(|line| line.split(',').collect()).collect();
+        // Steps 0, 2 and 4 of 6, 8 weight layers each.
+        assert_eq!(rows.len(), 3 * 8, "{gradients}");
+        assert_eq!(rows[0][..3], ["0", "conv1", "1"]);
+        assert_eq!(rows[7][..3], ["0", "fc", "8"]);
+        assert_eq!(rows[8][0], "2");
+        for row in &rows {
+            let [gradient, weight, ratio] = [3, 4, 5].map(|i| row[i].parse::<f64>().unwrap());
+            assert!(gradient > 0.0 && weight > 0.0);
+            assert!((ratio - gradient / weight).abs() <= 1e-5 * ratio);
+        }
+    }
+    let same = resnet(&["compare", "--data", "mnist", "--arch", "resnet8,resnet8"]);
+    assert!(!same.status.success());
+    assert!(
+        text(&same).contains("--arch names resnet8 twice"),
+        "{}",
+        text(&same)
+    );
+    let one = resnet(&["compare", "--data", "mnist", "--arch", "plain20"]);
+    assert!(
+        text(&one).contains("at least two networks"),
+        "{}",
+        text(&one)
+    );
+}
+
+#[test]
+fn training_logs_gradient_norms_and_saves_a_plain_twin_as_one() {
+    let model = temporary("plain8.bpk");
+    let log = temporary("plain8-gradients.csv");
+    let output = resnet(&[
+        "train",
+        "--data",
+        "mnist",
+        "--arch",
+        "plain8",
+        "--limit",
+        "128",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--output",
+        &model,
+        "--log-gradients",
+        &log,
+        "--gradient-every",
+        "3",
+    ]);
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains(&format!("saved plain8 to {model}")), "{out}");
+    let csv = std::fs::read_to_string(&log).unwrap();
+    let steps: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').next().unwrap())
+        .collect();
+    assert_eq!(steps.len(), 2 * 8, "steps 0 and 3 of 4: {csv}");
+    assert!(steps[..8].iter().all(|s| *s == "0") && steps[8..].iter().all(|s| *s == "3"));
+    let info = text(&resnet(&["info", &model]));
+    assert!(
+        info.contains("architecture:   plain8") && info.contains("shortcut:       none"),
+        "{info}"
+    );
+    // Evaluating it as what it is; running it as its ResNet is refused by name.
+    let eval = resnet(&["eval", "--data", "mnist", "--weights", &model]);
+    assert!(eval.status.success(), "{}", text(&eval));
+    assert!(text(&eval).contains("plain8: accuracy"), "{}", text(&eval));
+    let input = temporary("one.npy");
+    std::fs::write(&input, npy_zeros([1, 1, 28, 28])).unwrap();
+    let wrong = resnet(&[
+        "logits",
+        "--arch",
+        "resnet8",
+        "--in-channels",
+        "1",
+        "--weights",
+        &model,
+        "--input",
+        &input,
+        "--output",
+        &temporary("logits.npy"),
+    ]);
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong).contains("load it as plain8"),
+        "{}",
+        text(&wrong)
+    );
+}
+
+/// A float32 .npy of zeros.
+fn npy_zeros(shape: [usize; 4]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}",
+        dims.join(", ")
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.resize(bytes.len() + 4 * shape.iter().product::<usize>(), 0);
+    bytes
+}

@@ -23,7 +23,7 @@ const PAGE = `<!doctype html>
 <script type="importmap">{ "imports": { "resnet-web": "./node_modules/resnet-web/js/resnet-web.js" } }</script>
 <img id="three" src="three.png"><img id="seven" src="seven.png">
 <script type="module">
-  import { ErrorCode, loadModel, shippedModels } from 'resnet-web';
+  import { ErrorCode, loadModel, shippedModels, train } from 'resnet-web';
   const codeOf = (promise) => promise.then(() => 'resolved', (error) => error.code);
   window.outcome = (async () => {
     const model = await loadModel(shippedModels.digits);
@@ -42,7 +42,21 @@ const PAGE = `<!doctype html>
     const notAnImage = await codeOf(model.classify('three.png'));
     const afterBadInput = (await model.classify(image))[0].label;
     const badWeights = await codeOf(loadModel(new Uint8Array([1, 2, 3])));
+    // A plain twin trained for 12 steps, listened to: gradient norms at steps 0 and 10.
+    const examples = Array.from({ length: 48 }, (_, i) => {
+      const picture = document.createElement('canvas');
+      picture.width = picture.height = 28;
+      const pen = picture.getContext('2d');
+      pen.fillStyle = i % 2 ? '#000' : '#fff';
+      pen.fillRect(0, 0, 28, 28);
+      return { image: picture, label: i % 2 };
+    });
+    const run = train({ classNames: ['white', 'black'], examples }, { arch: 'plain8', input: 'gray-28', epochs: 1, batchSize: 4, backend: 'cpu' });
+    const gradients = [];
+    run.on('gradients', ({ step, layers }) => gradients.push({ step, depths: layers.map((l) => l.depth), finite: layers.every((l) => l.gradNorm >= 0 && l.weightNorm > 0) }));
+    (await run.result).dispose();
     return {
+      gradients,
       fromImage, fromCanvas, together, order, badInput, notAnImage, afterBadInput, badWeights,
       expected: ErrorCode.BAD_INPUT, classNames: model.classNames.length, backend: model.backend,
     };
@@ -102,6 +116,8 @@ test('the installed package loads the digit model, classifies an <img> and a can
     assert.equal(outcome.afterBadInput, three.label);
     assert.equal(outcome.badWeights, 'bad-weights');
     assert.equal(outcome.classNames, 10);
+    // Every 10 steps by default; plain-8's 8 weight layers in depth order.
+    assert.deepEqual(outcome.gradients, [0, 10].map((step) => ({ step, depths: [1, 2, 3, 4, 5, 6, 7, 8], finite: true })));
     assert.deepEqual(problems, []);
   } finally {
     await context.close();

@@ -715,3 +715,110 @@ pageTest('torch.save files load through "Load weights…" and classify; a pickle
   const notice = await page.$eval('#notice', (n) => n.textContent);
   assert(/state_dict\(\)/.test(notice), notice);
 });
+
+// Pixels of a chart canvas drawn in a run's colour (compare.js: first run orange, second blue).
+const chartColours = (page, id) => page.$eval(`#${id}`, (canvas) => {
+  const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+  const near = (i, [r, g, b]) => Math.abs(data[i] - r) + Math.abs(data[i + 1] - g) + Math.abs(data[i + 2] - b) < 60 && data[i + 3] > 200;
+  const counts = [0, 0];
+  for (let i = 0; i < data.length; i += 4) {
+    if (near(i, [0xe0, 0x7b, 0x00])) counts[0] += 1;
+    if (near(i, [0x4a, 0x7b, 0xd1])) counts[1] += 1;
+  }
+  return counts;
+});
+
+async function compareFinished(page, timeout) {
+  await page.waitForFunction(() => document.getElementById('compare-panel').dataset.finished, null, { timeout });
+  return page.$eval('#compare-panel', (panel) => ({ finished: panel.dataset.finished, notice: document.getElementById('compare-notice').textContent }));
+}
+
+async function downloaded(page, button) {
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click(button)]);
+  const bytes = readFileSync(await download.path());
+  return { name: download.suggestedFilename(), bytes, text: bytes.toString('utf8') };
+}
+
+pageTest('comparing plain-8 with ResNet-8 draws both runs\' curves and gradient flow, exports them, stops, and answers bad choices', async ({ page }) => {
+  await useBackend(page, 'cpu');
+  const notice = () => page.$eval('#compare-notice', (p) => p.textContent);
+  // Bad choices, each answered before anything trains.
+  await page.selectOption('#compare-a', 'resnet8');
+  await page.selectOption('#compare-b', 'resnet8');
+  await page.click('#compare-start');
+  await page.waitForFunction(() => /Choose two different networks/.test(document.getElementById('compare-notice').textContent));
+  await page.selectOption('#compare-data', 'own');
+  await page.selectOption('#compare-b', 'plain8');
+  await page.click('#compare-start');
+  await page.waitForFunction(() => /at least two classes|has no pictures/.test(document.getElementById('compare-notice').textContent));
+  // ImageNet's ResNet-18 halves its input five times: 28-pixel digits are too small for it.
+  await page.selectOption('#compare-data', 'mnist');
+  await page.selectOption('#compare-a', 'plain18');
+  await page.selectOption('#compare-b', 'resnet18');
+  await page.click('#compare-start');
+  let result = await compareFinished(page, 300000);
+  assert(result.finished === 'failed' && /too deep for 28 px/.test(result.notice), JSON.stringify(result));
+
+  // Plain-8 against ResNet-8: 8 steps each, gradient norms every step. When the gradient chart
+  // changes is recorded, to print how often it moves.
+  await page.evaluate(() => {
+    window.gradientChartTimes = [];
+    new MutationObserver(() => window.gradientChartTimes.push(performance.now()))
+      .observe(document.getElementById('compare-gradients'), { attributes: true, attributeFilter: ['data-steps'] });
+  });
+  await page.selectOption('#compare-a', 'plain8');
+  await page.selectOption('#compare-b', 'resnet8');
+  await page.fill('#compare-subset', '256');
+  await page.fill('#compare-epochs', '1');
+  await page.fill('#compare-batch', '32');
+  await page.click('#compare-start');
+  result = await compareFinished(page, 600000);
+  assert(result.finished === 'done', JSON.stringify(result));
+  assert(/plain8: loss [\d.]+, validation accuracy/.test(result.notice) && /resnet8: loss/.test(result.notice), result.notice);
+  for (const chart of ['compare-loss', 'compare-error', 'compare-accuracy', 'compare-gradients']) {
+    const [first, second] = await chartColours(page, chart);
+    assert(first > 0 && second > 0, `${chart}: ${first} pixels of plain8, ${second} of resnet8`);
+  }
+  // The last step (7) of both runs is on the gradient chart.
+  assert.equal(await page.$eval('#compare-gradients', (c) => c.dataset.steps), '7,7');
+  const times = await page.evaluate(() => window.gradientChartTimes);
+  const gaps = times.slice(1).map((t, i) => t - times[i]).sort((a, b) => a - b);
+  console.log(`  gradient chart: ${times.length} updates, median ${gaps[gaps.length >> 1]?.toFixed(0)} ms apart, longest ${gaps.at(-1)?.toFixed(0)} ms`);
+  // Both runs in each CSV; the curves from step 0 to 7, each run's last row with its accuracy.
+  const curves = await downloaded(page, '#compare-csv');
+  assert.equal(curves.name, 'plain8-vs-resnet8-curves.csv');
+  const rows = curves.text.trim().split('\n');
+  assert.equal(rows[0], 'network,step,epoch,loss,error,validation_accuracy');
+  for (const arch of ['plain8', 'resnet8']) {
+    const own = rows.filter((row) => row.startsWith(`${arch},`)).map((row) => row.split(','));
+    assert.deepEqual(own.map((cells) => Number(cells[1])), [0, 1, 2, 3, 4, 5, 6, 7], arch);
+    assert(own.every((cells) => Number(cells[3]) > 0), `${arch} losses`);
+    const accuracy = Number(own.at(-1)[5]);
+    assert(own.at(-1)[5] !== '' && accuracy >= 0 && accuracy <= 1, `${arch} accuracy ${own.at(-1)[5]}`);
+  }
+  const gradients = await downloaded(page, '#compare-gradients-csv');
+  assert.equal(gradients.text.split('\n')[0], 'network,step,layer,depth,grad_norm,weight_norm,ratio');
+  const gradientRows = gradients.text.trim().split('\n').slice(1).map((row) => row.split(','));
+  for (const arch of ['plain8', 'resnet8']) {
+    const own = gradientRows.filter((cells) => cells[0] === arch);
+    // Steps 0 and 7, each with the 8 weight layers (7 convolutions and the classifier).
+    assert.deepEqual(own.map((cells) => cells[1]).join(''), '0'.repeat(8) + '7'.repeat(8), arch);
+    assert(own.every((cells) => Number(cells[4]) > 0 && Number(cells[5]) > 0), `${arch} norms`);
+  }
+  const png = await downloaded(page, '#compare-png');
+  assert.equal(png.name, 'plain8-vs-resnet8.png');
+  assert.equal(png.bytes.subarray(1, 4).toString(), 'PNG');
+
+  // Stop: a longer comparison, stopped during its first run, keeps the curves so far.
+  await page.fill('#compare-subset', '2000');
+  await page.fill('#compare-epochs', '5');
+  await page.click('#compare-start');
+  await page.waitForFunction(() => document.getElementById('compare-progress').value >= 2, null, { timeout: 300000 });
+  await page.click('#compare-stop');
+  result = await compareFinished(page, 120000);
+  assert(result.finished === 'stopped' && /Stopped/.test(result.notice), JSON.stringify(result));
+  assert(!(await page.$eval('#compare-start', (b) => b.disabled)), 'Compare can start again');
+  const [stoppedFirst, stoppedSecond] = await chartColours(page, 'compare-loss');
+  assert(stoppedFirst > 0 && stoppedSecond === 0, `after a stop in the first run: ${stoppedFirst}, ${stoppedSecond} pixels`);
+  assert(/Stopped/.test(await notice()));
+});

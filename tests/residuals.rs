@@ -80,6 +80,29 @@ fn every_preset_has_a_plain_twin_by_name() {
     assert!(known.contains(&"plain20") && known.contains(&"resnet20"));
 }
 
+/// A fresh network must leave its last stage at least 2x2 pixels of the pictures: ImageNet's
+/// presets halve them five times, the CIFAR family twice.
+#[test]
+fn a_network_too_deep_for_its_pictures_is_refused_by_name() {
+    for name in ["resnet18", "plain18", "resnet50"] {
+        let config = Preset::parse(name).unwrap().config(10, 1);
+        assert_eq!(config.halvings(), 5);
+        let error = config.check_input_side(28).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("{name} is too deep for 28 px pictures"))
+                && error.contains("larger than 32 px"),
+            "{error}"
+        );
+        assert!(config.check_input_side(32).is_err());
+        assert!(config.check_input_side(33).is_ok());
+        assert!(config.check_input_side(224).is_ok());
+    }
+    let cifar = Preset::parse("plain56").unwrap().config(10, 1);
+    assert_eq!(cifar.halvings(), 2);
+    assert!(cifar.check_input_side(8).is_ok());
+    assert!(cifar.check_input_side(4).is_err());
+}
+
 /// A plain twin has the same layers, less the projection shortcuts' (the ImageNet family's).
 #[test]
 fn plain_twins_have_their_resnets_layers_without_the_shortcut() {
@@ -301,5 +324,67 @@ fn reported_gradient_norms_equal_burns_gradients() {
             preset.depth(),
             "{name}: the classifier is the last layer"
         );
+    }
+}
+
+/// PyTorch's gradient norms for the same ResNet-8, its plain twin and one batch
+/// (`scripts/make_gradient_fixtures.py`) are ours, layer by layer.
+#[test]
+fn gradient_norms_match_pytorch() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gradient-flow");
+    let fixture: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{dir}/norms.json")).unwrap()).unwrap();
+    let device = Device::flex().autodiff();
+    let numbers = |value: &serde_json::Value| -> Vec<f64> {
+        value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let input: Vec<f32> = numbers(&fixture["input"])
+        .iter()
+        .map(|v| *v as f32)
+        .collect();
+    let labels: Vec<i64> = numbers(&fixture["labels"])
+        .iter()
+        .map(|v| *v as i64)
+        .collect();
+    for name in ["resnet8", "plain8"] {
+        let bytes = std::fs::read(format!("{dir}/{name}.safetensors")).unwrap();
+        let config = weights::inspect(bytes.clone()).unwrap().config;
+        assert_eq!(config.preset().to_string(), name);
+        let model = weights::load(bytes, &config, &device).unwrap();
+        let images = Tensor::from_data(TensorData::new(input.clone(), [4, 1, 12, 12]), &device);
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [4]), &device);
+        let mut trainer = Trainer::new(model, train_config(), 1).unwrap();
+        let output = trainer.step(images, labels, true);
+        let loss = floats(output.loss.into_data()).unwrap()[0];
+        let expected_loss = fixture[name]["loss"].as_f64().unwrap() as f32;
+        assert!(
+            (loss - expected_loss).abs() < 1e-5,
+            "{name}: loss {loss} vs {expected_loss}"
+        );
+        let norms = output.gradients.unwrap();
+        let squared = floats(norms.squared.clone().into_data()).unwrap();
+        let ours = norms.read(&squared).unwrap();
+        let theirs = fixture[name]["layers"].as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{name}");
+        for (layer, reference) in ours.iter().zip(theirs) {
+            assert_eq!(layer.name, reference["name"].as_str().unwrap());
+            for (value, key) in [
+                (layer.grad_norm, "grad_norm"),
+                (layer.weight_norm, "weight_norm"),
+            ] {
+                let expected = reference[key].as_f64().unwrap();
+                let relative = (f64::from(value) - expected).abs() / expected.abs();
+                assert!(
+                    relative < 1e-4,
+                    "{name} {}: {key} {value} vs PyTorch's {expected}",
+                    layer.name
+                );
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 import { cpuThreads, describeWeights, loadModel, setCpuThreads, shippedModels } from '../js/resnet-web.js';
 import { describeTimings } from './format.js';
 import { savedModel, saveModel } from './saved-model.js';
+import { initComparePanel } from './compare.js';
 import { initTrainingPanel } from './training.js';
 
 const $ = (id) => document.getElementById(id);
@@ -373,7 +374,7 @@ savedModel()
   .then((saved) => saved && offerTrainedModel(saved))
   .catch((error) => console.warn('no saved model:', error.message));
 
-initTrainingPanel({
+const trainingPanel = initTrainingPanel({
   currentModel: () => model,
   backend: backendOption,
   // `burnpack`: the trained model's file, exported by the panel for its download.
@@ -391,6 +392,7 @@ initTrainingPanel({
   video: $('webcam'),
   webcamOn: () => Boolean(stream),
 });
+initComparePanel({ backend: backendOption, ownClasses: trainingPanel.ownClasses, ownInput: trainingPanel.ownInput });
 
 showLoaded(shippedModels.digits)
   .then(showThreads)

