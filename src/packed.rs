@@ -66,9 +66,34 @@ fn symmetric_padding(padding: &PaddingConfig2d) -> Option<usize> {
 #[derive(Debug, Clone)]
 struct PackedConv {
     shape: ConvShape,
-    /// `cpu_kernels::pack_weights`'s layout.
+    kernel: ConvKernel,
+    /// The kernel's layout: `cpu_kernels::pack_weights`' or `winograd::pack_weights`'.
     weights: Vec<f32>,
     bias: Vec<f32>,
+}
+
+/// Which CPU kernel computes a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConvKernel {
+    Direct,
+    /// Winograd F(2x2, 3x3): 3x3 stride-1 layers of 32 input channels or more. Natively it
+    /// ran ResNet-18's 3x3 layers 1.7 to 2.2x as fast as the direct kernel, ResNet-20's
+    /// 16-channel ones 1.1x (`cargo run --release -p cpu-kernels --example conv_speed`); in
+    /// Chromium's wasm, ResNet-20 at batch 64 took 146 ms with its 16-channel layers on the
+    /// direct kernel, 165 ms with them on Winograd (and its buffers sized by the block, not
+    /// the tiles: a smaller change), by `scripts/bench.sh --only=ours-cpu`. With so few
+    /// channels the transforms cost what the products save.
+    Winograd,
+}
+
+impl ConvKernel {
+    fn for_shape(shape: &ConvShape) -> Self {
+        if cpu_kernels::winograd::fits(shape) && shape.in_channels >= 32 {
+            ConvKernel::Winograd
+        } else {
+            ConvKernel::Direct
+        }
+    }
 }
 
 impl PackedConv {
@@ -101,16 +126,26 @@ impl PackedConv {
             Some(bias) => read_floats_async(bias.val()).await?,
             None => vec![0.0; out_channels],
         };
+        let kernel = ConvKernel::for_shape(&shape);
+        let weights = match kernel {
+            ConvKernel::Direct => cpu_kernels::pack_weights(&shape, &weights),
+            ConvKernel::Winograd => cpu_kernels::winograd::pack_weights(&shape, &weights),
+        };
         Ok(Self {
-            weights: cpu_kernels::pack_weights(&shape, &weights),
             shape,
+            kernel,
+            weights,
             bias,
         })
     }
 
     /// `relu(conv(input) + bias + residual)`, without the ReLU when `relu` is false.
     fn forward(&self, input: &FeatureMap, residual: Option<&FeatureMap>, relu: bool) -> FeatureMap {
-        let data = cpu_kernels::conv2d(
+        let convolve = match self.kernel {
+            ConvKernel::Direct => cpu_kernels::conv2d,
+            ConvKernel::Winograd => cpu_kernels::winograd::conv2d,
+        };
+        let data = convolve(
             &self.shape,
             &self.weights,
             &self.bias,

@@ -12,6 +12,7 @@
 
 pub mod batch_norm;
 mod lanes;
+pub mod winograd;
 
 use std::mem::MaybeUninit;
 
@@ -484,7 +485,7 @@ mod tests {
     use super::*;
 
     /// Deterministic values in [-1, 1).
-    fn values(count: usize, seed: u64) -> Vec<f32> {
+    pub(crate) fn values(count: usize, seed: u64) -> Vec<f32> {
         let mut state = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -499,7 +500,7 @@ mod tests {
     }
 
     /// The textbook convolution on NCHW data, for comparison.
-    fn reference(
+    pub(crate) fn reference(
         shape: &ConvShape,
         weights: &[f32],
         bias: &[f32],
