@@ -8,7 +8,9 @@
 // (scripts/bench.mjs reads both). ?quick=1 takes fewer runs (a check that it works).
 //
 // Subjects: ours (resnet-web, from pkg/) on webgpu and cpu (one thread), ours-cpu-N (from
-// pkg-threads/, N threads, up to 8); the peers, from
+// pkg-threads/, N threads, up to 8), and their FMA twins ours-fma-cpu and ours-fma-cpu-N
+// (pkg-fma/, pkg-threads-fma/: what the page runs where the browser has relaxed SIMD); the
+// peers, from
 // bench/node_modules (bench/package.json): onnxruntime-web's wasm EP (1 and 2 threads) and
 // webgpu EP, and TensorFlow.js's wasm (1 and 2 threads), webgpu, webgl and cpu backends.
 // Every subject runs the same shapes: ResNet-18 224x224 at batch 1 and 8, ResNet-20 32x32 at
@@ -83,8 +85,11 @@ function throughput(times, batch) {
 // training(), each resolving to { run, free } (null where the library cannot) }. A run
 // includes the input upload and the read back of the result, for every subject.
 
-async function ours(backendName, threads) {
-  const pkg = threads ? '/pkg-threads' : params.get('pkg') ?? '/pkg';
+// fma: the FMA twin of the module (pkg-fma/, pkg-threads-fma/: relaxed SIMD's fused
+// multiply-add in the CPU kernels), which the page loads where the browser has relaxed SIMD.
+async function ours(backendName, threads, { fma = false } = {}) {
+  const plain = threads ? '/pkg-threads' : params.get('pkg') ?? '/pkg';
+  const pkg = fma ? `${plain}-fma` : plain;
   const module = await import(`${pkg}/resnet_web.js`);
   const { default: init, Classifier, TrainingData, TrainingSession, trainHead } = module;
   await init();
@@ -276,6 +281,8 @@ const SUBJECTS = {
   'ours-webgpu': () => ours('webgpu'),
   'ours-cpu': () => ours('cpu'),
   ...Object.fromEntries([1, 2, 3, 4, 5, 6, 7, 8].map((n) => [`ours-cpu-${n}`, () => ours('cpu', n)])),
+  'ours-fma-cpu': () => ours('cpu', 0, { fma: true }),
+  ...Object.fromEntries([1, 2, 3, 4, 5, 6, 7, 8].map((n) => [`ours-fma-cpu-${n}`, () => ours('cpu', n, { fma: true })])),
   'ort-wasm-1': () => onnxRuntime('wasm', 1),
   'ort-wasm-2': () => onnxRuntime('wasm', 2),
   'ort-webgpu': () => onnxRuntime('webgpu'),
@@ -346,7 +353,7 @@ if (inWorker) {
     .catch((error) => report({ figure: 'error', message: String(error?.message ?? error) }))
     .finally(() => self.postMessage({ done: true }));
 } else {
-  (/^ours-cpu-\d$/.test(subject) ? inItsOwnWorker() : main())
+  (/^ours-(fma-)?cpu-\d$/.test(subject) ? inItsOwnWorker() : main())
     .catch((error) => report({ figure: 'error', message: String(error?.message ?? error) }))
     .finally(() => { window.benchDone = true; });
 }

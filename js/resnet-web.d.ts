@@ -74,7 +74,6 @@ export interface Predictions extends Array<Prediction> {
   modelInput?: { values: Float32Array; channels: number; size: number };
 }
 
-/** Milliseconds a prediction (or, for a run, a training step) takes on each device. */
 /** Milliseconds on each device; cpuThreads: a prediction's at each thread count, where 'auto' measured them. */
 export interface DeviceTimings { cpu: number; webgpu?: number; cpuThreads?: Record<number, number> }
 export interface BackendEvent { backend: string; notice?: string; timings?: DeviceTimings }
@@ -207,7 +206,16 @@ export declare function loadModel(source: WeightSource, options?: LoadOptions): 
 export interface WeightsDescription { arch: Arch; numClasses: number; inChannels: number }
 export declare function describeWeights(source: string | URL | Blob | ArrayBuffer | Uint8Array): Promise<WeightsDescription>;
 export declare function train(data: TrainingData, options?: TrainOptions): Run;
-/** threads: a CPU prediction's now; available: the pool's size (1 where the page is not cross-origin isolated, with the reason). */
-export interface CpuThreads { threads: number; available: number; reason: string | null }
+/**
+ * threads: a CPU prediction's now; available: the pool's size (1 where the page is not cross-origin isolated, with the reason);
+ * module: the wasm module that runs the CPU; fma: whether its kernels use relaxed SIMD's fused multiply-add (browsers that have it).
+ */
+export interface CpuThreads {
+  threads: number;
+  available: number;
+  reason: string | null;
+  module: 'pkg' | 'pkg-fma' | 'pkg-threads' | 'pkg-threads-fma';
+  fma: boolean;
+}
 export declare function cpuThreads(): Promise<CpuThreads>;
 export declare function setCpuThreads(threads: number): Promise<CpuThreads>;

@@ -115,7 +115,9 @@ export async function describeWeights(source) {
 
 /**
  * The CPU's threads: {threads (a prediction's now), available (the pool's size: 1 on a page
- * that is not cross-origin isolated), reason (why there is one thread, or null)}.
+ * that is not cross-origin isolated), reason (why there is one thread, or null), module (the
+ * wasm module that runs the CPU: pkg, pkg-fma, pkg-threads or pkg-threads-fma), fma (whether
+ * its kernels use relaxed SIMD's fused multiply-add, which the browser then has)}.
  */
 export async function cpuThreads() {
   return send({ type: Request.THREADS });

@@ -1,24 +1,41 @@
 // The models live here, off the main thread; resnet-web.js starts this worker and talks to it
 // in the messages of protocol.js.
-import initWebGpuModule, * as webgpuModule from '../pkg/resnet_web.js';
 import { ErrorCode, Event, Reply, Request, ResNetError, failure } from './protocol.js';
 
 const post = (message, transfer = []) => self.postMessage(message, transfer);
 
-// ---- The two wasm modules ----
+// ---- The wasm modules ----
 // pkg/ has WebGPU and a one-thread CPU; pkg-threads/ has only the CPU, on a pool of threads,
 // and needs a cross-origin isolated page (its memory is shared with the pool's workers). A
 // model's objects live in the module that made them: the CPU's come from `cpu`, WebGPU's
 // from `webgpu()`, which loads only when something asks for WebGPU.
+// Each has an FMA twin (pkg-fma/, pkg-threads-fma/) whose CPU kernels use relaxed SIMD's
+// fused multiply-add. A browser without relaxed SIMD refuses such a module whole, so the
+// twins load only where this probe, one f32x4.relaxed_madd, validates.
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // types: () -> v128
+  0x03, 0x02, 0x01, 0x00, // one function of that type
+  0x0a, 0x13, 0x01, 0x11, 0x00, // its code, no locals:
+  0x41, 0x00, 0xfd, 0x11, 0x41, 0x00, 0xfd, 0x11, 0x41, 0x00, 0xfd, 0x11, // 3 x i32x4.splat(0)
+  0xfd, 0x85, 0x02, 0x0b, // f32x4.relaxed_madd, end
+]);
+const FMA = WebAssembly.validate(RELAXED_SIMD_PROBE);
+const MODULES = FMA ? { main: 'pkg-fma', threads: 'pkg-threads-fma' } : { main: 'pkg', threads: 'pkg-threads' };
+const moduleUrl = (dir) => new URL(`../${dir}/resnet_web.js`, import.meta.url).href;
 
 // At most 8 threads: the kernels split each convolution evenly, and beyond that the shares
 // are small.
 const POOL_SIZE = Math.max(1, Math.min(8, navigator.hardwareConcurrency ?? 1));
 let webgpuLoading = null;
-const webgpu = () => (webgpuLoading ??= initWebGpuModule().then(() => webgpuModule));
+const webgpu = () => (webgpuLoading ??= import(moduleUrl(MODULES.main)).then(async (module) => {
+  await module.default();
+  return module;
+}));
 // Why the CPU has one thread, when it has.
 let oneThreadReason = null;
 let threadsChosen = false; // by the caller (setCpuThreads), so no measurement overrides it
+let cpuModuleName = MODULES.main; // the directory of the module that runs the CPU
 
 async function loadCpuModule() {
   if (!self.crossOriginIsolated) {
@@ -26,9 +43,10 @@ async function loadCpuModule() {
     return webgpu();
   }
   try {
-    const threaded = await import('../pkg-threads/resnet_web.js');
+    const threaded = await import(moduleUrl(MODULES.threads));
     await threaded.default();
     await threaded.initThreadPool(POOL_SIZE);
+    cpuModuleName = MODULES.threads;
     return threaded;
   } catch (error) {
     oneThreadReason = `the threaded module did not start (${error.message ?? error})`;
@@ -48,7 +66,10 @@ function backendText(backend) {
 }
 
 function threadsInfo() {
-  return { threads: cpu.cpuThreads(), available: cpu.hasThreads() ? POOL_SIZE : 1, reason: oneThreadReason };
+  return {
+    threads: cpu.cpuThreads(), available: cpu.hasThreads() ? POOL_SIZE : 1, reason: oneThreadReason,
+    module: cpuModuleName, fma: cpu.hasFma(),
+  };
 }
 
 function setThreads({ threads }) {

@@ -15,9 +15,11 @@ import { launchChromium } from '../tests/chromium.mjs';
 import { serve } from '../tests/static-server.mjs';
 
 // ours-cpu: the one-thread module (pkg/); ours-cpu-N: the threaded one (pkg-threads/) on N
-// threads, for every N up to this machine's cores, at most 8.
-const OUR_THREADS = Array.from({ length: Math.min(8, availableParallelism()) }, (_, i) => `ours-cpu-${i + 1}`);
-const SUBJECTS = ['ours-webgpu', 'ours-cpu', ...OUR_THREADS, 'ort-wasm-1', 'ort-wasm-2', 'ort-webgpu',
+// threads, for every N up to this machine's cores, at most 8; ours-fma-*: their FMA twins
+// (pkg-fma/, pkg-threads-fma/), which the page runs where the browser has relaxed SIMD.
+const THREAD_COUNTS = Array.from({ length: Math.min(8, availableParallelism()) }, (_, i) => i + 1);
+const SUBJECTS = ['ours-webgpu', 'ours-cpu', ...THREAD_COUNTS.map((n) => `ours-cpu-${n}`),
+  'ours-fma-cpu', ...THREAD_COUNTS.map((n) => `ours-fma-cpu-${n}`), 'ort-wasm-1', 'ort-wasm-2', 'ort-webgpu',
   'tfjs-wasm-1', 'tfjs-wasm-2', 'tfjs-webgpu', 'tfjs-webgl', 'tfjs-cpu', 'jax-wasm-1', 'jax-wasm-2', 'jax-webgpu'];
 const flags = process.argv.slice(2);
 const quick = flags.includes('--quick');
@@ -52,7 +54,7 @@ async function measure() {
   console.log(`# ${await browser.version()}; ${quick ? 'quick check' : 'full run'}`);
 
   // Each wasm, as a server sends it and as it is gzipped on the wire.
-  for (const dir of [pkg, 'pkg-threads']) {
+  for (const dir of [pkg, 'pkg-threads', `${pkg}-fma`, 'pkg-threads-fma']) {
     const wasm = readFileSync(`${dir}/resnet_web_bg.wasm`);
     report({ figure: 'wasm size', pkg: dir, raw_mb: wasm.length / 2 ** 20, gzip_mb: gzipSync(wasm, { level: 9 }).length / 2 ** 20 });
   }
@@ -141,15 +143,17 @@ function printTables() {
   // peer of each figure.
   const peers = ran.filter((s) => !s.startsWith('ours-'));
   const compared = rows.filter(([figure]) => figure === 'inference' || figure === 'training');
-  // On the CPU, ours at the peer's thread count (the one-thread module for 1 where the
-  // threaded one did not run).
-  const ours = (peer, row) => {
+  // On the CPU, ours at the peer's thread count: the FMA modules where they ran (what the
+  // page runs in this browser), else the others; the one-thread module for 1 where the
+  // threaded one did not run. `plain`: only the modules without FMA.
+  const ours = (peer, row, { plain = false } = {}) => {
     if (deviceClass(peer) === 'gpu') return find('ours-webgpu', row);
     const threads = threadsOf(peer);
-    return find(`ours-cpu-${threads}`, row) ?? (threads === 1 ? find('ours-cpu', row) : undefined);
+    const single = (prefix) => find(`${prefix}-${threads}`, row) ?? (threads === 1 ? find(prefix, row) : undefined);
+    return (plain ? undefined : single('ours-fma-cpu')) ?? single('ours-cpu');
   };
-  const ratio = (peer, row) => {
-    const mine = ours(peer, row);
+  const ratio = (peer, row, options) => {
+    const mine = ours(peer, row, options);
     const theirs = find(peer, row);
     return mine && theirs ? mine.median / theirs.median : null;
   };
@@ -160,22 +164,44 @@ function printTables() {
       const cells = compared.map((row) => ratio(peer, row)?.toFixed(2) ?? '');
       console.log(`| ${peer}${deviceClass(peer) === 'cpu' ? ` (${threadsOf(peer)})` : ''} | ${cells.join(' | ')} |`);
     }
-    // The best peer at each of the peers' thread counts on the CPU, and on the GPU.
+    // The best peer at each of the peers' thread counts on the CPU, and on the GPU; then the
+    // same for our modules without FMA alone (a browser without relaxed SIMD), where the FMA
+    // twins ran too.
     const classes = [...new Set(peers.filter((p) => deviceClass(p) === 'cpu').map(threadsOf))].sort()
       .map((threads) => ({ name: `CPU, ${threads} thread${threads === 1 ? '' : 's'}`, has: (p) => deviceClass(p) === 'cpu' && threadsOf(p) === threads }));
-    classes.push({ name: 'GPU', has: (p) => deviceClass(p) === 'gpu' });
-    console.log(`\n| figure | ${classes.map(({ name }) => `best peer, ${name}`).join(' | ')} | target |`);
-    console.log(`| --- |${classes.map(() => ' --- |').join('')} --- |`);
-    for (const row of compared) {
-      const training = row[0] === 'training';
-      const best = classes.map(({ has }) => {
-        const candidates = peers.filter((p) => has(p) && ratio(p, row) !== null);
-        if (!candidates.length) return '';
-        const pick = candidates.reduce((a, b) => ((training ? ratio(a, row) > ratio(b, row) : ratio(a, row) < ratio(b, row)) ? b : a));
-        return `${ratio(pick, row).toFixed(2)} (${pick})`;
+    const bestPeerTable = (title, chosen, options, target) => {
+      console.log(`\n| ${title} | ${chosen.map(({ name }) => `best peer, ${name}`).join(' | ')} | target |`);
+      console.log(`| --- |${chosen.map(() => ' --- |').join('')} --- |`);
+      for (const row of compared) {
+        const training = row[0] === 'training';
+        const best = chosen.map(({ has }) => {
+          const candidates = peers.filter((p) => has(p) && ratio(p, row, options) !== null);
+          if (!candidates.length) return '';
+          const better = (a, b) => (training ? ratio(a, row, options) > ratio(b, row, options) : ratio(a, row, options) < ratio(b, row, options));
+          const pick = candidates.reduce((a, b) => (better(b, a) ? b : a));
+          return `${ratio(pick, row, options).toFixed(2)} (${pick})`;
+        });
+        console.log(`| ${label(row)} | ${best.join(' | ')} | ${training ? '≥ 2.0' : target} |`);
+      }
+    };
+    bestPeerTable('figure', [...classes, { name: 'GPU', has: (p) => deviceClass(p) === 'gpu' }], {}, 'CPU ≤ 0.6, GPU ≤ 0.5');
+    if (ran.some((s) => s.startsWith('ours-fma-')) && ran.some((s) => /^ours-cpu/.test(s))) {
+      bestPeerTable('without FMA', classes, { plain: true }, 'CPU ≤ 0.8 (1 thread)');
+    }
+  }
+
+  // FMA: how many times faster each FMA module is than its twin without.
+  const twins = ran.filter((s) => s.startsWith('ours-fma-') && ran.includes(s.replace('fma-', '')));
+  if (twins.length) {
+    console.log(`\n| speed-up of FMA over its twin | ${twins.join(' | ')} |`);
+    console.log(`| --- |${twins.map(() => ' --- |').join('')}`);
+    for (const row of rows.slice(0, 5)) {
+      const cells = twins.map((s) => {
+        const [fma, plain] = [find(s, row), find(s.replace('fma-', ''), row)];
+        if (!fma || !plain) return '';
+        return (row[0] === 'training' ? fma.median / plain.median : plain.median / fma.median).toFixed(2);
       });
-      const target = training ? '≥ 2.0' : 'CPU ≤ 0.8, GPU ≤ 0.5';
-      console.log(`| ${label(row)} | ${best.join(' | ')} | ${target} |`);
+      console.log(`| ${label(row)} | ${cells.join(' | ')} |`);
     }
   }
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # README command 2, and CI's only step: the single gate.
 # fmt, clippy -D warnings, native tests, a bounded fuzzing run of the weight readers, the
-# wasm32 build, the in-browser tests (WebGPU and CPU) in headless Chromium, the examples'
-# types, the page itself end to end, and the npm package installed into a fresh project. Exits non-zero at the first failure; artefacts (logs, a screenshot) go
-# to artifacts/.
+# wasm32 builds, the in-browser tests (WebGPU and CPU, and the FMA build's CPU) in headless
+# Chromium, the examples' types, the page itself end to end, the npm package installed into a
+# fresh project, and the page and the package in headless Firefox. Exits non-zero at the
+# first failure; artefacts (logs, a screenshot) go to artifacts/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
@@ -29,7 +30,7 @@ native cargo test --release --workspace 2>&1 | tee "$ARTIFACTS/native-tests.log"
 step "fuzzing each weight reader for ${FUZZ_SECONDS:-60} s (cargo fuzz)"
 "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}" 2>&1 | tee "$ARTIFACTS/fuzz.log"
 
-step "wasm32 build (the page's pkg/ and the threaded pkg-threads/, -D warnings)"
+step "wasm32 build (the page's pkg/, the threaded pkg-threads/ and their FMA twins, -D warnings)"
 "$ROOT/scripts/build-wasm.sh" 2>&1 | tee "$ARTIFACTS/wasm-build.log"
 # A compiler warning: any but the one rustc gives every crate of the threaded build for its
 # (still unstable) atomics target feature, which cargo then sums up as "generated 1 warning".
@@ -46,6 +47,12 @@ export WASM_BINDGEN_TEST_TIMEOUT=900
 env "${wasm_cargo_env[@]}" wasm-pack test --headless --chrome --release \
   --mode "$WASM_TEST_MODE" "$ROOT" -- --nocapture 2>&1 | tee "$ARTIFACTS/browser-tests.log"
 
+step "in-browser tests of the FMA build: the CPU's logits against PyTorch's (relaxed SIMD)"
+# The test filter `cpu_resnet`: ResNet-18, -50 and -20 on the CPU, the only code the feature
+# changes. A build of the kernels and the tests alone (the dependencies are shared).
+env "${wasm_cargo_env[@]}" wasm-pack test --headless --chrome --release \
+  --mode "$WASM_TEST_MODE" "$ROOT" --features fma -- --nocapture cpu_resnet 2>&1 | tee "$ARTIFACTS/browser-tests-fma.log"
+
 step "TypeScript: the examples against the package's declarations (tsc --noEmit)"
 npx tsc -p examples
 
@@ -57,6 +64,9 @@ node --test-reporter=spec tests/page.test.mjs 2>&1 | tee "$ARTIFACTS/page-tests.
 step "package test: npm pack, installed into a fresh project, used from its page"
 node --test-reporter=spec tests/package.test.mjs 2>&1 | tee "$ARTIFACTS/package-tests.log"
 
+step "Firefox tests: the page and the package in headless firefox-esr (puppeteer-core, WebDriver BiDi)"
+node --test-reporter=spec tests/firefox.test.mjs 2>&1 | tee "$ARTIFACTS/firefox-tests.log"
+
 count() { # sums "N passed" / "N ignored" of every "test result:" line of a log
   grep -h 'test result:' "$1" | sed -n "s/.* \([0-9]\+\) $2.*/\1/p" | awk '{ sum += $1 } END { print sum + 0 }'
 }
@@ -67,23 +77,28 @@ native_passed=$(count "$ARTIFACTS/native-tests.log" passed)
 native_ignored=$(count "$ARTIFACTS/native-tests.log" ignored)
 browser_passed=$(count "$ARTIFACTS/browser-tests.log" passed)
 browser_ignored=$(count "$ARTIFACTS/browser-tests.log" ignored)
+fma_passed=$(count "$ARTIFACTS/browser-tests-fma.log" passed)
+fma_ignored=$(count "$ARTIFACTS/browser-tests-fma.log" ignored)
 step "summary"
 echo "native tests:     $native_passed passed, $native_ignored ignored"
 echo "in-browser tests: $browser_passed passed, $browser_ignored ignored"
+echo "in-browser tests of the FMA build: $fma_passed passed, $fma_ignored ignored"
 grep -h '^\[fuzz\] .*no finding' "$ARTIFACTS/fuzz.log"
-for suite in page package; do
+for suite in page package firefox; do
   echo "$suite tests: $(node_count "$ARTIFACTS/$suite-tests.log" pass) passed, $(node_count "$ARTIFACTS/$suite-tests.log" fail) failed"
 done
 grep -h 'time to first prediction' "$ARTIFACTS/page-tests.log" || true
 grep -h 'BENCH' "$ARTIFACTS/browser-tests.log" || true
-for suite in page package; do
+grep -h 'max |browser - pytorch|' "$ARTIFACTS/browser-tests-fma.log" || true
+for suite in page package firefox; do
   if [ "$(node_count "$ARTIFACTS/$suite-tests.log" skipped)" != 0 ] || [ "$(node_count "$ARTIFACTS/$suite-tests.log" todo)" != 0 ] \
     || [ "$(node_count "$ARTIFACTS/$suite-tests.log" pass)" = 0 ]; then
     echo "the $suite tests skipped some, or none ran" >&2
     exit 1
   fi
 done
-if [ "$native_ignored" != 0 ] || [ "$browser_ignored" != 0 ] || [ "$browser_passed" = 0 ]; then
+if [ "$native_ignored" != 0 ] || [ "$browser_ignored" != 0 ] || [ "$browser_passed" = 0 ] \
+  || [ "$fma_ignored" != 0 ] || [ "$fma_passed" != 3 ]; then
   echo "no test may be skipped, and the browser tests must have run" >&2
   exit 1
 fi

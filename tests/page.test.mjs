@@ -45,7 +45,8 @@ after(async () => {
 
 // gpu: 'webgpu' (SwiftShader's), 'none' (a browser without WebGPU) or 'refused' (no adapter);
 // isolated: false serves the page without COOP/COEP.
-async function openPage({ gpu = 'webgpu', isolated = true } = {}) {
+// relaxedSimd: false stubs the worker's relaxed SIMD probe to fail, as in a browser without it.
+async function openPage({ gpu = 'webgpu', isolated = true, relaxedSimd = true } = {}) {
   const context = await browser.newContext(); // its own storage: no test sees another's
   const page = await context.newPage();
   const problems = [];
@@ -59,7 +60,7 @@ async function openPage({ gpu = 'webgpu', isolated = true } = {}) {
   });
   // Hooks in front of the worker (tests/worker-prelude.mjs): they keep the worker's GPU
   // devices, so that a test can lose them as a driver reset or an unplugged GPU would.
-  await routeWorker(page, { gpu });
+  await routeWorker(page, { gpu, relaxedSimd });
   // The Content-Security-Policy must never have to refuse anything the page does.
   await page.exposeFunction('reportViolation', (text) => problems.push(`CSP violation: ${text}`));
   await page.addInitScript(() => document.addEventListener('securitypolicyviolation',
@@ -143,18 +144,25 @@ for (const backend of ['webgpu', 'cpu']) {
 }
 
 // The CPU's threads: two on this machine where the page is cross-origin isolated, one (and
-// why) where it is not; a digit reads either way.
+// why) where it is not; a digit reads either way. This Chromium has relaxed SIMD, so the
+// worker runs the FMA modules; with the probe stubbed to fail, those without.
+const cpuModule = (page) => page.evaluate(async () => {
+  const { module, fma } = await (await import('/js/resnet-web.js')).cpuThreads();
+  return { module, fma };
+});
+
 pageTest('served with COOP/COEP, the CPU runs on two threads and a digit reads', async ({ page }) => {
   await useBackend(page, 'cpu');
   const backend = await page.$eval('#backend', (b) => b.textContent);
   console.log(`  ${backend}`);
-  assert.match(backend, /^CPU \(wasm, 2 threads\)/);
+  assert.match(backend, /^CPU \(wasm FMA, 2 threads\)/);
+  assert.deepEqual(await cpuModule(page), { module: 'pkg-threads-fma', fma: true });
   assert.deepEqual(await page.$$eval('#cpu-threads option', (options) => options.map((o) => o.value)), ['1', '2']);
   await upload(page, { name: digits[3].name, mimeType: 'image/png', buffer: digits[3].png });
   assert.equal((await predictions(page))[0].label, digits[3].label);
   // One thread chosen by hand: the page says so, and still reads.
   await page.selectOption('#cpu-threads', '1');
-  await page.waitForFunction(() => /^CPU \(wasm, 1 thread\)/.test(document.getElementById('backend').textContent), null, { timeout: 60000 });
+  await page.waitForFunction(() => /^CPU \(wasm FMA, 1 thread\)/.test(document.getElementById('backend').textContent), null, { timeout: 60000 });
   await upload(page, { name: digits[4].name, mimeType: 'image/png', buffer: digits[4].png });
   assert.equal((await predictions(page))[0].label, digits[4].label);
 });
@@ -163,14 +171,27 @@ pageTest('served without COOP/COEP, the CPU runs on one thread, says why, and a 
   await useBackend(page, 'cpu');
   const backend = await page.$eval('#backend', (b) => b.textContent);
   console.log(`  ${backend}`);
-  assert.match(backend, /^CPU \(wasm, 1 thread: the page is not cross-origin isolated/);
+  assert.match(backend, /^CPU \(wasm FMA, 1 thread: the page is not cross-origin isolated/);
+  assert.deepEqual(await cpuModule(page), { module: 'pkg-fma', fma: true });
   assert(await page.$eval('#cpu-threads', (s) => s.disabled && /cross-origin isolated/.test(s.title)));
   await upload(page, { name: digits[3].name, mimeType: 'image/png', buffer: digits[3].png });
   assert.equal((await predictions(page))[0].label, digits[3].label);
 }, { isolated: false });
 
+for (const isolated of [true, false]) {
+  pageTest(`a browser without relaxed SIMD gets the modules without FMA${isolated ? '' : ', on one thread'}, and a digit reads`, async ({ page }) => {
+    await useBackend(page, 'cpu');
+    const backend = await page.$eval('#backend', (b) => b.textContent);
+    console.log(`  ${backend}`);
+    assert.match(backend, isolated ? /^CPU \(wasm, 2 threads\)/ : /^CPU \(wasm, 1 thread: the page is not cross-origin isolated/);
+    assert.deepEqual(await cpuModule(page), { module: isolated ? 'pkg-threads' : 'pkg', fma: false });
+    await upload(page, { name: digits[6].name, mimeType: 'image/png', buffer: digits[6].png });
+    assert.equal((await predictions(page))[0].label, digits[6].label);
+  }, { isolated, relaxedSimd: false });
+}
+
 // tests/threads/worker.js: the threaded module on one thread and on two.
-test('in the browser, two threads give one thread\'s logits and loss curve, and PyTorch\'s logits', async () => {
+test('in the browser, two threads give one thread\'s logits and loss curve, and PyTorch\'s logits; the FMA modules give the others\' logits', async () => {
   const context = await browser.newContext();
   try {
     const page = await context.newPage();
@@ -183,12 +204,17 @@ test('in the browser, two threads give one thread\'s logits and loss curve, and 
       assert.equal(a.length, b.length);
       return Math.max(...a.map((value, i) => Math.abs(value - b[i])));
     };
-    const { oneThread, twoThreads, pytorch } = outcome.logits;
+    const { oneThread, twoThreads, pytorch, fma } = outcome.logits;
     const threadsApart = maxDifference(oneThread, twoThreads);
     const fromPytorch = maxDifference(twoThreads, pytorch);
     console.log(`  logits: |2 threads - 1 thread| ${threadsApart.toExponential(1)}, |2 threads - PyTorch| ${fromPytorch.toExponential(1)}`);
     assert(threadsApart <= 1e-5, `two threads differ from one by ${threadsApart}`);
     assert(fromPytorch <= 1e-3, `two threads differ from PyTorch by ${fromPytorch}`);
+    // The FMA twins (relaxed SIMD's fused multiply-add) against the modules without it.
+    assert.deepEqual(fma.modules, { oneThread: true, twoThreads: true });
+    const fmaApart = Math.max(maxDifference(fma.oneThread, oneThread), maxDifference(fma.twoThreads, twoThreads));
+    console.log(`  logits: |FMA module - module without FMA| ${fmaApart.toExponential(1)} (1 and 2 threads)`);
+    assert(fmaApart <= 1e-5, `the FMA modules' logits differ by ${fmaApart}`);
     const losses = outcome.losses;
     const relative = Math.max(...losses.oneThread.map((loss, i) => Math.abs(loss - losses.twoThreads[i]) / Math.abs(loss)));
     console.log(`  losses on 1 thread ${losses.oneThread.map((l) => l.toFixed(4))}; on 2, at most ${relative.toExponential(1)} apart`);
@@ -634,7 +660,7 @@ pageTest('on "the faster, measured" the page times both devices, and classifies 
   await page.waitForFunction(() => /^Training on .* measured:/.test(document.getElementById('train-notice').textContent), null, { timeout: 300000 });
   const started = await page.$eval('#train-notice', (n) => n.textContent);
   console.log(`  ${started}`);
-  assert.match(started, /on CPU \(wasm, \d threads?\), measured: CPU [\d.,]+ ms, WebGPU [\d.,]+ ms a step\.$/);
+  assert.match(started, /on CPU \(wasm FMA, \d threads?\), measured: CPU [\d.,]+ ms, WebGPU [\d.,]+ ms a step\.$/);
   const result = await trainingResult(page, 300000);
   assert(!result.failure, result.failure);
   assert.match(result.notice, /on CPU/);

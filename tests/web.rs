@@ -25,19 +25,36 @@ async fn resnet20(backend: BackendKind) -> Classifier {
     classifier(Arch::ResNet20, 10, RESNET20_SAFETENSORS.to_vec(), backend).await
 }
 
-async fn check_resnet18(backend: BackendKind) {
-    let file = synthetic_safetensors(RESNET18_KEYS, &[], &[]);
-    let model = classifier(Arch::ResNet18, 1000, file, backend).await;
-    let logits = model
+/// Native logits match PyTorch's within 1e-4, and so must the browser's CPU (the FMA module's
+/// included) on torchvision's ImageNet ResNets.
+const CPU_IMAGENET_TOLERANCE: f32 = 1e-4;
+
+/// torchvision's `arch` with synthetic weights (its key list `keys`) on `backend`, against
+/// PyTorch's `logits` for the same weights and input.
+async fn check_imagenet(arch: Arch, keys: &str, logits: &[u8], backend: BackendKind) {
+    let file = synthetic_safetensors(keys, &[], &[]);
+    let model = classifier(arch, 1000, file, backend).await;
+    let ours = model
         .classify(synthetic_images(IMAGENET_INPUT), IMAGENET_INPUT)
         .await
         .unwrap();
-    let error = max_abs_difference(&logits, &fixture_logits(RESNET18_LOGITS));
+    let error = max_abs_difference(&ours, &fixture_logits(logits));
     console_log!(
-        "resnet18 on {}: max |browser - pytorch| = {error:e}",
+        "{arch:?} on {}: max |browser - pytorch| = {error:e}",
         model.backend_info().description
     );
-    assert!(error < TOLERANCE, "{backend:?} differs by {error}");
+    let tolerance = match backend {
+        BackendKind::Cpu => CPU_IMAGENET_TOLERANCE,
+        _ => TOLERANCE,
+    };
+    assert!(
+        error < tolerance,
+        "{arch:?} on {backend:?} differs by {error}"
+    );
+}
+
+async fn check_resnet18(backend: BackendKind) {
+    check_imagenet(Arch::ResNet18, RESNET18_KEYS, RESNET18_LOGITS, backend).await;
 }
 
 async fn check_resnet20(backend: BackendKind) {
@@ -111,6 +128,17 @@ async fn webgpu_resnet18_matches_pytorch() {
 #[wasm_bindgen_test]
 async fn cpu_resnet18_matches_pytorch() {
     check_resnet18(BackendKind::Cpu).await;
+}
+
+#[wasm_bindgen_test]
+async fn cpu_resnet50_matches_pytorch() {
+    check_imagenet(
+        Arch::ResNet50,
+        RESNET50_KEYS,
+        RESNET50_LOGITS,
+        BackendKind::Cpu,
+    )
+    .await;
 }
 
 #[wasm_bindgen_test]

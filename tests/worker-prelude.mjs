@@ -9,14 +9,23 @@
 //   self.testWasmMemory  - the wasm module's memory (its buffer's byteLength is its size)
 //   self.testResults     - how many classification results the worker has posted
 //   self.testEmbeddings  - how many pictures the worker's backbones have embedded
-// gpu: 'webgpu' as the browser has it, 'none' (no WebGPU at all) or 'refused' (no adapter).
-export function workerPrelude({ gpu = 'webgpu' } = {}) {
+// gpu: 'webgpu' as the browser has it, 'none' (no WebGPU at all) or 'refused' (no adapter);
+// relaxedSimd: false makes WebAssembly.validate refuse any module with a relaxed SIMD
+// instruction (0xfd, then an opcode from 0x100 to 0x113 as LEB128), as a browser without
+// relaxed SIMD does: the worker's probe then fails.
+export function workerPrelude({ gpu = 'webgpu', relaxedSimd = true } = {}) {
   const withoutGpu = {
     webgpu: '',
     none: "Object.defineProperty(WorkerNavigator.prototype, 'gpu', { get: () => undefined });",
     refused: 'GPU.prototype.requestAdapter = async () => null;',
   }[gpu];
+  const withoutRelaxedSimd = relaxedSimd ? '' : `{
+  const validate = WebAssembly.validate;
+  const relaxed = (bytes) => bytes.some((byte, i) => byte === 0xfd && bytes[i + 1] >= 0x80 && bytes[i + 1] <= 0x93 && bytes[i + 2] === 0x02);
+  WebAssembly.validate = (bytes) => !relaxed(new Uint8Array(bytes.buffer ?? bytes, bytes.byteOffset ?? 0, bytes.byteLength)) && validate(bytes);
+}`;
   return `${withoutGpu}
+${withoutRelaxedSimd}
 self.testGpuDevices = [];
 self.testGpuBuffers = { count: 0, bytes: 0 };
 self.testWasmMemory = null;

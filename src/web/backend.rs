@@ -104,7 +104,10 @@ impl Backend {
             .map_err(|e| {
                 // burn lists every native API it did not try; in a browser, one fact matters.
                 let reason = e.to_string();
-                let reason = if reason.contains("No adapter available") {
+                let reason = if !browser_has_webgpu() {
+                    // Firefox on Linux, Safari before 26, older Chromium.
+                    "this browser has no WebGPU: navigator.gpu is missing".to_string()
+                } else if reason.contains("No adapter available") {
                     "the browser offers no WebGPU adapter".to_string()
                 } else {
                     reason
@@ -130,6 +133,16 @@ impl Backend {
     }
 }
 
+/// Whether the browser has WebGPU at all (`navigator.gpu`), in a page or a worker.
+#[cfg(webgpu)]
+fn browser_has_webgpu() -> bool {
+    let property = |object: &wasm_bindgen::JsValue, name: &str| {
+        js_sys::Reflect::get(object, &name.into()).unwrap_or(wasm_bindgen::JsValue::UNDEFINED)
+    };
+    let navigator = property(&js_sys::global(), "navigator");
+    !navigator.is_undefined() && !property(&navigator, "gpu").is_undefined()
+}
+
 /// The threads of the pool (the threaded module's Web Workers), which training uses.
 fn pool_threads() -> usize {
     #[cfg(target_feature = "atomics")]
@@ -138,11 +151,17 @@ fn pool_threads() -> usize {
     1
 }
 
-/// "CPU (wasm, 2 threads)".
+/// "CPU (wasm, 2 threads)", or "CPU (wasm FMA, 2 threads)" from a module with relaxed SIMD's
+/// fused multiply-add.
 fn cpu_description(threads: usize) -> String {
+    let module = if cfg!(feature = "fma") {
+        "wasm FMA"
+    } else {
+        "wasm"
+    };
     match threads {
-        1 => "CPU (wasm, 1 thread)".into(),
-        threads => format!("CPU (wasm, {threads} threads)"),
+        1 => format!("CPU ({module}, 1 thread)"),
+        threads => format!("CPU ({module}, {threads} threads)"),
     }
 }
 

@@ -14,6 +14,13 @@ pub fn has_threads() -> bool {
     cfg!(target_feature = "atomics")
 }
 
+/// Whether this module's CPU kernels use relaxed SIMD's fused multiply-add (pkg-fma/,
+/// pkg-threads-fma/), which only a browser with relaxed SIMD can run.
+#[wasm_bindgen(js_name = hasFma)]
+pub fn has_fma() -> bool {
+    cfg!(feature = "fma")
+}
+
 /// How many threads a prediction's convolutions are split over now.
 #[wasm_bindgen(js_name = cpuThreads)]
 pub fn cpu_threads() -> usize {

@@ -1,8 +1,12 @@
 // The threaded module against itself on one thread and against the one-thread module: the
-// same PyTorch-written ResNet-20 and input as tests/web.rs, and the same-seed training run.
-// Posts {threads, logits: {oneThread, twoThreads, pytorch}, losses: {oneThread, twoThreads}}.
+// same PyTorch-written ResNet-20 and input as tests/web.rs, and the same-seed training run;
+// and the FMA twins of both modules (relaxed SIMD's fused multiply-add) on the same input.
+// Posts {threads, logits: {oneThread, twoThreads, pytorch, fma: {oneThread, twoThreads,
+// modules}}, losses: {oneThread, twoThreads}}.
 import initPlain, * as plain from '../../pkg/resnet_web.js';
+import initPlainFma, * as plainFma from '../../pkg-fma/resnet_web.js';
 import initThreaded, * as threaded from '../../pkg-threads/resnet_web.js';
+import initThreadedFma, * as threadedFma from '../../pkg-threads-fma/resnet_web.js';
 
 // Batch 4: each convolution after the first (9.4 M multiply-adds) is over the size that
 // crates/cpu-kernels splits across threads in wasm, so two threads really share them.
@@ -57,9 +61,19 @@ async function losses(module) {
   return values;
 }
 
+// ResNet-20's logits for `images` from `module`'s CPU, on `threads` threads where it has a pool.
+async function cpuLogits(module, weights, images, threads) {
+  const classifier = await module.Classifier.create('resnet20', 10, 3, 'cpu', weights);
+  if (threads) module.setCpuThreads(threads);
+  const logits = Array.from(await classifier.logits(images, ...CIFAR_INPUT));
+  classifier.free();
+  return logits;
+}
+
 try {
-  await Promise.all([initPlain(), initThreaded()]);
+  await Promise.all([initPlain(), initThreaded(), initPlainFma(), initThreadedFma()]);
   await threaded.initThreadPool(2);
+  await threadedFma.initThreadPool(2);
   const weights = await fetchBytes('../fixtures/resnet20.safetensors');
   const images = syntheticImages(CIFAR_INPUT);
   const classifier = await threaded.Classifier.create('resnet20', 10, 3, 'cpu', weights);
@@ -74,7 +88,16 @@ try {
   self.postMessage({
     threads: threaded.cpuThreads(),
     backend,
-    logits: { oneThread, twoThreads, pytorch: Array.from(npyValues(await fetchBytes('../fixtures/resnet20.logits.npy'))) },
+    logits: {
+      oneThread,
+      twoThreads,
+      pytorch: Array.from(npyValues(await fetchBytes('../fixtures/resnet20.logits.npy'))),
+      fma: {
+        oneThread: await cpuLogits(plainFma, weights, images),
+        twoThreads: await cpuLogits(threadedFma, weights, images, 2),
+        modules: { oneThread: plainFma.hasFma(), twoThreads: threadedFma.hasFma() && threadedFma.hasThreads() },
+      },
+    },
     losses: { oneThread: await losses(plain), twoThreads: await losses(threaded) },
   });
 } catch (error) {

@@ -34,9 +34,21 @@ mod imp {
         }
 
         /// `self + a * b` (two instructions: simd128 has no fused multiply-add).
+        #[cfg(not(fma))]
         #[inline(always)]
         pub fn mul_add(self, a: Self, b: Self) -> Self {
             Self(f32x4_add(self.0, f32x4_mul(a.0, b.0)))
+        }
+
+        /// `self + a * b` in one instruction, relaxed SIMD's `f32x4.relaxed_madd`: fused
+        /// (rounded once) where the CPU has FMA, as two rounded operations elsewhere, the same
+        /// way on every call in one browser. A module with it does not validate in a browser
+        /// without relaxed SIMD, so the page loads it only where a probe validates.
+        #[cfg(fma)]
+        #[inline]
+        #[target_feature(enable = "relaxed-simd")]
+        pub fn mul_add(self, a: Self, b: Self) -> Self {
+            Self(f32x4_relaxed_madd(a.0, b.0, self.0))
         }
 
         #[inline(always)]

@@ -108,6 +108,7 @@ pub fn pack_weights(shape: &ConvShape, weights: &[f32]) -> Vec<f32> {
 /// without the ReLU when `relu` is false; `residual` is shaped as the output,
 /// `[batch, out_height, out_width, out_channels]`. `packed` comes from `pack_weights`.
 #[allow(clippy::too_many_arguments)]
+#[cfg_attr(fma, target_feature(enable = "relaxed-simd"))]
 pub fn conv2d(
     shape: &ConvShape,
     packed: &[f32],
@@ -278,7 +279,8 @@ impl Tiles<'_> {
     /// `PIXELS` consecutive output pixels, for the 8 output channels of `weights` (one
     /// panel): `inputs` are the padded input pixels under their top-left taps, `at` the index
     /// of the first one's first channel in `output`.
-    #[inline(always)]
+    #[cfg_attr(not(fma), inline(always))]
+    #[cfg_attr(fma, inline, target_feature(enable = "relaxed-simd"))]
     fn run<const PIXELS: usize>(
         &self,
         weights: &[f32],

@@ -263,6 +263,7 @@ impl Kernel<'_> {
 
     /// For each of the 16 points, tiles x input channels by input channels x output
     /// channels, into `[16 points][tile][output channel, panels of 8]`.
+    #[cfg_attr(fma, target_feature(enable = "relaxed-simd"))]
     fn multiply(&self, tiles: usize, transformed: &[f32], products: &mut [f32]) {
         let g = self.geometry;
         let (channels, out_panels) = (g.inputs, g.panels() * PANEL);
@@ -346,7 +347,8 @@ impl Kernel<'_> {
 
 /// Σ over input channels of `v[tile + t][c]` times the panel's 8 weights of channel c, for
 /// `TILES` tiles: the 8 sums of each.
-#[inline(always)]
+#[cfg_attr(not(fma), inline(always))]
+#[cfg_attr(fma, inline, target_feature(enable = "relaxed-simd"))]
 fn dot<const TILES: usize>(
     weights: &[[f32; 4]],
     v: &[f32],

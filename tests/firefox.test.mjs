@@ -1,0 +1,223 @@
+// The page and the package in headless Firefox (Debian's firefox-esr, driven by puppeteer-core
+// over WebDriver BiDi), each test on a browser context of its own:
+//   node --test-reporter=spec [--test-name-pattern REGEX] tests/firefox.test.mjs
+// Firefox on Linux has no WebGPU: the page says so and runs on the CPU, on the threaded
+// module where it is served with COOP/COEP. pkg*/ must be built (scripts/build-wasm.sh).
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { launchFirefox } from './firefox.mjs';
+import { heldOutDigits, syntheticClasses } from './images.mjs';
+import { checkOutcome, packageProject } from './package-project.mjs';
+import { serve } from './static-server.mjs';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+// As tests/page.test.mjs: `resnet eval --data mnist --weights models/mnist-resnet20.bpk`,
+// less 2 points.
+const HELD_OUT_ACCURACY = 0.991;
+const DRAWN_DIGITS = JSON.parse(readFileSync(new URL('./fixtures/drawn-digits.json', import.meta.url))).digits;
+const digits = heldOutDigits(10);
+
+let browser;
+let server;
+let serverWithoutIsolation;
+let files; // a folder for the files the tests upload (puppeteer uploads from paths)
+before(async () => {
+  browser = await launchFirefox();
+  console.log(`  ${await browser.version()}`);
+  server = await serve(ROOT);
+  serverWithoutIsolation = await serve(ROOT, { crossOriginIsolated: false });
+  files = mkdtempSync(join(tmpdir(), 'resnet-web-firefox-'));
+});
+after(async () => {
+  await browser?.close();
+  await server?.close();
+  await serverWithoutIsolation?.close();
+  if (files) rmSync(files, { recursive: true, force: true });
+});
+
+// A file on disk for an upload (in `folder` of the test's files): {name, buffer} -> its path.
+function onDisk({ name, buffer }, folder = '') {
+  const dir = join(files, folder);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, name), buffer);
+  return join(dir, name);
+}
+
+// A test on a page of its own, opened on the page and ready (on the CPU); no page error may
+// happen in it.
+function firefoxTest(name, body, { isolated = true } = {}) {
+  test(name, async () => {
+    const context = await browser.createBrowserContext();
+    const page = await context.newPage();
+    const problems = [];
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    try {
+      const started = Date.now();
+      await page.goto((isolated ? server : serverWithoutIsolation).url);
+      await page.waitForFunction(() => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent), { timeout: 300000 });
+      await body({ page, started });
+      assert(problems.length === 0, problems.join('\n'));
+    } finally {
+      await context.close();
+    }
+  });
+}
+
+const predictions = (page) => page.$$eval('#predictions li', (items) => items.map((i) => ({ label: i.dataset.label, prob: Number(i.dataset.prob) })));
+const notice = (page) => page.$eval('#notice', (n) => n.textContent);
+const backendLine = (page) => page.$eval('#backend', (b) => b.textContent);
+
+// Uploads a picture through the page's file input and waits for the bars under its name.
+async function upload(page, picture) {
+  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
+  const input = await page.$('#image-input');
+  await input.uploadFile(onDisk(picture));
+  await page.waitForFunction(
+    (wanted) => {
+      const list = document.getElementById('predictions');
+      return list.dataset.source === wanted && list.children.length > 0;
+    },
+    { timeout: 60000 }, picture.name,
+  );
+  return (await predictions(page))[0];
+}
+
+// Strokes (unit-box points) drawn with the mouse in a `size`-pixel box at (left, top) of the
+// drawing canvas.
+async function drawStrokes(page, strokes, size, left, top) {
+  // Firefox lays the page out a little taller: the canvas may start below the viewport.
+  await page.$eval('#drawing', (canvas) => canvas.scrollIntoView({ block: 'center' }));
+  const box = await (await page.$('#drawing')).boundingBox();
+  const at = ([x, y]) => [box.x + left + x * size, box.y + top + y * size];
+  for (const stroke of strokes) {
+    await page.mouse.move(...at(stroke[0]));
+    await page.mouse.down();
+    for (const point of stroke.slice(1)) await page.mouse.move(...at(point), { steps: 3 });
+    await page.mouse.up();
+  }
+}
+
+// The bars once no prediction runs or waits, for `source`.
+async function settledPrediction(page, source) {
+  await new Promise((resolve) => { setTimeout(resolve, 100); });
+  await page.waitForFunction(
+    (wanted) => {
+      const list = document.getElementById('predictions');
+      return list.getAttribute('aria-busy') === 'false' && list.children.length > 0 && list.dataset.source === wanted;
+    },
+    { timeout: 60000 }, source,
+  );
+  return (await predictions(page))[0];
+}
+
+firefoxTest('Firefox: the page says it has no WebGPU, runs on the CPU (the threaded module with FMA), and drawn digits read right', async ({ page, started }) => {
+  await drawStrokes(page, [[[0.5, 0.1], [0.5, 0.9]]], 200, 40, 40);
+  await page.waitForSelector('#predictions li', { timeout: 120000 });
+  console.log(`  time to first prediction: ${Date.now() - started} ms`);
+  assert.equal((await settledPrediction(page, 'Drawing')).label, '1');
+  // The move to WebGPU fails at once, and the page says why.
+  await page.waitForFunction(() => /WebGPU failed/.test(document.getElementById('notice').textContent), { timeout: 60000 });
+  const state = `${await backendLine(page)} | ${await notice(page)}`;
+  console.log(`  ${state}`);
+  assert.match(state, /^CPU \(wasm FMA, [12] threads?\) \| WebGPU failed \(.*this browser has no WebGPU.*\); running on the CPU/);
+  // The threaded module with FMA; 'auto' keeps one thread or two, whichever it measured faster.
+  const threads = await page.evaluate(async () => (await import('/js/resnet-web.js')).cpuThreads());
+  assert.deepEqual({ module: threads.module, fma: threads.fma, available: threads.available }, { module: 'pkg-threads-fma', fma: true, available: 2 });
+  for (const label of ['2', '4', '7']) {
+    await page.click('#clear-drawing');
+    await drawStrokes(page, DRAWN_DIGITS[label], 200, 40, 40);
+    const top = await settledPrediction(page, 'Drawing');
+    assert.equal(top.label, label, `${label} drawn, the bars say ${top.label}`);
+  }
+});
+
+firefoxTest('Firefox: uploaded held-out digits are classified, and a file that is not an image is answered', async ({ page }) => {
+  let correct = 0;
+  for (const digit of digits) {
+    if ((await upload(page, { name: digit.name, buffer: digit.png })).label === digit.label) correct += 1;
+  }
+  console.log(`  ${correct}/${digits.length} held-out digits correct`);
+  assert(correct / digits.length >= HELD_OUT_ACCURACY - 0.02, `${correct}/${digits.length}`);
+  const input = await page.$('#image-input');
+  await input.uploadFile(onDisk({ name: 'notes.png', buffer: Buffer.from('not a png') }));
+  await page.waitForFunction(() => /not an image/.test(document.getElementById('notice').textContent), { timeout: 30000 });
+  assert.equal((await upload(page, { name: digits[5].name, buffer: digits[5].png })).label, digits[5].label);
+});
+
+firefoxTest('Firefox: served without COOP/COEP, the CPU runs on one thread, says why, and a digit reads', async ({ page }) => {
+  await page.waitForFunction(() => /WebGPU failed/.test(document.getElementById('notice').textContent), { timeout: 60000 });
+  const backend = await backendLine(page);
+  console.log(`  ${backend}`);
+  assert.match(backend, /^CPU \(wasm FMA, 1 thread: the page is not cross-origin isolated/);
+  assert.equal((await upload(page, { name: digits[3].name, buffer: digits[3].png })).label, digits[3].label);
+}, { isolated: false });
+
+firefoxTest('Firefox: the fake webcam stream updates the bars', async ({ page }) => {
+  await page.evaluate(() => {
+    window.updates = 0;
+    new MutationObserver(() => { window.updates += 1; }).observe(document.getElementById('predictions'), { childList: true });
+  });
+  await page.click('#webcam-toggle');
+  await page.waitForFunction(() => window.updates >= 5, { timeout: 120000 });
+  await page.click('#webcam-toggle');
+  console.log(`  ${await page.evaluate(() => window.updates)} updates`);
+});
+
+firefoxTest('Firefox: your own three classes train on the CPU to 90%, and the model comes back after a reload (IndexedDB)', async ({ page }) => {
+  const classes = syntheticClasses(24);
+  await page.select('#train-data', 'own');
+  await page.click('#add-class');
+  for (const [k, pictures] of classes.entries()) {
+    const folder = `class-${k}`;
+    const input = await page.$(`.class-row[data-class-index="${k}"] input.add-files`);
+    await input.uploadFile(...pictures.map((picture) => onDisk(picture, folder)));
+  }
+  await page.waitForFunction(() => document.querySelectorAll('.thumbnails button').length === 72, { timeout: 60000 });
+  const settings = { 'train-model': 'resnet8', 'train-input': 'gray-32', 'train-epochs': '10', 'train-batch': '16', 'train-lr': '0.01', 'train-optimizer': 'adam', 'train-validation': '0.25' };
+  for (const [id, value] of Object.entries(settings)) {
+    const isSelect = await page.$eval(`#${id}`, (e) => e.tagName === 'SELECT');
+    if (isSelect) await page.select(`#${id}`, value);
+    else await page.$eval(`#${id}`, (e, v) => { e.value = v; e.dispatchEvent(new Event('input', { bubbles: true })); e.dispatchEvent(new Event('change', { bubbles: true })); }, value);
+  }
+  await page.evaluate(() => { document.getElementById('train-result').dataset.done = ''; });
+  await page.click('#train-start');
+  await page.waitForFunction(() => !document.getElementById('train-start').disabled
+    && document.getElementById('train-result').dataset.stopped !== undefined
+    && document.getElementById('train-notice').textContent.length > 0
+    && !/Preparing|Training on/.test(document.getElementById('train-notice').textContent), { timeout: 900000 });
+  const result = await page.$eval('#train-result', (box) => ({ ...box.dataset, notice: document.getElementById('train-notice').textContent }));
+  console.log(`  ${result.notice}`);
+  assert(!result.failure, result.failure);
+  assert.match(result.notice, /CPU/);
+  assert(Number(result.validationAccuracy) >= 0.9, `validation accuracy ${result.validationAccuracy}`);
+  const blob = classes[2][1];
+  assert.equal((await upload(page, blob)).label, 'class 3');
+  await page.reload();
+  await page.waitForFunction(() => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent), { timeout: 300000 });
+  await page.waitForSelector('#model-choice option[value="trained"]', { timeout: 30000 });
+  await page.select('#model-choice', 'trained');
+  await page.waitForFunction(() => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent)
+    && document.getElementById('model-choice').value === 'trained', { timeout: 120000 });
+  assert.equal((await upload(page, classes[1][2])).label, 'class 2');
+});
+
+// The package's project page (tests/package-project.mjs), as in tests/package.test.mjs.
+test('Firefox: the installed package classifies, trains and names its errors from a project\'s page', async () => {
+  const project = await packageProject();
+  const context = await browser.createBrowserContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${project.url}index.html`);
+    const outcome = await page.evaluate(() => window.outcome);
+    console.log(`  ${JSON.stringify(outcome)}`);
+    checkOutcome(outcome);
+    assert.equal(outcome.cpu.module, 'pkg-threads-fma');
+  } finally {
+    await context.close();
+    await project.close();
+  }
+});
