@@ -177,8 +177,10 @@ function printTables() {
         const best = chosen.map(({ has }) => {
           const candidates = peers.filter((p) => has(p) && ratio(p, row, options) !== null);
           if (!candidates.length) return '';
-          const better = (a, b) => (training ? ratio(a, row, options) > ratio(b, row, options) : ratio(a, row, options) < ratio(b, row, options));
-          const pick = candidates.reduce((a, b) => (better(b, a) ? b : a));
+          // The best peer is the one ours is closest to: the highest ratio for latency, the
+          // lowest for throughput.
+          const closer = (a, b) => (training ? ratio(a, row, options) < ratio(b, row, options) : ratio(a, row, options) > ratio(b, row, options));
+          const pick = candidates.reduce((a, b) => (closer(b, a) ? b : a));
           return `${ratio(pick, row, options).toFixed(2)} (${pick})`;
         });
         console.log(`| ${label(row)} | ${best.join(' | ')} | ${training ? '≥ 2.0' : target} |`);
