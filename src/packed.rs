@@ -12,6 +12,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
 use cpu_kernels::ConvShape;
+use cpu_kernels::winograd::Tile;
 
 use crate::error::{Error, Result};
 use crate::readback::read_floats_async;
@@ -76,23 +77,14 @@ struct PackedConv {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ConvKernel {
     Direct,
-    /// Winograd F(2x2, 3x3): 3x3 stride-1 layers of 32 input channels or more. Natively it
-    /// ran ResNet-18's 3x3 layers 1.7 to 2.2x as fast as the direct kernel, ResNet-20's
-    /// 16-channel ones 1.1x (`cargo run --release -p cpu-kernels --example conv_speed`); in
-    /// Chromium's wasm, ResNet-20 at batch 64 took 146 ms with its 16-channel layers on the
-    /// direct kernel, 165 ms with them on Winograd (and its buffers sized by the block, not
-    /// the tiles: a smaller change), by `scripts/bench.sh --only=ours-cpu`. With so few
-    /// channels the transforms cost what the products save.
-    Winograd,
+    /// Winograd for 3x3 stride-1 layers, on the tile `winograd::tile_for` picks: F(4x4, 3x3)
+    /// up to 128 input channels, F(2x2, 3x3) above, where F(4x4)'s error passes 1e-4.
+    Winograd(Tile),
 }
 
 impl ConvKernel {
     fn for_shape(shape: &ConvShape) -> Self {
-        if cpu_kernels::winograd::fits(shape) && shape.in_channels >= 32 {
-            ConvKernel::Winograd
-        } else {
-            ConvKernel::Direct
-        }
+        cpu_kernels::winograd::tile_for(shape).map_or(ConvKernel::Direct, ConvKernel::Winograd)
     }
 }
 
@@ -129,7 +121,9 @@ impl PackedConv {
         let kernel = ConvKernel::for_shape(&shape);
         let weights = match kernel {
             ConvKernel::Direct => cpu_kernels::pack_weights(&shape, &weights),
-            ConvKernel::Winograd => cpu_kernels::winograd::pack_weights(&shape, &weights),
+            ConvKernel::Winograd(tile) => {
+                cpu_kernels::winograd::pack_weights(tile, &shape, &weights)
+            }
         };
         Ok(Self {
             shape,
@@ -141,19 +135,24 @@ impl PackedConv {
 
     /// `relu(conv(input) + bias + residual)`, without the ReLU when `relu` is false.
     fn forward(&self, input: &FeatureMap, residual: Option<&FeatureMap>, relu: bool) -> FeatureMap {
-        let convolve = match self.kernel {
-            ConvKernel::Direct => cpu_kernels::conv2d,
-            ConvKernel::Winograd => cpu_kernels::winograd::conv2d,
+        let size = [input.batch, input.height, input.width];
+        let residual = residual.map(|residual| residual.data.as_slice());
+        let (shape, weights, bias) = (&self.shape, &self.weights, &self.bias);
+        let data = match self.kernel {
+            ConvKernel::Direct => {
+                cpu_kernels::conv2d(shape, weights, bias, &input.data, size, residual, relu)
+            }
+            ConvKernel::Winograd(tile) => cpu_kernels::winograd::conv2d(
+                tile,
+                shape,
+                weights,
+                bias,
+                &input.data,
+                size,
+                residual,
+                relu,
+            ),
         };
-        let data = convolve(
-            &self.shape,
-            &self.weights,
-            &self.bias,
-            &input.data,
-            [input.batch, input.height, input.width],
-            residual.map(|residual| residual.data.as_slice()),
-            relu,
-        );
         FeatureMap {
             batch: input.batch,
             height: self.shape.output_size(input.height),

@@ -1,17 +1,24 @@
 //! Train and serve alike: a data set's own images, given as the RGBA a browser decodes from
 //! their PNG files, reach the shipped models through the page's preparation
-//! (`InputKind::prepare`) and score as `resnet eval` scores the same images fed directly.
+//! (`InputKind::prepare`) and score as `resnet eval` scores the same images fed directly; and
+//! the page's CPU engine (our kernels: Winograd, the direct convolution) scores them as
+//! burn's forward does, to 0.01 points.
 #![cfg(not(target_arch = "wasm32"))]
 
 use burn::prelude::*;
-use resnet_web::data::Dataset;
+use resnet_web::classifier::{Classifier, Engine};
+use resnet_web::data::{Augment, Dataset, batch_tensors};
 use resnet_web::preprocess::{InputKind, Rgba};
 use resnet_web::readback::block_on;
+use resnet_web::rng::SplitMix;
 use resnet_web::train::evaluate;
 use resnet_web::{shipped, weights};
 
 /// The largest gap allowed, in accuracy points.
 const MAX_GAP: f64 = 0.5;
+/// The largest gap allowed between the page's CPU engine and burn's forward on the same
+/// prepared images, in accuracy points.
+const MAX_ENGINE_GAP: f64 = 0.01;
 
 fn model(file: &str) -> resnet_web::resnet::ResNet {
     let bytes = std::fs::read(format!("{}/models/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
@@ -19,6 +26,42 @@ fn model(file: &str) -> resnet_web::resnet::ResNet {
     weights::load(bytes, &config, &Device::flex())
         .unwrap()
         .fold_batch_norm()
+}
+
+/// The accuracy of the page's CPU engine (`Engine::Packed`) with the weight file `file` on
+/// `dataset`, in batches of 250 as `evaluate` takes them.
+fn packed_accuracy(file: &str, dataset: &Dataset, input: InputKind) -> f64 {
+    let bytes = std::fs::read(format!("{}/models/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let device = Device::flex();
+    let classifier = block_on(Classifier::for_images(
+        bytes,
+        &device,
+        Engine::Packed,
+        input,
+        dataset.class_names.clone(),
+    ))
+    .unwrap();
+    let indices: Vec<usize> = (0..dataset.len()).collect();
+    let mut correct = 0;
+    for chunk in indices.chunks(250) {
+        let (images, _) = batch_tensors(
+            dataset,
+            chunk,
+            Augment::NONE,
+            &mut SplitMix::new(0),
+            &device,
+        );
+        let shape = images.dims();
+        let images = images.into_data().try_to_vec::<f32>().unwrap();
+        let logits = block_on(classifier.classify(images, shape)).unwrap();
+        for (row, &index) in logits.chunks(dataset.num_classes()).zip(chunk) {
+            let predicted = (0..row.len())
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .unwrap();
+            correct += usize::from(predicted == usize::from(dataset.labels[index]));
+        }
+    }
+    correct as f64 / dataset.len() as f64
 }
 
 /// Every image of `dataset` as a decoded grayscale PNG (R = G = B, opaque), prepared as
@@ -57,6 +100,16 @@ fn compare(name: &str, file: &str, dataset: &Dataset, input: InputKind) {
     );
     let gap = 100.0 * (direct - page).abs();
     assert!(gap <= MAX_GAP, "{name}: {gap:.2} points apart");
+    let packed = packed_accuracy(file, &prepared, input);
+    println!(
+        "{name}: {:.2}% on the page's CPU engine, through the page's preparation",
+        100.0 * packed
+    );
+    let gap = 100.0 * (packed - page).abs();
+    assert!(
+        gap <= MAX_ENGINE_GAP + 1e-9,
+        "{name}: the CPU engine is {gap:.3} points from burn's forward"
+    );
 }
 
 #[test]

@@ -1,10 +1,12 @@
-//! Times the direct convolution against Winograd F(2x2, 3x3) on every 3x3 stride-1 layer
-//! shape of ResNet-18 (224 px) and ResNet-20 (32 px), on one thread, natively: a guide to
-//! which layers Winograd pays on, before the browser's figures (scripts/bench.sh).
+//! Times the direct convolution against Winograd F(2x2, 3x3) and F(4x4, 3x3) on every 3x3
+//! stride-1 layer shape of ResNet-18 (224 px) and ResNet-20 (32 px), on one thread,
+//! natively: a guide to which layers each pays on, before the browser's figures
+//! (scripts/bench.sh).
 //!   cargo run --release -p cpu-kernels --example conv_speed
 use std::time::Instant;
 
-use cpu_kernels::{ConvShape, conv2d, pack_weights, winograd};
+use cpu_kernels::winograd::{self, Tile};
+use cpu_kernels::{ConvShape, conv2d, pack_weights};
 
 fn values(count: usize) -> Vec<f32> {
     (0..count)
@@ -40,7 +42,9 @@ fn main() {
         ("resnet20", 64, 8, 64),
         ("resnet20", 16, 32, 1),
     ];
-    println!("network   channels  side  batch   direct ms  winograd ms  direct/winograd");
+    println!(
+        "network   channels  side  batch   direct ms  F(2x2) ms  F(4x4) ms  direct/F2  direct/F4"
+    );
     for (network, channels, side, batch) in layers {
         let shape = ConvShape {
             in_channels: channels,
@@ -67,21 +71,26 @@ fn main() {
                 true,
             )
         });
-        let winograd_weights = winograd::pack_weights(&shape, &weights);
-        let fast = time(runs, || {
-            winograd::conv2d(
-                &shape,
-                &winograd_weights,
-                &bias,
-                &input,
-                size,
-                Some(&residual),
-                true,
-            )
-        });
+        let winograd = |tile: Tile| {
+            let packed = winograd::pack_weights(tile, &shape, &weights);
+            time(runs, || {
+                winograd::conv2d(
+                    tile,
+                    &shape,
+                    &packed,
+                    &bias,
+                    &input,
+                    size,
+                    Some(&residual),
+                    true,
+                )
+            })
+        };
+        let (f2, f4) = (winograd(Tile::F2), winograd(Tile::F4));
         println!(
-            "{network:9} {channels:8} {side:5} {batch:6} {direct:11.3} {fast:12.3} {:16.2}",
-            direct / fast
+            "{network:9} {channels:8} {side:5} {batch:6} {direct:11.3} {f2:10.3} {f4:10.3} {:10.2} {:10.2}",
+            direct / f2,
+            direct / f4
         );
     }
 }

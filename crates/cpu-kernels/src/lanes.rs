@@ -62,6 +62,11 @@ mod imp {
         }
 
         #[inline(always)]
+        pub fn mul(self, other: Self) -> Self {
+            Self(f32x4_mul(self.0, other.0))
+        }
+
+        #[inline(always)]
         pub fn max(self, other: Self) -> Self {
             Self(f32x4_pmax(self.0, other.0))
         }
@@ -108,6 +113,11 @@ mod imp {
         #[inline(always)]
         pub fn sub(self, other: Self) -> Self {
             Self(std::array::from_fn(|i| self.0[i] - other.0[i]))
+        }
+
+        #[inline(always)]
+        pub fn mul(self, other: Self) -> Self {
+            Self(std::array::from_fn(|i| self.0[i] * other.0[i]))
         }
 
         /// `self < other ? other : self`, as wasm's `f32x4.pmax`.
