@@ -202,3 +202,42 @@ pub fn convolve(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
         padding,
     ))
 }
+
+/// Which forward kernel a GPU's convolutions run (`src/resnet/gpu_convolution.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuConvolutionKernel {
+    /// 4 pixels by 4 channels an invocation, straight from global memory: the faster on
+    /// software adapters (SwiftShader, lavapipe), which load each lane apart.
+    Direct,
+    /// Tiles staged in workgroup memory (`src/resnet/gpu_tiled_convolution.rs`): for GPUs,
+    /// where each value loaded should serve many multiply-adds.
+    Tiled,
+}
+
+impl GpuConvolutionKernel {
+    /// The rule a device opens with: by the adapter's type, which needs no timing and so costs
+    /// the first prediction nothing.
+    pub fn for_adapter(is_cpu: bool) -> Self {
+        if is_cpu { Self::Direct } else { Self::Tiled }
+    }
+}
+
+static TILED_CONVOLUTIONS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Chooses the GPU convolution kernel for every GPU device of this process (one is opened at
+/// a time: the CLI's, or the page's WebGPU device).
+pub fn use_gpu_convolution_kernel(kernel: GpuConvolutionKernel) {
+    TILED_CONVOLUTIONS.store(
+        kernel == GpuConvolutionKernel::Tiled,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+pub fn gpu_convolution_kernel() -> GpuConvolutionKernel {
+    if TILED_CONVOLUTIONS.load(std::sync::atomic::Ordering::Relaxed) {
+        GpuConvolutionKernel::Tiled
+    } else {
+        GpuConvolutionKernel::Direct
+    }
+}

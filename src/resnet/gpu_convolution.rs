@@ -19,7 +19,11 @@ use cubecl::calculate_cube_count_elemwise;
 use cubecl::num_traits::Zero;
 use cubecl::prelude::*;
 
-use super::convolve::{ConvolveOps, output_shape as convolve_output_shape};
+use super::convolve::{
+    ConvolveOps, GpuConvolutionKernel, gpu_convolution_kernel,
+    output_shape as convolve_output_shape,
+};
+use super::gpu_tiled_convolution::{TileShape, TiledConvShapeLaunch, conv_tiled_kernel};
 
 /// Output pixels per invocation; each computes one vector of `VECTOR` output channels.
 const PIXELS: usize = 4;
@@ -261,6 +265,68 @@ fn pad_channels(tensor: FloatTensor<CubeBackend>) -> FloatTensor<CubeBackend> {
     CubeBackend::float_cat(vec![tensor, zeros], 1)
 }
 
+/// Launches the tiled kernel on NHWC `input` and `output` and [kernel row, kernel column, in,
+/// out] `weight`, all contiguous; false, with nothing launched, where its workgroups would not
+/// fit WebGPU's 65,535 per dimension.
+fn launch_tiled(
+    input: &FloatTensor<CubeBackend>,
+    weight: &FloatTensor<CubeBackend>,
+    bias: &FloatTensor<CubeBackend>,
+    output: &FloatTensor<CubeBackend>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> bool {
+    let (in_shape, weight_shape, out_shape) =
+        (input.meta.shape(), weight.meta.shape(), output.meta.shape());
+    let pixels = out_shape[0] * out_shape[1] * out_shape[2];
+    let (in_vectors, out_channels) = (in_shape[3] / VECTOR, out_shape[3]);
+    let tile = TileShape::for_layer(pixels, out_channels);
+    // WebGPU's least maxComputeWorkgroupStorageSize.
+    debug_assert!(tile.workgroup_bytes() <= 16 << 10);
+    let count = [
+        pixels.div_ceil(tile.tile_pixels()),
+        out_channels.div_ceil(tile.tile_channels()),
+    ];
+    if count.iter().any(|&n| n > 65_535) || pixels > u32::MAX as usize / 2 {
+        return false;
+    }
+    let shape = TiledConvShapeLaunch::new(
+        in_shape[1] as u32,
+        in_shape[2] as u32,
+        in_vectors as u32,
+        out_shape[1] as u32,
+        out_shape[2] as u32,
+        (out_channels / VECTOR) as u32,
+        weight_shape[1] as u32,
+        stride[0] as u32,
+        stride[1] as u32,
+        padding[0] as u32,
+        padding[1] as u32,
+        pixels as u32,
+        (weight_shape[0] * weight_shape[1] * in_vectors) as u32,
+    );
+    let client = &input.client;
+    // SAFETY: every read is guarded by its tensor's extent (pixels, K and channel vectors past
+    // the end read nothing and store nothing), and every invocation reaches both barriers.
+    unsafe {
+        conv_tiled_kernel::launch_unchecked(
+            client,
+            CubeCount::new_2d(count[0] as u32, count[1] as u32),
+            CubeDim::new_1d(256),
+            VECTOR,
+            input.clone().into_tensor_arg(),
+            weight.clone().into_tensor_arg(),
+            bias.clone().into_tensor_arg(),
+            output.clone().into_tensor_arg(),
+            shape,
+            tile.pixels,
+            tile.vectors,
+            burn::backend::cubecl::dtype_to_storage_type(input.dtype),
+        );
+    }
+    true
+}
+
 impl ConvolveOps for CubeBackend {
     fn convolve(
         input: FloatTensor<Self>,
@@ -299,6 +365,11 @@ impl ConvolveOps for CubeBackend {
             [out_shape[0], out_shape[2], out_shape[3], out_channels].into(),
             dtype,
         );
+        if gpu_convolution_kernel() == GpuConvolutionKernel::Tiled
+            && launch_tiled(&input, &weight, &bias, &output, stride, padding)
+        {
+            return permute_nhwc_to_nchw(output);
+        }
         let (shape, invocations) = conv_shape(
             &in_shape,
             &weight_shape,

@@ -10,10 +10,15 @@ mod fold;
 mod gpu_batch_norm;
 #[cfg(feature = "gpu")]
 mod gpu_convolution;
+#[cfg(feature = "gpu")]
+mod gpu_tiled_convolution;
 mod model;
 
 pub use batch_norm::{BatchNormOps, batch_norm_forward, use_batch_norm_kernels};
 pub use block::{BasicBlock, Bottleneck, DownsampleLayer, PadShortcut, ResidualBlock};
 pub use config::{Arch, BlockKind, Preset, ResNetConfig, Shortcut, Stem};
-pub use convolve::{ConvolveOps, convolve, output_shape as convolve_output_shape};
+pub use convolve::{
+    ConvolveOps, GpuConvolutionKernel, convolve, gpu_convolution_kernel,
+    output_shape as convolve_output_shape, use_gpu_convolution_kernel,
+};
 pub use model::{ResNet, is_running_statistic};

@@ -117,6 +117,11 @@ impl Backend {
                 ))
             })?;
         let info = setup.adapter.get_info();
+        crate::resnet::use_gpu_convolution_kernel(
+            crate::resnet::GpuConvolutionKernel::for_adapter(
+                info.device_type == wgpu::DeviceType::Cpu,
+            ),
+        );
         let backend = Self {
             kind: BackendKind::WebGpu,
             device,

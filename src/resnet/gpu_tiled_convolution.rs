@@ -1,0 +1,243 @@
+//! A tiled implicit-GEMM convolution for real GPUs: the convolution as the matrix product it
+//! is, output pixels (N·H·W) by output channels, with K = kernel taps x input channels. Each
+//! workgroup of 256 invocations computes a tile of outputs. Stage by stage it gathers a slice of
+//! the input patches (K_STAGE values of K for each of the tile's pixels; no im2col buffer is
+//! written) and the matching rows of the weights into workgroup memory, and each invocation
+//! keeps a block of outputs in registers. A value loaded from global memory then serves every
+//! output of its row or column of the tile, instead of 4 as in `gpu_convolution.rs`'s kernel.
+//! Only what every WebGPU device has: 256 invocations, at most 16 KiB of workgroup memory,
+//! float32, no subgroups. Layouts are that kernel's: input and output NHWC, weights [kernel row,
+//! kernel column, in channel, out channel], all as vectors of 4 channels.
+
+use cubecl::num_traits::Zero;
+use cubecl::prelude::*;
+
+/// Channels in a vector, the unit every load and store moves.
+pub(super) const VECTOR: usize = 4;
+/// Invocations per workgroup: a 16 by 16 grid over the tile's pixels and channel vectors.
+const WORKGROUP: u32 = 256;
+const GRID: usize = 16;
+/// Vectors of K (4 input channels of one tap each) staged at once.
+const K_STAGE: usize = 4;
+
+/// The block of outputs each invocation keeps in registers; the tile is 16 times that in each
+/// direction. Pixels must be a multiple of 4, so that each invocation gathers whole pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileShape {
+    /// Output pixels per invocation.
+    pub pixels: usize,
+    /// Vectors of 4 output channels per invocation.
+    pub vectors: usize,
+}
+
+impl TileShape {
+    /// 64 pixels by 64 channels; 8 KiB of workgroup memory.
+    pub const SMALL: TileShape = TileShape {
+        pixels: 4,
+        vectors: 1,
+    };
+    /// 128 pixels by 64 channels; 12 KiB.
+    pub const TALL: TileShape = TileShape {
+        pixels: 8,
+        vectors: 1,
+    };
+    /// 128 pixels by 128 channels; 16 KiB, WebGPU's least limit.
+    pub const LARGE: TileShape = TileShape {
+        pixels: 8,
+        vectors: 2,
+    };
+
+    pub fn tile_pixels(self) -> usize {
+        GRID * self.pixels
+    }
+
+    pub fn tile_channels(self) -> usize {
+        GRID * self.vectors * VECTOR
+    }
+
+    /// Bytes of workgroup memory: the staged patches and weights.
+    pub fn workgroup_bytes(self) -> usize {
+        (self.tile_pixels() * K_STAGE + K_STAGE * VECTOR * GRID * self.vectors) * VECTOR * 4
+    }
+
+    /// The tile for a layer: the large one where there are channels and pixels to fill it
+    /// (an invocation then loads 16 vectors from workgroup memory for 64 vector
+    /// multiply-adds, against 8 for 16 with the small one), the small one where the layer is
+    /// too small to give a GPU enough workgroups otherwise.
+    pub fn for_layer(pixels: usize, out_channels: usize) -> TileShape {
+        let workgroups = |tile: TileShape| {
+            pixels.div_ceil(tile.tile_pixels()) * out_channels.div_ceil(tile.tile_channels())
+        };
+        // About two workgroups per compute unit of a large GPU.
+        const ENOUGH: usize = 256;
+        if out_channels >= 128 && workgroups(Self::LARGE) >= ENOUGH {
+            Self::LARGE
+        } else if workgroups(Self::TALL) >= ENOUGH {
+            Self::TALL
+        } else {
+            Self::SMALL
+        }
+    }
+}
+
+/// What the kernel reads of a convolution's shape.
+#[derive(CubeLaunch, CubeType)]
+pub(super) struct TiledConvShape {
+    pub in_height: u32,
+    pub in_width: u32,
+    /// Channel counts in vectors of `VECTOR`.
+    pub in_vectors: u32,
+    pub out_height: u32,
+    pub out_width: u32,
+    pub out_vectors: u32,
+    pub kernel_width: u32,
+    pub stride_height: u32,
+    pub stride_width: u32,
+    pub pad_height: u32,
+    pub pad_width: u32,
+    /// Output pixels in all: images x output height x output width.
+    pub pixels: u32,
+    /// K in vectors: kernel taps x `in_vectors`.
+    pub k_vectors: u32,
+}
+
+/// Workgroup (x, y) covers pixels from x·tile_pixels and channel vectors from y·16·vectors.
+#[cube(launch_unchecked)]
+pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
+    input: &Tensor<Vector<E, N>>,
+    weight: &Tensor<Vector<E, N>>,
+    bias: &Tensor<Vector<E, N>>,
+    output: &mut Tensor<Vector<E, N>>,
+    shape: TiledConvShape,
+    #[comptime] pixels_per_unit: usize,
+    #[comptime] vectors_per_unit: usize,
+    #[define(E)] _dtype: ElemType,
+) {
+    let unit = UNIT_POS;
+    let tile_pixels = GRID * pixels_per_unit;
+    let tile_vectors = GRID * vectors_per_unit;
+    let first_pixel = CUBE_POS_X * tile_pixels as u32;
+    let first_vector = CUBE_POS_Y * tile_vectors as u32;
+
+    // patches[pixel * K_STAGE + k]: the stage's K_STAGE vectors of K for each pixel of the
+    // tile. weights[row * tile_vectors + v]: the stage's K_STAGE x 4 rows of the weights.
+    let mut patches = Shared::<[Vector<E, N>]>::new_slice(tile_pixels * K_STAGE);
+    let mut weights = Shared::<[Vector<E, N>]>::new_slice(K_STAGE * VECTOR * tile_vectors);
+
+    // Each invocation gathers the same K vector of the same pixels at every stage: where those
+    // pixels' windows start. A pixel past the end gets a window no row can fall in.
+    let gathers = pixels_per_unit / 4;
+    let load_k = unit % K_STAGE as u32;
+    let mut window_rows = Array::<u32>::new(gathers);
+    let mut window_y = Array::<i32>::new(gathers);
+    let mut window_x = Array::<i32>::new(gathers);
+    #[unroll]
+    for gather in 0..gathers {
+        let pixel =
+            first_pixel + unit / K_STAGE as u32 + gather as u32 * (WORKGROUP / K_STAGE as u32);
+        let out_x = pixel % shape.out_width;
+        let rest = pixel / shape.out_width;
+        let out_y = rest % shape.out_height;
+        let image = rest / shape.out_height;
+        window_rows[gather] = image * shape.in_height;
+        window_y[gather] = select(
+            pixel < shape.pixels,
+            (out_y * shape.stride_height) as i32 - shape.pad_height as i32,
+            -1_073_741_824i32,
+        );
+        window_x[gather] = (out_x * shape.stride_width) as i32 - shape.pad_width as i32;
+    }
+
+    let unit_vector = unit % GRID as u32;
+    let unit_pixel = unit / GRID as u32;
+    let mut sums = Array::<Vector<E, N>>::new(pixels_per_unit * vectors_per_unit);
+    #[unroll]
+    for at in 0..pixels_per_unit * vectors_per_unit {
+        sums[at] = Vector::zero();
+    }
+    let weight_rows = shape.k_vectors * VECTOR as u32;
+
+    let stages = (shape.k_vectors + K_STAGE as u32 - 1) / K_STAGE as u32;
+    for stage in 0..stages {
+        // Gather: K vector k is tap k / in_vectors, channel vector k % in_vectors.
+        let k = stage * K_STAGE as u32 + load_k;
+        let tap = k / shape.in_vectors;
+        let channel_vector = k % shape.in_vectors;
+        let tap_y = (tap / shape.kernel_width) as i32;
+        let tap_x = (tap % shape.kernel_width) as i32;
+        #[unroll]
+        for gather in 0..gathers {
+            let in_y = window_y[gather] + tap_y;
+            let in_x = window_x[gather] + tap_x;
+            let mut value = Vector::<E, N>::zero();
+            if k < shape.k_vectors
+                && in_y >= 0
+                && in_y < shape.in_height as i32
+                && in_x >= 0
+                && in_x < shape.in_width as i32
+            {
+                let at = ((window_rows[gather] + in_y as u32) * shape.in_width + in_x as u32)
+                    * shape.in_vectors
+                    + channel_vector;
+                value = input[at as usize];
+            }
+            patches[(unit + gather as u32 * WORKGROUP) as usize] = value;
+        }
+        #[unroll]
+        for load in 0..vectors_per_unit {
+            let at = unit + load as u32 * WORKGROUP;
+            let row = stage * (K_STAGE * VECTOR) as u32 + at / tile_vectors as u32;
+            let vector = first_vector + at % tile_vectors as u32;
+            let mut value = Vector::<E, N>::zero();
+            if row < weight_rows && vector < shape.out_vectors {
+                value = weight[(row * shape.out_vectors + vector) as usize];
+            }
+            weights[at as usize] = value;
+        }
+        sync_cube();
+
+        #[unroll]
+        for k_in_stage in 0..K_STAGE {
+            // Four rows of weights (one per input channel of this K vector) for each of this
+            // invocation's output vectors, which are 16 apart so that neighbours read
+            // neighbouring vectors.
+            let mut rows = Array::<Vector<E, N>>::new(VECTOR * vectors_per_unit);
+            #[unroll]
+            for channel in 0..VECTOR {
+                #[unroll]
+                for v in 0..vectors_per_unit {
+                    rows[channel * vectors_per_unit + v] = weights[(k_in_stage * VECTOR + channel)
+                        * tile_vectors
+                        + unit_vector as usize
+                        + v * GRID];
+                }
+            }
+            #[unroll]
+            for p in 0..pixels_per_unit {
+                let patch =
+                    patches[(unit_pixel as usize * pixels_per_unit + p) * K_STAGE + k_in_stage];
+                #[unroll]
+                for v in 0..vectors_per_unit {
+                    sums[p * vectors_per_unit + v] += rows[v] * Vector::new(patch.extract(0usize))
+                        + rows[vectors_per_unit + v] * Vector::new(patch.extract(1usize))
+                        + rows[2 * vectors_per_unit + v] * Vector::new(patch.extract(2usize))
+                        + rows[3 * vectors_per_unit + v] * Vector::new(patch.extract(3usize));
+                }
+            }
+        }
+        sync_cube();
+    }
+
+    #[unroll]
+    for p in 0..pixels_per_unit {
+        let pixel = first_pixel + unit_pixel * pixels_per_unit as u32 + p as u32;
+        #[unroll]
+        for v in 0..vectors_per_unit {
+            let vector = first_vector + unit_vector + (v * GRID) as u32;
+            if pixel < shape.pixels && vector < shape.out_vectors {
+                output[(pixel * shape.out_vectors + vector) as usize] =
+                    sums[p * vectors_per_unit + v] + bias[vector as usize];
+            }
+        }
+    }
+}

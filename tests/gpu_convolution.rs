@@ -1,0 +1,162 @@
+//! The tiled GPU convolution (`src/resnet/gpu_tiled_convolution.rs`), which real GPUs run, on
+//! the machine's adapter (lavapipe in CI, where the adapter rule would pick the direct kernel,
+//! so this test picks the tiled one itself): forward and the stride-1 input gradient against
+//! burn's convolution on the CPU, at shapes that take each of its three tiles, partial tiles
+//! and partial stages, the stem, 1x1 and stride-2 layers. Its own test binary, because the
+//! kernel choice is one switch for the process.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use burn::prelude::*;
+use common::uniform01;
+use resnet_web::device::{self, DeviceChoice};
+use resnet_web::readback::read_floats;
+use resnet_web::resnet::{
+    ConvolveOps, GpuConvolutionKernel, gpu_convolution_kernel, use_gpu_convolution_kernel,
+};
+
+struct Case {
+    batch: usize,
+    in_channels: usize,
+    size: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+}
+
+fn values(name: &str, count: usize) -> Vec<f32> {
+    uniform01(name, count)
+        .map(|u| (2.0 * u - 1.0) as f32)
+        .collect()
+}
+
+fn tensor<const D: usize>(name: &str, shape: [usize; D], device: &Device) -> Tensor<D> {
+    let data = values(name, shape.iter().product());
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+fn convolve(input: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, stride: usize) -> Tensor<4> {
+    let padding = weight.dims()[2] / 2;
+    Tensor::from_dispatch(<burn::backend::Dispatch as ConvolveOps>::convolve(
+        input.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        [stride, stride],
+        [padding, padding],
+    ))
+}
+
+/// The output, and at stride 1 the input's gradient of the output's sum weighted by a fixed
+/// tensor, on `device`.
+fn run(case: &Case, device: &Device) -> (Vec<f32>, Option<Vec<f32>>) {
+    let input_shape = [case.batch, case.in_channels, case.size, case.size];
+    let weight_shape = [
+        case.out_channels,
+        case.in_channels,
+        case.kernel,
+        case.kernel,
+    ];
+    // Weights scaled as a network's are, so outputs stay near 1 whatever K is.
+    let scale = 1.0 / ((case.in_channels * case.kernel * case.kernel) as f32).sqrt();
+    let weight = tensor("weight", weight_shape, device) * scale;
+    let bias = tensor("bias", [case.out_channels], device);
+    let input = tensor("input", input_shape, device);
+    let output = convolve(input.clone(), weight.clone(), bias.clone(), case.stride);
+    let forward = read_floats(output.clone().flatten::<1>(0, 3)).unwrap();
+    if case.stride != 1 {
+        return (forward, None);
+    }
+    let autodiff = device.clone().autodiff();
+    let input = Tensor::<4>::from_data(input.into_data(), &autodiff).require_grad();
+    let weight = Tensor::<4>::from_data(weight.into_data(), &autodiff);
+    let bias = Tensor::<1>::from_data(bias.into_data(), &autodiff);
+    let output = convolve(input.clone(), weight, bias, 1);
+    let mix = tensor("mix", output.dims(), &autodiff);
+    let grads = (output * mix).sum().backward();
+    let input_grad = input.grad(&grads).expect("the input's gradient");
+    let input_grad = read_floats(input_grad.flatten::<1>(0, 3)).unwrap();
+    (forward, Some(input_grad))
+}
+
+/// The largest difference, relative to the reference's largest magnitude (at least 1).
+fn relative_error(ours: &[f32], reference: &[f32]) -> f32 {
+    assert_eq!(ours.len(), reference.len());
+    let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    ours.iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+        / scale
+}
+
+#[test]
+fn the_tiled_convolution_matches_burns_on_the_cpu() {
+    let gpu = device::open(DeviceChoice::Gpu)
+        .expect("a GPU adapter (scripts/setup.sh installs Mesa's lavapipe)")
+        .device;
+    let cpu = device::open(DeviceChoice::Cpu).unwrap().device;
+    use_gpu_convolution_kernel(GpuConvolutionKernel::Tiled);
+    let case = |batch, in_channels, size, out_channels, kernel, stride| Case {
+        batch,
+        in_channels,
+        size,
+        out_channels,
+        kernel,
+        stride,
+    };
+    let cases = [
+        // The stem on an RGB image (padded to 4 channels: one K vector per tap), odd size.
+        case(2, 3, 33, 64, 7, 2),
+        // K of 18 vectors (a partial stage), 3 output vectors (a partial tile).
+        case(1, 8, 9, 12, 3, 1),
+        // ResNet-20's first stage.
+        case(3, 16, 32, 16, 3, 1),
+        // Stride 2 on an odd size, 1x1 layers, a bottleneck's expansion.
+        case(2, 64, 15, 128, 3, 2),
+        case(2, 256, 14, 64, 1, 1),
+        case(2, 64, 15, 256, 1, 2),
+        // Enough pixels for the 128-pixel tile with 64 channels, and for the 128 by 128 tile
+        // (192 channels: one and a half tiles).
+        case(2, 32, 128, 64, 3, 1),
+        case(2, 64, 128, 192, 1, 1),
+        case(2, 128, 127, 128, 3, 1),
+    ];
+    // Cases where the direct kernel's sums come out with other bits: the proof that the
+    // tiled kernel, which adds in another order, is what ran.
+    let mut other_bits = 0;
+    for case in &cases {
+        let (reference, reference_grad) = run(case, &cpu);
+        use_gpu_convolution_kernel(GpuConvolutionKernel::Direct);
+        let (direct, _) = run(case, &gpu);
+        use_gpu_convolution_kernel(GpuConvolutionKernel::Tiled);
+        let (ours, ours_grad) = run(case, &gpu);
+        other_bits += usize::from(direct != ours);
+        let error = relative_error(&ours, &reference);
+        let grad_error = ours_grad
+            .zip(reference_grad)
+            .map(|(ours, reference)| relative_error(&ours, &reference));
+        println!(
+            "{}x{}x{}x{} -> {} k{} s{}: forward {error:.1e}, input gradient {}",
+            case.batch,
+            case.in_channels,
+            case.size,
+            case.size,
+            case.out_channels,
+            case.kernel,
+            case.stride,
+            grad_error.map_or("-".into(), |e| format!("{e:.1e}"))
+        );
+        assert!(error < 1e-4, "forward off by {error}");
+        if let Some(grad_error) = grad_error {
+            assert!(grad_error < 1e-4, "input gradient off by {grad_error}");
+        }
+    }
+    assert_eq!(gpu_convolution_kernel(), GpuConvolutionKernel::Tiled);
+    assert!(
+        other_bits >= cases.len() / 2,
+        "the tiled kernel gave the direct kernel's bits in {} of {} cases: did it run?",
+        cases.len() - other_bits,
+        cases.len()
+    );
+}
