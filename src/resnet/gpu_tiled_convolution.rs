@@ -157,6 +157,8 @@ pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
     }
     let weight_rows = shape.k_vectors * VECTOR as u32;
 
+    // (cube functions have no div_ceil)
+    #[allow(clippy::manual_div_ceil)]
     let stages = (shape.k_vectors + K_STAGE as u32 - 1) / K_STAGE as u32;
     for stage in 0..stages {
         // Gather: K vector k is tap k / in_vectors, channel vector k % in_vectors.
