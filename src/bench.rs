@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use crate::data::Augment;
 use crate::device::NativeDevice;
 use crate::resnet::{
-    Arch, BatchNormOps, ConvolveOps, ResNet, ResNetConfig, use_batch_norm_kernels,
+    Arch, BatchNormOps, ConvolveOps, GpuConvolutionKernel, ResNet, ResNetConfig,
+    gpu_convolution_kernel, use_batch_norm_kernels, use_gpu_convolution_kernel,
 };
 use crate::train::{OptimizerKind, Schedule, TrainConfig, Trainer};
 
@@ -23,6 +24,14 @@ pub struct BenchOptions {
     pub warmup: usize,
     pub runs: usize,
     pub sections: Vec<Section>,
+    /// Presets to keep (`resnet18`, …); all where empty.
+    pub models: Vec<String>,
+}
+
+impl BenchOptions {
+    fn keeps(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|kept| kept == model)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,12 +109,13 @@ pub fn run(native: &NativeDevice, options: &BenchOptions, mut emit: impl FnMut(V
             "backend": "flex", "is_cpu": true}),
     });
     let device = &native.device;
+    let gpu = native.adapter.is_some();
     for section in &options.sections {
         match section {
-            Section::Inference => inference(device, options, &mut emit),
-            Section::Training => training(device, options, &mut emit),
-            Section::Convolutions => convolutions(device, options, &mut emit),
-            Section::BatchNorm => batch_norms(device, native.adapter.is_some(), options, &mut emit),
+            Section::Inference => inference(device, gpu, options, &mut emit),
+            Section::Training => training(device, gpu, options, &mut emit),
+            Section::Convolutions => convolutions(device, gpu, options, &mut emit),
+            Section::BatchNorm => batch_norms(device, gpu, options, &mut emit),
         }
     }
 }
@@ -114,8 +124,33 @@ fn arch_name(arch: Arch) -> String {
     format!("{arch:?}").to_lowercase()
 }
 
+/// The GPU convolution kernels to time, each with its name: both on a GPU, the rule's choice
+/// restored afterwards by `restore_kernel`; none on the CPU.
+fn gpu_kernels(gpu: bool) -> Vec<(Option<GpuConvolutionKernel>, Value)> {
+    if gpu {
+        [GpuConvolutionKernel::Direct, GpuConvolutionKernel::Tiled]
+            .map(|kernel| (Some(kernel), json!(format!("{kernel:?}").to_lowercase())))
+            .into()
+    } else {
+        vec![(None, Value::Null)]
+    }
+}
+
+/// Runs `work` with every kernel of `gpu_kernels`, then gives the device back the kernel the
+/// adapter rule chose.
+fn with_each_kernel(gpu: bool, mut work: impl FnMut(Value)) {
+    let chosen = gpu_convolution_kernel();
+    for (kernel, name) in gpu_kernels(gpu) {
+        if let Some(kernel) = kernel {
+            use_gpu_convolution_kernel(kernel);
+        }
+        work(name);
+    }
+    use_gpu_convolution_kernel(chosen);
+}
+
 /// A folded model's forward pass, as the page predicts.
-fn inference(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
+fn inference(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
     let cases = [
         (Arch::ResNet18, 224, 1),
         (Arch::ResNet18, 224, 8),
@@ -126,6 +161,9 @@ fn inference(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Valu
         (Arch::ResNet20, 32, 64),
     ];
     for (arch, size, batch) in cases {
+        if !options.keeps(&arch_name(arch)) {
+            continue;
+        }
         let classes = if size == 224 { 1000 } else { 10 };
         let config = ResNetConfig::new(arch, classes, 3);
         let model = ResNet::new(&config, device)
@@ -136,17 +174,21 @@ fn inference(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Valu
             Distribution::Normal(0.0, 1.0),
             device,
         );
-        let ms = median_ms(device, options, || model.forward(images.clone()));
-        emit(json!({
-            "figure": "inference", "arch": arch_name(arch), "size": size, "batch": batch,
-            "median_ms": ms, "images_per_s": batch as f64 / ms * 1e3,
-        }));
+        with_each_kernel(gpu, |gpu_kernel| {
+            let ms = median_ms(device, options, || model.forward(images.clone()));
+            emit(json!({
+                "figure": "inference", "arch": arch_name(arch), "size": size, "batch": batch,
+                "gpu_kernel": gpu_kernel, "median_ms": ms, "images_per_s": batch as f64 / ms * 1e3,
+            }));
+        });
     }
 }
 
 /// One optimisation step (forward, loss, backward, update), with our BatchNorm and with
 /// burn's.
-fn training(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
+/// With the convolution kernel the adapter rule chose.
+fn training(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
+    let gpu_kernel = gpu.then(|| format!("{:?}", gpu_convolution_kernel()).to_lowercase());
     let cases = [
         (Arch::ResNet20, 28, 1, 64, OptimizerKind::Adam, 10),
         (
@@ -160,6 +202,9 @@ fn training(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Value
     ];
     let autodiff = device.clone().autodiff();
     for (arch, size, channels, batch, optimizer, classes) in cases {
+        if !options.keeps(&arch_name(arch)) {
+            continue;
+        }
         for ours in [true, false] {
             use_batch_norm_kernels(ours);
             let config = ResNetConfig::new(arch, classes, channels);
@@ -194,7 +239,7 @@ fn training(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Value
                 "figure": "training_step", "arch": arch_name(arch),
                 "input": format!("{size}x{size}x{channels}"), "batch": batch,
                 "optimizer": optimizer.to_string(),
-                "batch_norm": if ours { "ours" } else { "burn" },
+                "batch_norm": if ours { "ours" } else { "burn" }, "gpu_kernel": gpu_kernel,
                 "median_ms": ms, "images_per_s": batch as f64 / ms * 1e3,
             }));
         }
@@ -263,9 +308,12 @@ fn convolve(
 }
 
 /// Forward, and forward with both gradients (the backward pass seeded with ones), per shape.
-fn convolutions(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
+fn convolutions(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
     let autodiff = device.clone().autodiff();
-    for case in conv_cases() {
+    for case in conv_cases()
+        .into_iter()
+        .filter(|case| options.keeps(case.model))
+    {
         let padding = case.kernel / 2;
         let out_size = (case.size + 2 * padding - case.kernel) / case.stride + 1;
         let flops = 2.0
@@ -282,36 +330,38 @@ fn convolutions(device: &Device, options: &BenchOptions, emit: &mut impl FnMut(V
         let input = Tensor::<4>::random(input_shape, normal, device);
         let weight = Tensor::<4>::random(weight_shape, normal, device);
         let bias = Tensor::<1>::zeros([case.out_channels], device);
-        let forward = median_ms(device, options, || {
-            convolve(
-                input.clone(),
-                weight.clone(),
-                bias.clone(),
-                case.stride,
-                padding,
-            )
+        with_each_kernel(gpu, |gpu_kernel| {
+            let forward = median_ms(device, options, || {
+                convolve(
+                    input.clone(),
+                    weight.clone(),
+                    bias.clone(),
+                    case.stride,
+                    padding,
+                )
+            });
+            let input = Tensor::<4>::random(input_shape, normal, &autodiff).require_grad();
+            let weight = Tensor::<4>::random(weight_shape, normal, &autodiff).require_grad();
+            let bias = Tensor::<1>::zeros([case.out_channels], &autodiff);
+            let both = median_ms(device, options, || {
+                let output = convolve(
+                    input.clone(),
+                    weight.clone(),
+                    bias.clone(),
+                    case.stride,
+                    padding,
+                );
+                let grads = output.backward();
+                (input.grad(&grads), weight.grad(&grads))
+            });
+            emit(json!({
+                "figure": "convolution", "model": case.model, "batch": case.batch,
+                "in_channels": case.in_channels, "size": case.size, "out_channels": case.out_channels,
+                "kernel": case.kernel, "stride": case.stride, "gpu_kernel": gpu_kernel,
+                "forward_ms": forward, "forward_tflops": flops / forward / 1e9,
+                "forward_backward_ms": both, "forward_backward_tflops": 3.0 * flops / both / 1e9,
+            }));
         });
-        let input = Tensor::<4>::random(input_shape, normal, &autodiff).require_grad();
-        let weight = Tensor::<4>::random(weight_shape, normal, &autodiff).require_grad();
-        let bias = Tensor::<1>::zeros([case.out_channels], &autodiff);
-        let both = median_ms(device, options, || {
-            let output = convolve(
-                input.clone(),
-                weight.clone(),
-                bias.clone(),
-                case.stride,
-                padding,
-            );
-            let grads = output.backward();
-            (input.grad(&grads), weight.grad(&grads))
-        });
-        emit(json!({
-            "figure": "convolution", "model": case.model, "batch": case.batch,
-            "in_channels": case.in_channels, "size": case.size, "out_channels": case.out_channels,
-            "kernel": case.kernel, "stride": case.stride,
-            "forward_ms": forward, "forward_tflops": flops / forward / 1e9,
-            "forward_backward_ms": both, "forward_backward_tflops": 3.0 * flops / both / 1e9,
-        }));
     }
 }
 

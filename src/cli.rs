@@ -269,6 +269,10 @@ struct BenchArgs {
     /// Comma-separated: inference, training, convolutions, batch-norm [default: all].
     #[arg(long, value_delimiter = ',', value_parser = parse_from_str::<Section>)]
     only: Vec<Section>,
+    /// Comma-separated presets to keep in inference, training and convolutions (resnet18,
+    /// resnet50, resnet20) [default: all]: a software adapter takes minutes per ResNet-18 figure.
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
 }
 
 fn parse_from_str<T: std::str::FromStr<Err = Error>>(text: &str) -> std::result::Result<T, String> {
@@ -878,7 +882,6 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes any weight file as a torchvision `state_dict` in safetensors.
 fn run_bench(args: BenchArgs) -> Result<()> {
     let native = device::open(args.device)?;
     eprintln!("benchmarking on {}", native.description);
@@ -890,11 +893,13 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         } else {
             args.only
         },
+        models: args.models,
     };
     bench::run(&native, &options, |figure| println!("{figure}"));
     Ok(())
 }
 
+/// Writes any weight file as a torchvision `state_dict` in safetensors.
 fn run_export(weights_path: &Path, output: &Path) -> Result<()> {
     let bytes = read_file(weights_path)?;
     let arch = weights::inspect(bytes.clone())?.config.preset();

@@ -23,7 +23,10 @@ use super::convolve::{
     ConvolveOps, GpuConvolutionKernel, gpu_convolution_kernel,
     output_shape as convolve_output_shape,
 };
-use super::gpu_tiled_convolution::{TileShape, TiledConvShapeLaunch, conv_tiled_kernel};
+use super::gpu_tiled_convolution::{
+    TileShape, TiledConvShapeLaunch, WeightGradTiles, conv_tiled_kernel,
+    conv_tiled_weight_grad_kernel,
+};
 
 /// Output pixels per invocation; each computes one vector of `VECTOR` output channels.
 const PIXELS: usize = 4;
@@ -304,6 +307,7 @@ fn launch_tiled(
         padding[1] as u32,
         pixels as u32,
         (weight_shape[0] * weight_shape[1] * in_vectors) as u32,
+        0,
     );
     let client = &input.client;
     // SAFETY: every read is guarded by its tensor's extent (pixels, K and channel vectors past
@@ -325,6 +329,84 @@ fn launch_tiled(
         );
     }
     true
+}
+
+/// The weight gradient [out, in, kernel rows, kernel columns] by the tiled kernel, from NHWC
+/// `input` and `output_grad`, both contiguous; `None`, with nothing launched, where its
+/// workgroups would not fit WebGPU's 65,535 per dimension.
+fn tiled_weight_grad(
+    input: &FloatTensor<CubeBackend>,
+    output_grad: &FloatTensor<CubeBackend>,
+    weight_shape: &Shape,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Option<FloatTensor<CubeBackend>> {
+    let (in_shape, grad_shape) = (input.meta.shape(), output_grad.meta.shape());
+    let [out_channels, in_channels, kernel_height, kernel_width] = [
+        weight_shape[0],
+        weight_shape[1],
+        weight_shape[2],
+        weight_shape[3],
+    ];
+    let pixels = grad_shape[0] * grad_shape[1] * grad_shape[2];
+    let in_vectors = in_channels / VECTOR;
+    let k_vectors = kernel_height * kernel_width * in_vectors;
+    let tiles = WeightGradTiles::for_layer(k_vectors, out_channels, pixels, WEIGHT_GRAD_PARTIALS);
+    debug_assert!(tiles.workgroup_bytes() <= 16 << 10);
+    let count = [
+        k_vectors.div_ceil(16 * tiles.k_vectors),
+        out_channels.div_ceil(16 * tiles.vectors * VECTOR),
+        tiles.splits,
+    ];
+    if count.iter().any(|&n| n > 65_535) || pixels > u32::MAX as usize / 2 {
+        return None;
+    }
+    let rows = k_vectors * VECTOR;
+    let partial = empty_device_dtype(
+        input.client.clone(),
+        input.device.clone(),
+        [tiles.splits, rows, out_channels].into(),
+        input.dtype,
+    );
+    let shape = TiledConvShapeLaunch::new(
+        in_shape[1] as u32,
+        in_shape[2] as u32,
+        in_vectors as u32,
+        grad_shape[1] as u32,
+        grad_shape[2] as u32,
+        (out_channels / VECTOR) as u32,
+        kernel_width as u32,
+        stride[0] as u32,
+        stride[1] as u32,
+        padding[0] as u32,
+        padding[1] as u32,
+        pixels as u32,
+        k_vectors as u32,
+        tiles.split_pixels(pixels) as u32,
+    );
+    // SAFETY: reads are guarded by the pixel, K and channel extents; each part writes its own
+    // rows of `partial`, which holds every (part, row, out vector); every invocation reaches
+    // both barriers.
+    unsafe {
+        conv_tiled_weight_grad_kernel::launch_unchecked(
+            &input.client,
+            CubeCount::new_3d(count[0] as u32, count[1] as u32, count[2] as u32),
+            CubeDim::new_1d(256),
+            VECTOR,
+            input.clone().into_tensor_arg(),
+            output_grad.clone().into_tensor_arg(),
+            partial.clone().into_tensor_arg(),
+            shape,
+            tiles.k_vectors,
+            tiles.vectors,
+            burn::backend::cubecl::dtype_to_storage_type(input.dtype),
+        );
+    }
+    let summed = CubeBackend::float_reshape(
+        CubeBackend::float_sum_dim(partial, 0),
+        [kernel_height, kernel_width, in_channels, out_channels].into(),
+    );
+    Some(CubeBackend::float_permute(summed, &[3, 2, 0, 1]))
 }
 
 impl ConvolveOps for CubeBackend {
@@ -473,6 +555,12 @@ impl ConvolveOps for CubeBackend {
         let (client, device, dtype) = (input.client.clone(), input.device.clone(), input.dtype);
         let input = into_contiguous(permute_nchw_to_nhwc(input));
         let output_grad = into_contiguous(permute_nchw_to_nhwc(output_grad));
+        if gpu_convolution_kernel() == GpuConvolutionKernel::Tiled
+            && let Some(grad) =
+                tiled_weight_grad(&input, &output_grad, &weight_shape, stride, padding)
+        {
+            return grad;
+        }
         let weights = weight_shape.num_elements();
         let images = in_shape[0];
         let splits = (WEIGHT_GRAD_PARTIALS / weights).clamp(1, images);

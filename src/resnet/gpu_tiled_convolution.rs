@@ -99,6 +99,8 @@ pub(super) struct TiledConvShape {
     pub pixels: u32,
     /// K in vectors: kernel taps x `in_vectors`.
     pub k_vectors: u32,
+    /// The weight gradient: output pixels summed by each part of the split sum.
+    pub split_pixels: u32,
 }
 
 /// Workgroup (x, y) covers pixels from x·tile_pixels and channel vectors from y·16·vectors.
@@ -239,6 +241,189 @@ pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
             if pixel < shape.pixels && vector < shape.out_vectors {
                 output[(pixel * shape.out_vectors + vector) as usize] =
                     sums[p * vectors_per_unit + v] + bias[vector as usize];
+            }
+        }
+    }
+}
+
+/// Pixels staged at once by the weight-gradient kernel.
+const STAGE_PIXELS: usize = 16;
+
+/// The weight-gradient kernel's blocks: K vectors and output vectors per invocation (the tile
+/// is 16 times that in each direction), and how many parts the sum over pixels is split into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightGradTiles {
+    pub k_vectors: usize,
+    pub vectors: usize,
+    pub splits: usize,
+}
+
+impl WeightGradTiles {
+    /// The gradient of a weight [K rows, out channels] summed over `pixels` output pixels, with
+    /// at most `max_partials` floats of partial sums: 2 by 2 vectors an invocation where K and
+    /// the channels fill the larger tile (16 KiB of workgroup memory), 1 by 1 (8 KiB)
+    /// elsewhere; the sum over pixels split until there are about two workgroups per
+    /// compute unit of a large GPU, each summing at least 256 pixels.
+    pub fn for_layer(
+        k_vectors: usize,
+        out_channels: usize,
+        pixels: usize,
+        max_partials: usize,
+    ) -> Self {
+        let size = |fits: bool| if fits { 2 } else { 1 };
+        let k_per_unit = size(k_vectors >= 128);
+        let vectors = size(out_channels >= 128);
+        let tiles =
+            k_vectors.div_ceil(GRID * k_per_unit) * out_channels.div_ceil(GRID * vectors * VECTOR);
+        let partial = k_vectors * VECTOR * out_channels;
+        let splits = 512usize
+            .div_ceil(tiles)
+            .min(pixels.div_ceil(256))
+            .min(max_partials / partial)
+            .clamp(1, 65_535);
+        Self {
+            k_vectors: k_per_unit,
+            vectors,
+            splits,
+        }
+    }
+
+    /// Pixels each part sums: whole stages.
+    pub fn split_pixels(self, pixels: usize) -> usize {
+        pixels.div_ceil(self.splits).next_multiple_of(STAGE_PIXELS)
+    }
+
+    pub fn workgroup_bytes(self) -> usize {
+        STAGE_PIXELS * GRID * (self.k_vectors + self.vectors) * VECTOR * 4
+    }
+}
+
+/// The weight gradient as a product over output pixels: `partial[split][row][out vector]`
+/// holds part `split`'s sum of patch value (row: a tap's input channel, as the weights'
+/// rows) times output gradient. Workgroup (x, y, z) covers K vectors from x·16·k_per_unit,
+/// output vectors from y·16·vectors_per_unit, and part z of the pixels.
+#[cube(launch_unchecked)]
+pub(super) fn conv_tiled_weight_grad_kernel<E: Float, N: Size>(
+    input: &Tensor<Vector<E, N>>,
+    output_grad: &Tensor<Vector<E, N>>,
+    partial: &mut Tensor<Vector<E, N>>,
+    shape: TiledConvShape,
+    #[comptime] k_per_unit: usize,
+    #[comptime] vectors_per_unit: usize,
+    #[define(E)] _dtype: ElemType,
+) {
+    let unit = UNIT_POS;
+    let tile_k = GRID * k_per_unit;
+    let tile_vectors = GRID * vectors_per_unit;
+    let first_k = CUBE_POS_X * tile_k as u32;
+    let first_vector = CUBE_POS_Y * tile_vectors as u32;
+    let begin = CUBE_POS_Z * shape.split_pixels;
+    let end = select(
+        begin + shape.split_pixels < shape.pixels,
+        begin + shape.split_pixels,
+        shape.pixels,
+    );
+
+    // patches[pixel * tile_k + k] and grads[pixel * tile_vectors + v], for the stage's pixels.
+    let mut patches = Shared::<[Vector<E, N>]>::new_slice(STAGE_PIXELS * tile_k);
+    let mut grads = Shared::<[Vector<E, N>]>::new_slice(STAGE_PIXELS * tile_vectors);
+
+    // Each invocation gathers the same K vector at every stage (256 is a multiple of tile_k):
+    // its tap and channel vector.
+    let load_k = first_k + unit % tile_k as u32;
+    let tap = load_k / shape.in_vectors;
+    let channel_vector = load_k % shape.in_vectors;
+    let tap_y = (tap / shape.kernel_width) as i32 - shape.pad_height as i32;
+    let tap_x = (tap % shape.kernel_width) as i32 - shape.pad_width as i32;
+    let load_vector = first_vector + unit % tile_vectors as u32;
+
+    let unit_vector = unit % GRID as u32;
+    let unit_k = unit / GRID as u32;
+    let mut sums = Array::<Vector<E, N>>::new(k_per_unit * VECTOR * vectors_per_unit);
+    #[unroll]
+    for at in 0..k_per_unit * VECTOR * vectors_per_unit {
+        sums[at] = Vector::zero();
+    }
+
+    for stage in range_stepped(begin, end, STAGE_PIXELS as u32) {
+        #[unroll]
+        for load in 0..k_per_unit {
+            let at = unit + load as u32 * WORKGROUP;
+            let pixel = stage + at / tile_k as u32;
+            let out_x = pixel % shape.out_width;
+            let rest = pixel / shape.out_width;
+            let out_y = rest % shape.out_height;
+            let image = rest / shape.out_height;
+            let in_y = (out_y * shape.stride_height) as i32 + tap_y;
+            let in_x = (out_x * shape.stride_width) as i32 + tap_x;
+            let mut value = Vector::<E, N>::zero();
+            if pixel < end
+                && load_k < shape.k_vectors
+                && in_y >= 0
+                && in_y < shape.in_height as i32
+                && in_x >= 0
+                && in_x < shape.in_width as i32
+            {
+                let from = ((image * shape.in_height + in_y as u32) * shape.in_width + in_x as u32)
+                    * shape.in_vectors
+                    + channel_vector;
+                value = input[from as usize];
+            }
+            patches[at as usize] = value;
+        }
+        #[unroll]
+        for load in 0..vectors_per_unit {
+            let at = unit + load as u32 * WORKGROUP;
+            let pixel = stage + at / tile_vectors as u32;
+            let mut value = Vector::<E, N>::zero();
+            if pixel < end && load_vector < shape.out_vectors {
+                value = output_grad[(pixel * shape.out_vectors + load_vector) as usize];
+            }
+            grads[at as usize] = value;
+        }
+        sync_cube();
+
+        #[unroll]
+        for p in 0..STAGE_PIXELS {
+            let mut gradient = Array::<Vector<E, N>>::new(vectors_per_unit);
+            #[unroll]
+            for v in 0..vectors_per_unit {
+                gradient[v] = grads[p * tile_vectors + unit_vector as usize + v * GRID];
+            }
+            #[unroll]
+            for k in 0..k_per_unit {
+                let patch = patches[p * tile_k + unit_k as usize + k * GRID];
+                #[unroll]
+                for v in 0..vectors_per_unit {
+                    let g = gradient[v];
+                    sums[(k * VECTOR) * vectors_per_unit + v] +=
+                        g * Vector::new(patch.extract(0usize));
+                    sums[(k * VECTOR + 1) * vectors_per_unit + v] +=
+                        g * Vector::new(patch.extract(1usize));
+                    sums[(k * VECTOR + 2) * vectors_per_unit + v] +=
+                        g * Vector::new(patch.extract(2usize));
+                    sums[(k * VECTOR + 3) * vectors_per_unit + v] +=
+                        g * Vector::new(patch.extract(3usize));
+                }
+            }
+        }
+        sync_cube();
+    }
+
+    let rows = shape.k_vectors * VECTOR as u32;
+    #[unroll]
+    for k in 0..k_per_unit {
+        let k_vector = first_k + unit_k + (k * GRID) as u32;
+        #[unroll]
+        for v in 0..vectors_per_unit {
+            let vector = first_vector + unit_vector + (v * GRID) as u32;
+            if k_vector < shape.k_vectors && vector < shape.out_vectors {
+                #[unroll]
+                for channel in 0..VECTOR {
+                    let row = k_vector * VECTOR as u32 + channel as u32;
+                    partial[((CUBE_POS_Z * rows + row) * shape.out_vectors + vector) as usize] =
+                        sums[(k * VECTOR + channel) * vectors_per_unit + v];
+                }
             }
         }
     }
