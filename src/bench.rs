@@ -26,6 +26,8 @@ pub struct BenchOptions {
     pub sections: Vec<Section>,
     /// Presets to keep (`resnet18`, …); all where empty.
     pub models: Vec<String>,
+    /// Inference batch sizes to keep; all where empty.
+    pub batches: Vec<usize>,
 }
 
 impl BenchOptions {
@@ -161,7 +163,9 @@ fn inference(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl
         (Arch::ResNet20, 32, 64),
     ];
     for (arch, size, batch) in cases {
-        if !options.keeps(&arch_name(arch)) {
+        if !options.keeps(&arch_name(arch))
+            || !(options.batches.is_empty() || options.batches.contains(&batch))
+        {
             continue;
         }
         let classes = if size == 224 { 1000 } else { 10 };

@@ -273,6 +273,9 @@ struct BenchArgs {
     /// resnet50, resnet20) [default: all]: a software adapter takes minutes per ResNet-18 figure.
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
+    /// Comma-separated batch sizes to keep in inference [default: all].
+    #[arg(long, value_delimiter = ',')]
+    batches: Vec<usize>,
 }
 
 fn parse_from_str<T: std::str::FromStr<Err = Error>>(text: &str) -> std::result::Result<T, String> {
@@ -894,6 +897,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
             args.only
         },
         models: args.models,
+        batches: args.batches,
     };
     bench::run(&native, &options, |figure| println!("{figure}"));
     Ok(())

@@ -2,19 +2,24 @@
 //! the machine's adapter (lavapipe in CI, where the adapter rule would pick the direct kernel,
 //! so this test picks the tiled one itself): the output and both gradients against burn's
 //! convolution on the CPU, at shapes that take each of its three tiles, partial tiles
-//! and partial stages, the stem, 1x1 and stride-2 layers. Its own test binary, because the
-//! kernel choice is one switch for the process.
+//! and partial stages, the stem, 1x1 and stride-2 layers; then whole networks on it (ResNet-18,
+//! -20 and -50 logits against PyTorch's, folded with the fused epilogues and not), and a
+//! training run against the CPU's. Its own test binary, and one test, because the kernel
+//! choice is one switch for the process.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
 use burn::prelude::*;
-use common::uniform01;
+use common::*;
+use resnet_web::classifier::{images_tensor, logits};
 use resnet_web::device::{self, DeviceChoice};
-use resnet_web::readback::read_floats;
+use resnet_web::readback::{block_on, read_floats};
 use resnet_web::resnet::{
-    ConvolveOps, GpuConvolutionKernel, gpu_convolution_kernel, use_gpu_convolution_kernel,
+    Arch, ConvolveOps, GpuConvolutionKernel, ResNetConfig, gpu_convolution_kernel,
+    use_gpu_convolution_kernel,
 };
+use resnet_web::weights;
 
 struct Case {
     batch: usize,
@@ -88,11 +93,19 @@ fn relative_error(ours: &[f32], reference: &[f32]) -> f32 {
 }
 
 #[test]
-fn the_tiled_convolution_matches_burns_on_the_cpu() {
+fn the_tiled_kernels_match_the_cpu_and_pytorch() {
     let gpu = device::open(DeviceChoice::Gpu)
         .expect("a GPU adapter (scripts/setup.sh installs Mesa's lavapipe)")
         .device;
     let cpu = device::open(DeviceChoice::Cpu).unwrap().device;
+    convolutions_match_burns_on_the_cpu(&gpu, &cpu);
+    use_gpu_convolution_kernel(GpuConvolutionKernel::Tiled);
+    networks_match_pytorch(&gpu);
+    training_follows_the_cpu(&gpu, &cpu);
+    assert_eq!(gpu_convolution_kernel(), GpuConvolutionKernel::Tiled);
+}
+
+fn convolutions_match_burns_on_the_cpu(gpu: &Device, cpu: &Device) {
     use_gpu_convolution_kernel(GpuConvolutionKernel::Tiled);
     let case = |batch, in_channels, size, out_channels, kernel, stride| Case {
         batch,
@@ -123,11 +136,11 @@ fn the_tiled_convolution_matches_burns_on_the_cpu() {
     // tiled kernel, which adds in another order, is what ran.
     let mut other_bits = 0;
     for case in &cases {
-        let reference = run(case, &cpu);
+        let reference = run(case, cpu);
         use_gpu_convolution_kernel(GpuConvolutionKernel::Direct);
-        let direct = run(case, &gpu);
+        let direct = run(case, gpu);
         use_gpu_convolution_kernel(GpuConvolutionKernel::Tiled);
-        let ours = run(case, &gpu);
+        let ours = run(case, gpu);
         other_bits += usize::from(direct[0] != ours[0] && direct[2] != ours[2]);
         let errors: Vec<f32> = ours
             .iter()
@@ -149,11 +162,80 @@ fn the_tiled_convolution_matches_burns_on_the_cpu() {
         );
         assert!(errors.iter().all(|&e| e < 1e-4), "off by {errors:?}");
     }
-    assert_eq!(gpu_convolution_kernel(), GpuConvolutionKernel::Tiled);
     assert!(
         other_bits >= cases.len() / 2,
         "the tiled kernel gave the direct kernel's bits in {} of {} cases: did it run?",
         cases.len() - other_bits,
         cases.len()
     );
+}
+
+/// Logits of the model from `file`, its BatchNorms folded (each block's last convolution then
+/// adds the residual and applies the ReLU as it stores) or not.
+fn model_logits(
+    file: &[u8],
+    config: &ResNetConfig,
+    input: [usize; 4],
+    device: &Device,
+    folded: bool,
+) -> Vec<f32> {
+    let model = weights::load(file.to_vec(), config, device).expect("weights load");
+    let model = if folded {
+        model.fold_batch_norm()
+    } else {
+        model
+    };
+    let images = images_tensor(synthetic_images(input), input, device).unwrap();
+    logits(&model, images).unwrap()
+}
+
+fn networks_match_pytorch(gpu: &Device) {
+    let cases = [
+        (
+            "resnet18",
+            synthetic_safetensors(RESNET18_KEYS, &[], &[]),
+            ResNetConfig::new(Arch::ResNet18, 1000, 3),
+            IMAGENET_INPUT,
+            RESNET18_LOGITS,
+        ),
+        (
+            "resnet50",
+            synthetic_safetensors(RESNET50_KEYS, &[], &[]),
+            ResNetConfig::new(Arch::ResNet50, 1000, 3),
+            IMAGENET_INPUT,
+            RESNET50_LOGITS,
+        ),
+        (
+            "resnet20",
+            RESNET20_SAFETENSORS.to_vec(),
+            ResNetConfig::new(Arch::ResNet20, 10, 3),
+            CIFAR_INPUT,
+            RESNET20_LOGITS,
+        ),
+    ];
+    for (name, file, config, input, fixture) in cases {
+        let pytorch = fixture_logits(fixture);
+        for folded in [false, true] {
+            let ours = model_logits(&file, &config, input, gpu, folded);
+            let difference = max_abs_difference(&ours, &pytorch);
+            println!(
+                "{name} on the tiled kernels (folded: {folded}): max |ours - pytorch| {difference:e}"
+            );
+            assert!(
+                difference < 1e-4,
+                "{name} (folded: {folded}) off by {difference}"
+            );
+        }
+    }
+}
+
+/// The reference ResNet-8 run (a 1-channel stem, 16 to 64 channels, stride-2 layers) with every
+/// convolution's forward pass and both gradients on the tiled kernels but the stride-2 input
+/// gradients.
+fn training_follows_the_cpu(gpu: &Device, cpu: &Device) {
+    let reference = block_on(reference_loss_curve(&cpu.clone().autodiff()));
+    let ours = block_on(reference_loss_curve(&gpu.clone().autodiff()));
+    let difference = max_relative_difference(&ours, &reference);
+    println!("training on the tiled kernels: max relative difference to the CPU {difference:e}");
+    assert!(difference < 1e-3, "{difference}");
 }

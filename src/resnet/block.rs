@@ -7,7 +7,7 @@ use burn::tensor::ops::AvgPoolOptions;
 
 use super::batch_norm::batch_norm_forward;
 use super::config::{BlockKind, Shortcut};
-use super::convolve::convolve;
+use super::convolve::{convolve, convolve_add_relu, convolve_relu};
 
 /// One residual block. The enum variant is invisible in weight files (burn's stores skip
 /// enum variants), so keys read `layer1.0.conv1.weight` as in torchvision.
@@ -90,11 +90,28 @@ pub(crate) fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(channels).init(device)
 }
 
-/// A BatchNorm, or nothing where it was folded into the convolution before it.
-pub(crate) fn normalize(norm: &Option<BatchNorm>, input: Tensor<4>) -> Tensor<4> {
+/// `relu(norm(conv(input)))`: one kernel on a GPU where the norm is folded.
+pub(crate) fn conv_norm_relu(
+    conv: &Conv2d,
+    norm: &Option<BatchNorm>,
+    input: Tensor<4>,
+) -> Tensor<4> {
     match norm {
-        Some(norm) => batch_norm_forward(norm, input),
-        None => input,
+        Some(norm) => relu(batch_norm_forward(norm, convolve(conv, input))),
+        None => convolve_relu(conv, input),
+    }
+}
+
+/// `relu(norm(conv(input)) + residual)`: one kernel on a GPU where the norm is folded.
+fn conv_norm_add_relu(
+    conv: &Conv2d,
+    norm: &Option<BatchNorm>,
+    input: Tensor<4>,
+    residual: Tensor<4>,
+) -> Tensor<4> {
+    match norm {
+        Some(norm) => relu(batch_norm_forward(norm, convolve(conv, input)) + residual),
+        None => convolve_add_relu(conv, input, residual),
     }
 }
 
@@ -179,28 +196,27 @@ fn apply_downsample(layers: &[DownsampleLayer], input: Tensor<4>) -> Tensor<4> {
 
 impl BasicBlock {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = relu(normalize(&self.bn1, convolve(&self.conv1, input.clone())));
-        let x = normalize(&self.bn2, convolve(&self.conv2, x));
+        let x = conv_norm_relu(&self.conv1, &self.bn1, input.clone());
         if !self.residual {
-            return relu(x);
+            return conv_norm_relu(&self.conv2, &self.bn2, x);
         }
         let identity = match &self.pad_shortcut {
             Some(pad) => pad.forward(input),
             None => apply_downsample(&self.downsample, input),
         };
-        relu(x + identity)
+        conv_norm_add_relu(&self.conv2, &self.bn2, x, identity)
     }
 }
 
 impl Bottleneck {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = relu(normalize(&self.bn1, convolve(&self.conv1, input.clone())));
-        let x = relu(normalize(&self.bn2, convolve(&self.conv2, x)));
-        let x = normalize(&self.bn3, convolve(&self.conv3, x));
+        let x = conv_norm_relu(&self.conv1, &self.bn1, input.clone());
+        let x = conv_norm_relu(&self.conv2, &self.bn2, x);
         if !self.residual {
-            return relu(x);
+            return conv_norm_relu(&self.conv3, &self.bn3, x);
         }
-        relu(x + apply_downsample(&self.downsample, input))
+        let identity = apply_downsample(&self.downsample, input);
+        conv_norm_add_relu(&self.conv3, &self.bn3, x, identity)
     }
 }
 

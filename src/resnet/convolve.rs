@@ -14,6 +14,7 @@ use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
+use burn::tensor::activation::relu;
 
 /// NCHW output shape of a convolution with dilation 1 and one group.
 pub fn output_shape(
@@ -73,6 +74,44 @@ pub trait ConvolveOps: Backend {
             output_grad,
             ConvOptions::new(stride, padding, [1, 1], 1),
         )
+    }
+
+    /// A weight that will not change (a folded model's), stored as this backend's
+    /// convolutions read it: on a GPU, the same [out, in, kernel rows, kernel columns] tensor
+    /// with its memory in [kernel rows, kernel columns, in, out] order, so that no convolution
+    /// copies it again. Elsewhere the weight itself.
+    #[fusion(dtype = weight, shape = weight)]
+    fn pack_weight(weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        weight
+    }
+
+    /// `relu(convolve(input, weight, bias))`: on a GPU, one kernel that clamps as it stores.
+    #[fusion(dtype = input, shape = output_shape(input, weight, stride, padding))]
+    fn convolve_relu(
+        input: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        Self::relu(Self::convolve(input, weight, bias, stride, padding))
+    }
+
+    /// `relu(convolve(input, weight, bias) + residual)`, a residual block's end: on a GPU,
+    /// one kernel that adds and clamps as it stores.
+    #[fusion(dtype = input, shape = output_shape(input, weight, stride, padding))]
+    fn convolve_add_relu(
+        input: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        Self::relu(Self::float_add(
+            Self::convolve(input, weight, bias, stride, padding),
+            residual,
+        ))
     }
 
     /// The gradient of `convolve` with respect to its weight.
@@ -177,8 +216,9 @@ impl<B: Backend + ConvolveOps, C: CheckpointStrategy> ConvolveOps for Autodiff<B
     }
 }
 
-/// `conv.forward(input)`, through [`ConvolveOps`] where the layer fits it.
-pub fn convolve(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
+/// A layer's weight, bias, stride and padding as `ConvolveOps` takes them; `None` where it
+/// does not fit them (asymmetric or same padding, groups, dilation).
+fn convolve_arguments(conv: &Conv2d) -> Option<(Tensor<4>, Tensor<1>, [usize; 2], [usize; 2])> {
     let symmetric = match conv.padding {
         PaddingConfig2d::Explicit(top, left, bottom, right) => {
             (top == bottom && left == right).then_some([top, left])
@@ -186,20 +226,63 @@ pub fn convolve(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
         PaddingConfig2d::Valid => Some([0, 0]),
         _ => None,
     };
-    let Some(padding) = symmetric.filter(|_| conv.groups == 1 && conv.dilation == [1, 1]) else {
-        return conv.forward(input);
-    };
+    let padding = symmetric.filter(|_| conv.groups == 1 && conv.dilation == [1, 1])?;
     let weight = conv.weight.val();
     let bias = match &conv.bias {
         Some(bias) => bias.val(),
         None => Tensor::zeros([weight.dims()[0]], &weight.device()),
     };
+    Some((weight, bias, conv.stride, padding))
+}
+
+/// `conv.forward(input)`, through [`ConvolveOps`] where the layer fits it.
+pub fn convolve(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
+    let Some((weight, bias, stride, padding)) = convolve_arguments(conv) else {
+        return conv.forward(input);
+    };
     Tensor::from_dispatch(<burn::backend::Dispatch as ConvolveOps>::convolve(
         input.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),
-        conv.stride,
+        stride,
         padding,
+    ))
+}
+
+/// `relu(conv.forward(input))`, in one kernel on a GPU.
+pub fn convolve_relu(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
+    let Some((weight, bias, stride, padding)) = convolve_arguments(conv) else {
+        return relu(conv.forward(input));
+    };
+    Tensor::from_dispatch(<burn::backend::Dispatch as ConvolveOps>::convolve_relu(
+        input.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        stride,
+        padding,
+    ))
+}
+
+/// `relu(conv.forward(input) + residual)`, in one kernel on a GPU.
+pub fn convolve_add_relu(conv: &Conv2d, input: Tensor<4>, residual: Tensor<4>) -> Tensor<4> {
+    let Some((weight, bias, stride, padding)) = convolve_arguments(conv) else {
+        return relu(conv.forward(input) + residual);
+    };
+    Tensor::from_dispatch(<burn::backend::Dispatch as ConvolveOps>::convolve_add_relu(
+        input.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        residual.into_dispatch(),
+        stride,
+        padding,
+    ))
+}
+
+/// A weight that will not change, stored as the device's convolutions read it
+/// ([`ConvolveOps::pack_weight`]).
+pub fn pack_weight(weight: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as ConvolveOps>::pack_weight(
+        weight.into_dispatch(),
     ))
 }
 

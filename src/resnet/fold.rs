@@ -9,6 +9,7 @@ use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 
 use super::block::{BasicBlock, Bottleneck, DownsampleLayer, ResidualBlock};
+use super::convolve::pack_weight;
 use super::model::ResNet;
 
 /// `norm(conv(x))` with running statistics as one convolution: with
@@ -34,7 +35,7 @@ fn fold(mut conv: Conv2d, norm: Option<BatchNorm>) -> Conv2d {
     };
     let bias =
         norm.beta.val() + (bias - norm.running_mean.value().to_device(&device)) * scale.clone();
-    conv.weight = Param::from_tensor(weight * scale.reshape([channels, 1, 1, 1]));
+    conv.weight = Param::from_tensor(pack_weight(weight * scale.reshape([channels, 1, 1, 1])));
     conv.bias = Some(Param::from_tensor(bias));
     conv
 }

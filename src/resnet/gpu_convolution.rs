@@ -8,7 +8,7 @@
 //! build"). The input gradient at stride 1 is the same kernel; the weight gradient
 //! has its own. Activations are NHWC in memory, as burn's own convolutions leave them.
 
-use burn::backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
+use burn::backend::ops::{ActivationOps, ConvOptions, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{DType, FloatDType, Shape, Slice};
 use burn_cubecl::CubeBackend;
@@ -25,7 +25,7 @@ use super::convolve::{
 };
 use super::gpu_tiled_convolution::{
     TileShape, TiledConvShapeLaunch, WeightGradTiles, conv_tiled_kernel,
-    conv_tiled_weight_grad_kernel,
+    conv_tiled_weight_grad_kernel, epilogue_of,
 };
 
 /// Output pixels per invocation; each computes one vector of `VECTOR` output channels.
@@ -113,8 +113,11 @@ fn conv_tiles_kernel<E: Float, N: Size>(
     input: &Tensor<Vector<E, N>>,
     weight: &Tensor<Vector<E, N>>,
     bias: &Tensor<Vector<E, N>>,
+    residual: &Tensor<Vector<E, N>>,
     output: &mut Tensor<Vector<E, N>>,
     shape: GpuConvShape,
+    #[comptime] add_residual: bool,
+    #[comptime] relu: bool,
     #[define(E)] _dtype: ElemType,
 ) {
     let position = ABSOLUTE_POS as u32;
@@ -182,9 +185,16 @@ fn conv_tiles_kernel<E: Float, N: Size>(
             let at = ((image * shape.out_height + out_y) * shape.out_width + out_x)
                 * shape.out_vectors
                 + out_vector;
-            output[at as usize] = sums[pixel];
+            output[at as usize] = epilogue_of(sums[pixel], residual, at, add_residual, relu);
         }
     }
+}
+
+/// What a convolution does to its sums as it stores them, besides adding the bias.
+#[derive(Clone, Copy)]
+struct Epilogue {
+    residual: bool,
+    relu: bool,
 }
 
 /// The weight gradient, one tap by `VECTOR` input channels by `VECTOR` output channels per
@@ -272,10 +282,8 @@ fn pad_channels(tensor: FloatTensor<CubeBackend>) -> FloatTensor<CubeBackend> {
 /// out] `weight`, all contiguous; false, with nothing launched, where its workgroups would not
 /// fit WebGPU's 65,535 per dimension.
 fn launch_tiled(
-    input: &FloatTensor<CubeBackend>,
-    weight: &FloatTensor<CubeBackend>,
-    bias: &FloatTensor<CubeBackend>,
-    output: &FloatTensor<CubeBackend>,
+    [input, weight, bias, residual, output]: [&FloatTensor<CubeBackend>; 5],
+    epilogue: Epilogue,
     stride: [usize; 2],
     padding: [usize; 2],
 ) -> bool {
@@ -321,10 +329,13 @@ fn launch_tiled(
             input.clone().into_tensor_arg(),
             weight.clone().into_tensor_arg(),
             bias.clone().into_tensor_arg(),
+            residual.clone().into_tensor_arg(),
             output.clone().into_tensor_arg(),
             shape,
             tile.pixels,
             tile.vectors,
+            epilogue.residual,
+            epilogue.relu,
             burn::backend::cubecl::dtype_to_storage_type(input.dtype),
         );
     }
@@ -409,6 +420,106 @@ fn tiled_weight_grad(
     Some(CubeBackend::float_permute(summed, &[3, 2, 0, 1]))
 }
 
+/// `convolve`, with the residual added and the ReLU applied as the output is stored where
+/// asked.
+fn convolve_fused(
+    input: FloatTensor<CubeBackend>,
+    weight: FloatTensor<CubeBackend>,
+    bias: FloatTensor<CubeBackend>,
+    residual: Option<FloatTensor<CubeBackend>>,
+    relu: bool,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> FloatTensor<CubeBackend> {
+    let in_shape = input.meta.shape().clone();
+    let weight_shape = weight.meta.shape().clone();
+    let out_channels = weight_shape[0];
+    let in_channels = in_shape[1];
+    // burn's convolution reports shapes that do not fit; ours would read past the weights.
+    let fits = in_channels == weight_shape[1] && in_shape.num_dims() == 4;
+    if fits && input.dtype == DType::F32 && !in_channels.is_multiple_of(VECTOR) {
+        // An RGB or grayscale image: zero channels make it a whole vector.
+        let (input, weight) = (pad_channels(input), pad_channels(weight));
+        return convolve_fused(input, weight, bias, residual, relu, stride, padding);
+    }
+    if !fits || input.dtype != DType::F32 || !out_channels.is_multiple_of(VECTOR) {
+        let output = CubeBackend::conv2d(
+            input,
+            weight,
+            Some(bias),
+            ConvOptions::new(stride, padding, [1, 1], 1),
+        );
+        let output = match residual {
+            Some(residual) => CubeBackend::float_add(output, residual),
+            None => output,
+        };
+        return if relu {
+            CubeBackend::relu(output)
+        } else {
+            output
+        };
+    }
+    let out_shape = convolve_output_shape(&in_shape, &weight_shape, &stride, &padding);
+    let (client, device, dtype) = (input.client.clone(), input.device.clone(), input.dtype);
+    let input = into_contiguous(permute_nchw_to_nhwc(input));
+    let weight = into_contiguous(permute(weight, &[2, 3, 1, 0]));
+    let bias = into_contiguous(bias);
+    // Read as NHWC like the output; without one, the kernel is given the bias, which it
+    // does not read (a buffer bound twice in one dispatch, read and written, is invalid).
+    let epilogue = Epilogue {
+        residual: residual.is_some(),
+        relu,
+    };
+    let residual = match residual {
+        Some(residual) => into_contiguous(permute_nchw_to_nhwc(residual)),
+        None => bias.clone(),
+    };
+    let output = empty_device_dtype(
+        client.clone(),
+        device,
+        [out_shape[0], out_shape[2], out_shape[3], out_channels].into(),
+        dtype,
+    );
+    if gpu_convolution_kernel() == GpuConvolutionKernel::Tiled
+        && launch_tiled(
+            [&input, &weight, &bias, &residual, &output],
+            epilogue,
+            stride,
+            padding,
+        )
+    {
+        return permute_nhwc_to_nchw(output);
+    }
+    let (shape, invocations) = conv_shape(
+        &in_shape,
+        &weight_shape,
+        &out_shape,
+        stride,
+        padding,
+        ConvWork::Forward,
+    );
+    // SAFETY: every index the kernel reads or writes is inside its tensor: invocations past
+    // the end stop, and padded taps are skipped.
+    unsafe {
+        conv_tiles_kernel::launch_unchecked(
+            &client,
+            launch_count(&client, invocations),
+            CubeDim::new_1d(WORKGROUP),
+            VECTOR,
+            input.into_tensor_arg(),
+            weight.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            residual.into_tensor_arg(),
+            output.clone().into_tensor_arg(),
+            shape,
+            epilogue.residual,
+            epilogue.relu,
+            burn::backend::cubecl::dtype_to_storage_type(dtype),
+        );
+    }
+    permute_nhwc_to_nchw(output)
+}
+
 impl ConvolveOps for CubeBackend {
     fn convolve(
         input: FloatTensor<Self>,
@@ -417,66 +528,40 @@ impl ConvolveOps for CubeBackend {
         stride: [usize; 2],
         padding: [usize; 2],
     ) -> FloatTensor<Self> {
-        let in_shape = input.meta.shape().clone();
-        let weight_shape = weight.meta.shape().clone();
-        let out_channels = weight_shape[0];
-        let in_channels = in_shape[1];
-        // burn's convolution reports shapes that do not fit; ours would read past the weights.
-        let fits = in_channels == weight_shape[1] && in_shape.num_dims() == 4;
-        if fits && input.dtype == DType::F32 && !in_channels.is_multiple_of(VECTOR) {
-            // An RGB or grayscale image: zero channels make it a whole vector.
-            let (input, weight) = (pad_channels(input), pad_channels(weight));
-            return Self::convolve(input, weight, bias, stride, padding);
+        convolve_fused(input, weight, bias, None, false, stride, padding)
+    }
+
+    fn convolve_relu(
+        input: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        convolve_fused(input, weight, bias, None, true, stride, padding)
+    }
+
+    fn convolve_add_relu(
+        input: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        convolve_fused(input, weight, bias, Some(residual), true, stride, padding)
+    }
+
+    fn pack_weight(weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        if weight.meta.shape().num_dims() != 4 || weight.dtype != DType::F32 {
+            return weight;
         }
-        if !fits || input.dtype != DType::F32 || !out_channels.is_multiple_of(VECTOR) {
-            return Self::conv2d(
-                input,
-                weight,
-                Some(bias),
-                ConvOptions::new(stride, padding, [1, 1], 1),
-            );
-        }
-        let out_shape = convolve_output_shape(&in_shape, &weight_shape, &stride, &padding);
-        let (client, device, dtype) = (input.client.clone(), input.device.clone(), input.dtype);
-        let input = into_contiguous(permute_nchw_to_nhwc(input));
-        let weight = into_contiguous(permute(weight, &[2, 3, 1, 0]));
-        let bias = into_contiguous(bias);
-        let output = empty_device_dtype(
-            client.clone(),
-            device,
-            [out_shape[0], out_shape[2], out_shape[3], out_channels].into(),
-            dtype,
-        );
-        if gpu_convolution_kernel() == GpuConvolutionKernel::Tiled
-            && launch_tiled(&input, &weight, &bias, &output, stride, padding)
-        {
-            return permute_nhwc_to_nchw(output);
-        }
-        let (shape, invocations) = conv_shape(
-            &in_shape,
-            &weight_shape,
-            &out_shape,
-            stride,
-            padding,
-            ConvWork::Forward,
-        );
-        // SAFETY: every index the kernel reads or writes is inside its tensor: invocations past
-        // the end stop, and padded taps are skipped.
-        unsafe {
-            conv_tiles_kernel::launch_unchecked(
-                &client,
-                launch_count(&client, invocations),
-                CubeDim::new_1d(WORKGROUP),
-                VECTOR,
-                input.into_tensor_arg(),
-                weight.into_tensor_arg(),
-                bias.into_tensor_arg(),
-                output.clone().into_tensor_arg(),
-                shape,
-                burn::backend::cubecl::dtype_to_storage_type(dtype),
-            );
-        }
-        permute_nhwc_to_nchw(output)
+        // A view of [kernel row, kernel column, in, out] memory; `convolve`'s permute of it is
+        // contiguous, so `into_contiguous` there copies nothing.
+        permute(
+            into_contiguous(permute(weight, &[2, 3, 1, 0])),
+            &[3, 2, 0, 1],
+        )
     }
 
     /// At stride 1, the input gradient is a convolution of the output gradient by the weights

@@ -80,6 +80,25 @@ impl TileShape {
     }
 }
 
+/// `sum`, plus `residual[at]` where `add_residual`, clamped at 0 where `relu`.
+#[cube]
+pub(super) fn epilogue_of<E: Float, N: Size>(
+    sum: Vector<E, N>,
+    residual: &Tensor<Vector<E, N>>,
+    at: u32,
+    #[comptime] add_residual: bool,
+    #[comptime] relu: bool,
+) -> Vector<E, N> {
+    let mut value = sum;
+    if add_residual {
+        value += residual[at as usize];
+    }
+    if relu {
+        value = clamp_min(value, Vector::zero());
+    }
+    value
+}
+
 /// What the kernel reads of a convolution's shape.
 #[derive(CubeLaunch, CubeType)]
 pub(super) struct TiledConvShape {
@@ -104,15 +123,20 @@ pub(super) struct TiledConvShape {
 }
 
 /// Workgroup (x, y) covers pixels from x·tile_pixels and channel vectors from y·16·vectors.
+/// The bias, then the residual where `add_residual`, are added and the ReLU applied where
+/// `relu`, as the outputs are stored.
 #[cube(launch_unchecked)]
 pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
     input: &Tensor<Vector<E, N>>,
     weight: &Tensor<Vector<E, N>>,
     bias: &Tensor<Vector<E, N>>,
+    residual: &Tensor<Vector<E, N>>,
     output: &mut Tensor<Vector<E, N>>,
     shape: TiledConvShape,
     #[comptime] pixels_per_unit: usize,
     #[comptime] vectors_per_unit: usize,
+    #[comptime] add_residual: bool,
+    #[comptime] relu: bool,
     #[define(E)] _dtype: ElemType,
 ) {
     let unit = UNIT_POS;
@@ -239,8 +263,9 @@ pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
         for v in 0..vectors_per_unit {
             let vector = first_vector + unit_vector + (v * GRID) as u32;
             if pixel < shape.pixels && vector < shape.out_vectors {
-                output[(pixel * shape.out_vectors + vector) as usize] =
-                    sums[p * vectors_per_unit + v] + bias[vector as usize];
+                let at = pixel * shape.out_vectors + vector;
+                let sum = sums[p * vectors_per_unit + v] + bias[vector as usize];
+                output[at as usize] = epilogue_of(sum, residual, at, add_residual, relu);
             }
         }
     }

@@ -3,11 +3,9 @@ use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxP
 use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::store::ModuleSnapshot;
-use burn::tensor::activation::relu;
 
-use super::block::{ResidualBlock, batch_norm, conv, normalize};
+use super::block::{ResidualBlock, batch_norm, conv, conv_norm_relu};
 use super::config::{ResNetConfig, Stem};
-use super::convolve::convolve;
 use crate::error::{Error, Result};
 
 /// BatchNorm's running statistics and torchvision's batch counter: state saved with the
@@ -121,7 +119,7 @@ impl ResNet {
 
     /// The last stage's feature map, before pooling: `[batch, channels, h, w]`.
     pub fn features(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = relu(normalize(&self.bn1, convolve(&self.conv1, input)));
+        let x = conv_norm_relu(&self.conv1, &self.bn1, input);
         let x = match &self.maxpool {
             Some(pool) => pool.forward(x),
             None => x,
