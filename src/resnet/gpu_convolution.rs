@@ -269,13 +269,103 @@ fn launch_count(client: &Client, invocations: usize) -> CubeCount {
     calculate_cube_count_elemwise(client, invocations, CubeDim::new_1d(WORKGROUP))
 }
 
+/// How `pad_channels` lays out its output's memory: as our kernels read activations (NHWC)
+/// or weights ([kernel row, kernel column, in, out]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PaddedLayout {
+    ChannelsLast,
+    WeightRows,
+}
+
+/// `input` [a, channels, h, w] (any strides) as `output` with the channels padded with zeros
+/// to `output`'s: [a, h, w, padded] (`weight_rows` false) or [h, w, padded, a].
+// The coordinates are declared before the comptime branch that sets them.
+#[allow(unused_assignments)]
+#[cube(launch_unchecked)]
+fn pad_channels_kernel<E: Float>(
+    input: &Tensor<E>,
+    output: &mut Tensor<E>,
+    #[comptime] weight_rows: bool,
+    #[define(E)] _dtype: ElemType,
+) {
+    let at = ABSOLUTE_POS;
+    if at >= output.len() {
+        terminate!();
+    }
+    let (count, channels) = (input.shape(0), input.shape(1));
+    let (height, width) = (input.shape(2), input.shape(3));
+    let mut a = 0;
+    let mut channel = 0;
+    let mut y = 0;
+    let mut x = 0;
+    if weight_rows {
+        let padded = output.shape(2);
+        a = at % count;
+        let rest = at / count;
+        channel = rest % padded;
+        let rest = rest / padded;
+        x = rest % width;
+        y = rest / width;
+    } else {
+        let padded = output.shape(3);
+        channel = at % padded;
+        let rest = at / padded;
+        x = rest % width;
+        let rest = rest / width;
+        y = rest % height;
+        a = rest / height;
+    }
+    let mut value = E::from_int(0);
+    if channel < channels {
+        value = input[a * input.stride(0)
+            + channel * input.stride(1)
+            + y * input.stride(2)
+            + x * input.stride(3)];
+    }
+    output[at] = value;
+}
+
 /// `tensor` (NCHW, or a weight [out, in, kernel rows, kernel columns]) with zero channels
-/// added along axis 1 up to a multiple of `VECTOR`.
-fn pad_channels(tensor: FloatTensor<CubeBackend>) -> FloatTensor<CubeBackend> {
-    let mut shape = tensor.meta.shape().clone();
-    shape[1] = shape[1].next_multiple_of(VECTOR) - shape[1];
-    let zeros = CubeBackend::float_zeros(shape, &tensor.device, FloatDType::F32);
-    CubeBackend::float_cat(vec![tensor, zeros], 1)
+/// added along axis 1 up to a multiple of `VECTOR`, in one kernel that also lays it out as
+/// the convolution kernels read it (the permuted view of that memory is returned), so that
+/// an RGB image or the stem's weight costs one pass instead of a fill, a concatenation and a
+/// copy.
+fn pad_channels(
+    tensor: FloatTensor<CubeBackend>,
+    layout: PaddedLayout,
+) -> FloatTensor<CubeBackend> {
+    let shape = tensor.meta.shape().clone();
+    let [a, channels, height, width] = [shape[0], shape[1], shape[2], shape[3]];
+    let padded = channels.next_multiple_of(VECTOR);
+    let out_shape = match layout {
+        PaddedLayout::ChannelsLast => [a, height, width, padded],
+        PaddedLayout::WeightRows => [height, width, padded, a],
+    };
+    let client = tensor.client.clone();
+    let output = empty_device_dtype(
+        client.clone(),
+        tensor.device.clone(),
+        out_shape.into(),
+        tensor.dtype,
+    );
+    let count = out_shape.iter().product::<usize>();
+    let dtype = tensor.dtype;
+    // SAFETY: invocations past the output's end stop; every input index is inside its shape.
+    unsafe {
+        pad_channels_kernel::launch_unchecked(
+            &client,
+            launch_count(&client, count),
+            CubeDim::new_1d(WORKGROUP),
+            tensor.into_tensor_arg(),
+            output.clone().into_tensor_arg(),
+            layout == PaddedLayout::WeightRows,
+            burn::backend::cubecl::dtype_to_storage_type(dtype),
+        );
+    }
+    match layout {
+        PaddedLayout::ChannelsLast => permute_nhwc_to_nchw(output),
+        PaddedLayout::WeightRows => permute(output, &[3, 2, 0, 1]),
+    }
 }
 
 /// Launches the tiled kernel on NHWC `input` and `output` and [kernel row, kernel column, in,
@@ -439,7 +529,10 @@ fn convolve_fused(
     let fits = in_channels == weight_shape[1] && in_shape.num_dims() == 4;
     if fits && input.dtype == DType::F32 && !in_channels.is_multiple_of(VECTOR) {
         // An RGB or grayscale image: zero channels make it a whole vector.
-        let (input, weight) = (pad_channels(input), pad_channels(weight));
+        let (input, weight) = (
+            pad_channels(input, PaddedLayout::ChannelsLast),
+            pad_channels(weight, PaddedLayout::WeightRows),
+        );
         return convolve_fused(input, weight, bias, residual, relu, stride, padding);
     }
     if !fits || input.dtype != DType::F32 || !out_channels.is_multiple_of(VECTOR) {
@@ -614,7 +707,10 @@ impl ConvolveOps for CubeBackend {
             && !in_channels.is_multiple_of(VECTOR)
         {
             // The stem, on the image: computed on zero channels too, which are then cut off.
-            let (input, weight) = (pad_channels(input), pad_channels(weight));
+            let (input, weight) = (
+                pad_channels(input, PaddedLayout::ChannelsLast),
+                pad_channels(weight, PaddedLayout::WeightRows),
+            );
             let grad = Self::convolve_weight_grad(input, weight, output_grad, stride, padding);
             let keep = [
                 0..out_channels,
