@@ -126,8 +126,7 @@ fn arch_name(arch: Arch) -> String {
     format!("{arch:?}").to_lowercase()
 }
 
-/// The GPU convolution kernels to time, each with its name: both on a GPU, the rule's choice
-/// restored afterwards by `restore_kernel`; none on the CPU.
+/// The GPU convolution kernels to time, each with its name: both on a GPU; none on the CPU.
 fn gpu_kernels(gpu: bool) -> Vec<(Option<GpuConvolutionKernel>, Value)> {
     if gpu {
         [GpuConvolutionKernel::Direct, GpuConvolutionKernel::Tiled]
@@ -189,8 +188,7 @@ fn inference(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl
 }
 
 /// One optimisation step (forward, loss, backward, update), with our BatchNorm and with
-/// burn's.
-/// With the convolution kernel the adapter rule chose.
+/// burn's, on the convolution kernel the adapter's rule chose.
 fn training(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
     let gpu_kernel = gpu.then(|| format!("{:?}", gpu_convolution_kernel()).to_lowercase());
     let cases = [

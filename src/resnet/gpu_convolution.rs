@@ -1,5 +1,5 @@
-//! Our WebGPU convolutions (`ConvolveOps` for burn's CubeCL backend). Built for wasm32 only,
-//! as burn's CubeCL backends are (the native build has the CPU backend alone). The forward kernel
+//! Our GPU convolutions (`ConvolveOps` for burn's CubeCL backend), built with the `gpu`
+//! feature: on the page's WebGPU and natively on Vulkan or Metal. The direct forward kernel
 //! computes 4 consecutive output pixels of a row by 4 output channels per invocation, so each
 //! input vector (4 channels) it loads serves 16 multiply-adds and each weight vector 4
 //! pixels; burn's direct kernel computes one pixel by 4 channels. SwiftShader loads each SIMD
@@ -7,6 +7,11 @@
 //! burn's kernel on ResNet-20's 3x3 layers (`scripts/profile-webgpu.sh`, docs/design.md "The wasm
 //! build"). The input gradient at stride 1 is the same kernel; the weight gradient
 //! has its own. Activations are NHWC in memory, as burn's own convolutions leave them.
+//! On a GPU (`GpuConvolutionKernel::Tiled`, by the adapter's type) the forward pass and both
+//! gradients (but the input gradient at stride 2, burn's) go to `gpu_tiled_convolution.rs`. Either forward kernel can add a residual
+//! and apply the ReLU as it stores (`convolve_relu`, `convolve_add_relu`), and folded weights
+//! are kept in the layout the kernels read (`pack_weight`), so inference launches little
+//! besides its convolutions.
 
 use burn::backend::ops::{ActivationOps, ConvOptions, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
@@ -535,7 +540,14 @@ fn convolve_fused(
         );
         return convolve_fused(input, weight, bias, residual, relu, stride, padding);
     }
-    if !fits || input.dtype != DType::F32 || !out_channels.is_multiple_of(VECTOR) {
+    let out_shape = convolve_output_shape(&in_shape, &weight_shape, &stride, &padding);
+    // The epilogue reads the residual at the output's indices: another shape (which burn
+    // would broadcast) takes the composite path.
+    let residual_fits = residual
+        .as_ref()
+        .is_none_or(|residual| *residual.meta.shape() == out_shape);
+    if !fits || !residual_fits || input.dtype != DType::F32 || !out_channels.is_multiple_of(VECTOR)
+    {
         let output = CubeBackend::conv2d(
             input,
             weight,
@@ -552,7 +564,6 @@ fn convolve_fused(
             output
         };
     }
-    let out_shape = convolve_output_shape(&in_shape, &weight_shape, &stride, &padding);
     let (client, device, dtype) = (input.client.clone(), input.device.clone(), input.dtype);
     let input = into_contiguous(permute_nchw_to_nhwc(input));
     let weight = into_contiguous(permute(weight, &[2, 3, 1, 0]));
