@@ -126,26 +126,21 @@ fn arch_name(arch: Arch) -> String {
     format!("{arch:?}").to_lowercase()
 }
 
-/// The GPU convolution kernels to time, each with its name: both on a GPU; none on the CPU.
-fn gpu_kernels(gpu: bool) -> Vec<(Option<GpuConvolutionKernel>, Value)> {
-    if gpu {
-        [GpuConvolutionKernel::Direct, GpuConvolutionKernel::Tiled]
-            .map(|kernel| (Some(kernel), json!(format!("{kernel:?}").to_lowercase())))
-            .into()
-    } else {
-        vec![(None, Value::Null)]
-    }
+/// A GPU convolution kernel's name in the figures.
+fn kernel_name(kernel: GpuConvolutionKernel) -> String {
+    format!("{kernel:?}").to_lowercase()
 }
 
-/// Runs `work` with every kernel of `gpu_kernels`, then gives the device back the kernel the
-/// adapter rule chose.
+/// Runs `work` with each GPU convolution kernel and its name, then gives the device back the
+/// kernel the adapter's rule chose; on the CPU, once, with no name.
 fn with_each_kernel(gpu: bool, mut work: impl FnMut(Value)) {
+    if !gpu {
+        return work(Value::Null);
+    }
     let chosen = gpu_convolution_kernel();
-    for (kernel, name) in gpu_kernels(gpu) {
-        if let Some(kernel) = kernel {
-            use_gpu_convolution_kernel(kernel);
-        }
-        work(name);
+    for kernel in [GpuConvolutionKernel::Direct, GpuConvolutionKernel::Tiled] {
+        use_gpu_convolution_kernel(kernel);
+        work(json!(kernel_name(kernel)));
     }
     use_gpu_convolution_kernel(chosen);
 }
@@ -190,7 +185,7 @@ fn inference(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl
 /// One optimisation step (forward, loss, backward, update), with our BatchNorm and with
 /// burn's, on the convolution kernel the adapter's rule chose.
 fn training(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
-    let gpu_kernel = gpu.then(|| format!("{:?}", gpu_convolution_kernel()).to_lowercase());
+    let gpu_kernel = gpu.then(|| kernel_name(gpu_convolution_kernel()));
     let cases = [
         (Arch::ResNet20, 28, 1, 64, OptimizerKind::Adam, 10),
         (

@@ -12,39 +12,16 @@ use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 use common::*;
-use resnet_web::classifier::{images_tensor, logits};
 use resnet_web::data::Augment;
 use resnet_web::device::{self, DeviceChoice};
 use resnet_web::readback::{block_on, read_floats};
 use resnet_web::resnet::{Arch, ResNet, ResNetConfig, batch_norm_forward};
 use resnet_web::train::{OptimizerKind, Schedule, TrainConfig, TrainingRun};
-use resnet_web::weights;
 
 fn gpu() -> Device {
     device::open(DeviceChoice::Gpu)
         .expect("a GPU adapter (scripts/setup.sh installs Mesa's lavapipe)")
         .device
-}
-
-/// Logits of the model from `file` on `device`, its BatchNorms folded or not.
-fn model_logits(
-    file: &[u8],
-    config: &ResNetConfig,
-    input: [usize; 4],
-    device: &Device,
-    folded: bool,
-) -> Vec<f32> {
-    let model = weights::load(file.to_vec(), config, device).expect("weights load");
-    let model = if folded {
-        model.fold_batch_norm()
-    } else {
-        model
-    };
-    logits(
-        &model,
-        images_tensor(synthetic_images(input), input, device).unwrap(),
-    )
-    .unwrap()
 }
 
 #[test]

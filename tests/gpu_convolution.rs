@@ -12,14 +12,12 @@ mod common;
 
 use burn::prelude::*;
 use common::*;
-use resnet_web::classifier::{images_tensor, logits};
 use resnet_web::device::{self, DeviceChoice};
 use resnet_web::readback::{block_on, read_floats};
 use resnet_web::resnet::{
     Arch, ConvolveOps, GpuConvolutionKernel, ResNetConfig, gpu_convolution_kernel,
     use_gpu_convolution_kernel,
 };
-use resnet_web::weights;
 
 struct Case {
     batch: usize,
@@ -170,25 +168,7 @@ fn convolutions_match_burns_on_the_cpu(gpu: &Device, cpu: &Device) {
     );
 }
 
-/// Logits of the model from `file`, its BatchNorms folded (each block's last convolution then
-/// adds the residual and applies the ReLU as it stores) or not.
-fn model_logits(
-    file: &[u8],
-    config: &ResNetConfig,
-    input: [usize; 4],
-    device: &Device,
-    folded: bool,
-) -> Vec<f32> {
-    let model = weights::load(file.to_vec(), config, device).expect("weights load");
-    let model = if folded {
-        model.fold_batch_norm()
-    } else {
-        model
-    };
-    let images = images_tensor(synthetic_images(input), input, device).unwrap();
-    logits(&model, images).unwrap()
-}
-
+/// Folded, each block's last convolution adds the residual and applies the ReLU as it stores.
 fn networks_match_pytorch(gpu: &Device) {
     let cases = [
         (

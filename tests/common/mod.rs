@@ -271,3 +271,23 @@ pub fn max_relative_difference(curve: &[f32], reference: &[f32]) -> f32 {
         .map(|(a, b)| (a - b).abs() / b.abs().max(1e-3))
         .fold(0.0, f32::max)
 }
+
+/// Logits of the model from `file` (a weight file) on `device`, its BatchNorms folded or not.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn model_logits(
+    file: &[u8],
+    config: &resnet_web::resnet::ResNetConfig,
+    input: [usize; 4],
+    device: &burn::prelude::Device,
+    folded: bool,
+) -> Vec<f32> {
+    use resnet_web::classifier::{images_tensor, logits};
+    let model = resnet_web::weights::load(file.to_vec(), config, device).expect("weights load");
+    let model = if folded {
+        model.fold_batch_norm()
+    } else {
+        model
+    };
+    let images = images_tensor(synthetic_images(input), input, device).unwrap();
+    logits(&model, images).unwrap()
+}
