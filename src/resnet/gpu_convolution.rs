@@ -8,8 +8,8 @@
 //! build"). The input gradient at stride 1 is the same kernel; the weight gradient
 //! has its own. Activations are NHWC in memory, as burn's own convolutions leave them.
 //! On a GPU (`GpuConvolutionKernel::Tiled`, by the adapter's type) the forward pass and both
-//! gradients (but the input gradient at stride 2, burn's) go to `gpu_tiled_convolution.rs`. Either forward kernel can add a residual
-//! and apply the ReLU as it stores (`convolve_relu`, `convolve_add_relu`), and folded weights
+//! gradients, strides included, go to `gpu_tiled_convolution.rs`. Either forward kernel can
+//! add a residual and apply the ReLU as it stores (`convolve_relu`, `convolve_add_relu`), and folded weights
 //! are kept in the layout the kernels read (`pack_weight`), so inference launches little
 //! besides its convolutions.
 
@@ -387,11 +387,10 @@ fn launch_tiled(
     let pixels = out_shape[0] * out_shape[1] * out_shape[2];
     let (in_vectors, out_channels) = (in_shape[3] / VECTOR, out_shape[3]);
     let tile = TileShape::for_layer(pixels, out_channels);
-    // WebGPU's least maxComputeWorkgroupStorageSize.
-    debug_assert!(tile.workgroup_bytes() <= 16 << 10);
     let count = [
         pixels.div_ceil(tile.tile_pixels()),
         out_channels.div_ceil(tile.tile_channels()),
+        1,
     ];
     if count.iter().any(|&n| n > 65_535) || pixels > u32::MAX as usize / 2 {
         return false;
@@ -403,22 +402,136 @@ fn launch_tiled(
         out_shape[1] as u32,
         out_shape[2] as u32,
         (out_channels / VECTOR) as u32,
+        weight_shape[0] as u32,
         weight_shape[1] as u32,
         stride[0] as u32,
         stride[1] as u32,
         padding[0] as u32,
         padding[1] as u32,
+        out_shape[0] as u32,
         pixels as u32,
         (weight_shape[0] * weight_shape[1] * in_vectors) as u32,
         0,
     );
-    let client = &input.client;
+    launch_conv_tiled(
+        [input, weight, bias, residual, output],
+        shape,
+        tile,
+        count,
+        epilogue,
+        false,
+    );
+    true
+}
+
+/// The input gradient [images, in channels, height, width] of a convolution by `weight`
+/// [out, in, kernel rows, kernel columns] from `output_grad` (NCHW), by the tiled kernel run
+/// transposed, phase by phase (strides included, no kernel flipped or zero inserted); `None`,
+/// with nothing launched, where the channel counts are not whole vectors or the workgroups
+/// would not fit WebGPU's 65,535 per dimension.
+fn tiled_input_grad(
+    in_shape: &Shape,
+    weight: FloatTensor<CubeBackend>,
+    output_grad: FloatTensor<CubeBackend>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Option<FloatTensor<CubeBackend>> {
+    let weight_shape = weight.meta.shape().clone();
+    let grad_shape = output_grad.meta.shape().clone();
+    let [out_channels, in_channels, kernel_height, kernel_width] = [
+        weight_shape[0],
+        weight_shape[1],
+        weight_shape[2],
+        weight_shape[3],
+    ];
+    let [images, height, width] = [in_shape[0], in_shape[2], in_shape[3]];
+    if output_grad.dtype != DType::F32
+        || weight.dtype != DType::F32
+        || !in_channels.is_multiple_of(VECTOR)
+        || !out_channels.is_multiple_of(VECTOR)
+    {
+        return None;
+    }
+    let pixels = images * height * width;
+    let tile = TileShape::for_layer(pixels, in_channels);
+    // Phase (0, 0) has the most pixels.
+    let phase_pixels = images * height.div_ceil(stride[0]) * width.div_ceil(stride[1]);
+    let count = [
+        phase_pixels.div_ceil(tile.tile_pixels()),
+        in_channels.div_ceil(tile.tile_channels()),
+        stride[0] * stride[1],
+    ];
+    if count.iter().any(|&n| n > 65_535) || pixels > u32::MAX as usize / 2 {
+        return None;
+    }
+    let shape = TiledConvShapeLaunch::new(
+        grad_shape[2] as u32,
+        grad_shape[3] as u32,
+        (out_channels / VECTOR) as u32,
+        height as u32,
+        width as u32,
+        (in_channels / VECTOR) as u32,
+        kernel_height as u32,
+        kernel_width as u32,
+        stride[0] as u32,
+        stride[1] as u32,
+        padding[0] as u32,
+        padding[1] as u32,
+        images as u32,
+        // The kernel counts each phase's pixels and K itself.
+        0,
+        0,
+        0,
+    );
+    let (client, device, dtype) = (
+        output_grad.client.clone(),
+        output_grad.device.clone(),
+        output_grad.dtype,
+    );
+    let output_grad = into_contiguous(permute_nchw_to_nhwc(output_grad));
+    // [kernel row, kernel column, out, in]: a K row (a tap's gathered channel) is a run of
+    // the computed channels, as the forward pass's weights are.
+    let weight = into_contiguous(permute(weight, &[2, 3, 0, 1]));
+    // No bias; the kernel is also given it as the residual, which it does not read.
+    let bias = CubeBackend::float_zeros([in_channels].into(), &device, FloatDType::F32);
+    let input_grad = empty_device_dtype(
+        client,
+        device,
+        [images, height, width, in_channels].into(),
+        dtype,
+    );
+    launch_conv_tiled(
+        [&output_grad, &weight, &bias, &bias, &input_grad],
+        shape,
+        tile,
+        count,
+        Epilogue {
+            residual: false,
+            relu: false,
+        },
+        true,
+    );
+    Some(permute_nhwc_to_nchw(input_grad))
+}
+
+/// `conv_tiled_kernel` over `count` workgroups.
+fn launch_conv_tiled(
+    [input, weight, bias, residual, output]: [&FloatTensor<CubeBackend>; 5],
+    shape: TiledConvShapeLaunch,
+    tile: TileShape,
+    count: [usize; 3],
+    epilogue: Epilogue,
+    transposed: bool,
+) {
+    // WebGPU's least maxComputeWorkgroupStorageSize.
+    debug_assert!(tile.workgroup_bytes() <= 16 << 10);
     // SAFETY: every read is guarded by its tensor's extent (pixels, K and channel vectors past
-    // the end read nothing and store nothing), and every invocation reaches both barriers.
+    // the end read nothing and store nothing; a transposed phase's pixels land on its own rows
+    // and columns of the output), and every invocation reaches both barriers.
     unsafe {
         conv_tiled_kernel::launch_unchecked(
-            client,
-            CubeCount::new_2d(count[0] as u32, count[1] as u32),
+            &input.client,
+            CubeCount::new_3d(count[0] as u32, count[1] as u32, count[2] as u32),
             CubeDim::new_1d(256),
             VECTOR,
             input.clone().into_tensor_arg(),
@@ -429,12 +542,13 @@ fn launch_tiled(
             shape,
             tile.pixels,
             tile.vectors,
+            tile.columns,
             epilogue.residual,
             epilogue.relu,
+            transposed,
             burn::backend::cubecl::dtype_to_storage_type(input.dtype),
         );
     }
-    true
 }
 
 /// The weight gradient [out, in, kernel rows, kernel columns] by the tiled kernel, from NHWC
@@ -481,11 +595,13 @@ fn tiled_weight_grad(
         grad_shape[1] as u32,
         grad_shape[2] as u32,
         (out_channels / VECTOR) as u32,
+        kernel_height as u32,
         kernel_width as u32,
         stride[0] as u32,
         stride[1] as u32,
         padding[0] as u32,
         padding[1] as u32,
+        grad_shape[0] as u32,
         pixels as u32,
         k_vectors as u32,
         tiles.split_pixels(pixels) as u32,
@@ -668,9 +784,10 @@ impl ConvolveOps for CubeBackend {
         )
     }
 
-    /// At stride 1, the input gradient is a convolution of the output gradient by the weights
-    /// turned around (in and out channels swapped, kernel flipped), padded by `kernel - 1 -
-    /// padding`: our kernel again.
+    /// The tiled kernel computes it transposed, at any stride. Elsewhere, at stride 1, the
+    /// input gradient is a convolution of the output gradient by the weights turned around
+    /// (in and out channels swapped, kernel flipped), padded by `kernel - 1 - padding`: the
+    /// direct kernel again.
     fn convolve_input_grad(
         input: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -678,6 +795,17 @@ impl ConvolveOps for CubeBackend {
         stride: [usize; 2],
         padding: [usize; 2],
     ) -> FloatTensor<Self> {
+        if gpu_convolution_kernel() == GpuConvolutionKernel::Tiled
+            && let Some(grad) = tiled_input_grad(
+                input.meta.shape(),
+                weight.clone(),
+                output_grad.clone(),
+                stride,
+                padding,
+            )
+        {
+            return grad;
+        }
         let kernel = [weight.meta.shape()[2], weight.meta.shape()[3]];
         let in_channels = weight.meta.shape()[1];
         if stride != [1, 1] || padding[0] >= kernel[0] || padding[1] >= kernel[1] {

@@ -14,63 +14,81 @@ use cubecl::prelude::*;
 
 /// Channels in a vector, the unit every load and store moves.
 pub(super) const VECTOR: usize = 4;
-/// Invocations per workgroup: a 16 by 16 grid over the tile's pixels and channel vectors.
+/// Invocations per workgroup: a grid over the tile's pixels and channel vectors, 16 by 16 but
+/// for the narrow tile's 64 by 4.
 const WORKGROUP: u32 = 256;
 const GRID: usize = 16;
 /// Vectors of K (4 input channels of one tap each) staged at once.
 const K_STAGE: usize = 4;
 
-/// The block of outputs each invocation keeps in registers; the tile is 16 times that in each
-/// direction. Pixels must be a multiple of 4, so that each invocation gathers whole pixels.
+/// The block of outputs each invocation keeps in registers, and how the workgroup's
+/// invocations lie over the tile: `columns` across the channel vectors, 256 / `columns` down
+/// the pixels. Each invocation gathers whole pixels (4 K vectors), so the tile has a multiple
+/// of 64 pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TileShape {
     /// Output pixels per invocation.
     pub pixels: usize,
     /// Vectors of 4 output channels per invocation.
     pub vectors: usize,
+    /// Invocations across the channel vectors.
+    pub columns: usize,
 }
 
 impl TileShape {
-    /// 64 pixels by 64 channels; 8 KiB of workgroup memory.
+    /// 128 pixels by 16 channels, for layers of 16 channels (ResNet-20's first stage), where
+    /// the 64-channel tiles would leave 3 invocations of 4 idle; 9 KiB of workgroup memory.
+    pub const NARROW: TileShape = TileShape {
+        pixels: 2,
+        vectors: 1,
+        columns: 4,
+    };
+    /// 64 pixels by 64 channels; 8 KiB.
     pub const SMALL: TileShape = TileShape {
         pixels: 4,
         vectors: 1,
+        columns: GRID,
     };
     /// 128 pixels by 64 channels; 12 KiB.
     pub const TALL: TileShape = TileShape {
         pixels: 8,
         vectors: 1,
+        columns: GRID,
     };
     /// 128 pixels by 128 channels; 16 KiB, WebGPU's least limit.
     pub const LARGE: TileShape = TileShape {
         pixels: 8,
         vectors: 2,
+        columns: GRID,
     };
 
     pub fn tile_pixels(self) -> usize {
-        GRID * self.pixels
+        WORKGROUP as usize / self.columns * self.pixels
     }
 
     pub fn tile_channels(self) -> usize {
-        GRID * self.vectors * VECTOR
+        self.columns * self.vectors * VECTOR
     }
 
     /// Bytes of workgroup memory: the staged patches and weights.
     pub fn workgroup_bytes(self) -> usize {
-        (self.tile_pixels() * K_STAGE + K_STAGE * VECTOR * GRID * self.vectors) * VECTOR * 4
+        (self.tile_pixels() * K_STAGE + K_STAGE * self.tile_channels()) * VECTOR * 4
     }
 
     /// The tile for a layer: the large one where there are channels and pixels to fill it
     /// (an invocation then loads 16 vectors from workgroup memory for 64 vector
     /// multiply-adds, against 8 for 16 with the small one), the small one where the layer is
-    /// too small to give a GPU enough workgroups otherwise.
+    /// too small to give a GPU enough workgroups otherwise, the narrow one where there are
+    /// at most 16 channels.
     pub fn for_layer(pixels: usize, out_channels: usize) -> TileShape {
         let workgroups = |tile: TileShape| {
             pixels.div_ceil(tile.tile_pixels()) * out_channels.div_ceil(tile.tile_channels())
         };
         // About two workgroups per compute unit of a large GPU.
         const ENOUGH: usize = 256;
-        if out_channels >= 128 && workgroups(Self::LARGE) >= ENOUGH {
+        if out_channels <= Self::NARROW.tile_channels() {
+            Self::NARROW
+        } else if out_channels >= 128 && workgroups(Self::LARGE) >= ENOUGH {
             Self::LARGE
         } else if workgroups(Self::TALL) >= ENOUGH {
             Self::TALL
@@ -109,11 +127,13 @@ pub(super) struct TiledConvShape {
     pub out_height: u32,
     pub out_width: u32,
     pub out_vectors: u32,
+    pub kernel_height: u32,
     pub kernel_width: u32,
     pub stride_height: u32,
     pub stride_width: u32,
     pub pad_height: u32,
     pub pad_width: u32,
+    pub images: u32,
     /// Output pixels in all: images x output height x output width.
     pub pixels: u32,
     /// K in vectors: kernel taps x `in_vectors`.
@@ -125,6 +145,15 @@ pub(super) struct TiledConvShape {
 /// Workgroup (x, y) covers pixels from x·tile_pixels and channel vectors from y·16·vectors.
 /// The bias, then the residual where `add_residual`, are added and the ReLU applied where
 /// `relu`, as the outputs are stored.
+///
+/// Where `transposed`, it computes a convolution's input gradient from its output gradient:
+/// `input` is the output gradient and `output` the input gradient, so the shape's "in" sizes
+/// are the convolution's output and its "out" sizes the convolution's input (kernel, stride
+/// and padding stay the convolution's), and `weight` is [kernel row, kernel column, out
+/// channel, in channel]. Input row y takes output-gradient row (y + pad - kernel row) / stride
+/// only where that divides, so all rows of one phase (y mod stride) take the same kernel rows:
+/// workgroup z is phase z, its pixels are that phase's rows and columns alone, and no
+/// multiply-add is spent on a tap that does not divide.
 #[cube(launch_unchecked)]
 pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
     input: &Tensor<Vector<E, N>>,
@@ -135,13 +164,51 @@ pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
     shape: TiledConvShape,
     #[comptime] pixels_per_unit: usize,
     #[comptime] vectors_per_unit: usize,
+    #[comptime] columns: usize,
     #[comptime] add_residual: bool,
     #[comptime] relu: bool,
+    #[comptime] transposed: bool,
     #[define(E)] _dtype: ElemType,
 ) {
+    // The grid of pixels this workgroup's tiles cover, K, and where a pixel's window starts:
+    // forward, output row y reads input rows from y·stride - pad, tap row t at + t.
+    let mut grid_height = shape.out_height;
+    let mut grid_width = shape.out_width;
+    let mut pixels = shape.pixels;
+    let mut k_vectors = shape.k_vectors;
+    let mut taps_x = shape.kernel_width;
+    let mut window_step_y = shape.stride_height;
+    let mut window_step_x = shape.stride_width;
+    let mut window_start_y = -(shape.pad_height as i32);
+    let mut window_start_x = -(shape.pad_width as i32);
+    let mut phase_y = 0u32;
+    let mut phase_x = 0u32;
+    let mut first_tap_y = 0u32;
+    let mut first_tap_x = 0u32;
+    if transposed {
+        // Phase row p (input rows p + stride·q) takes kernel rows first_tap + stride·j, where
+        // first_tap = (p + pad) mod stride, from output-gradient row q + (p + pad) div stride - j.
+        phase_y = CUBE_POS_Z / shape.stride_width;
+        phase_x = CUBE_POS_Z % shape.stride_width;
+        first_tap_y = (phase_y + shape.pad_height) % shape.stride_height;
+        first_tap_x = (phase_x + shape.pad_width) % shape.stride_width;
+        // Ceilings that are 0 where the phase has no rows or no taps, without going below 0.
+        let taps_y =
+            (shape.kernel_height + shape.stride_height - 1 - first_tap_y) / shape.stride_height;
+        taps_x = (shape.kernel_width + shape.stride_width - 1 - first_tap_x) / shape.stride_width;
+        grid_height = (shape.out_height + shape.stride_height - 1 - phase_y) / shape.stride_height;
+        grid_width = (shape.out_width + shape.stride_width - 1 - phase_x) / shape.stride_width;
+        pixels = shape.images * grid_height * grid_width;
+        k_vectors = taps_y * taps_x * shape.in_vectors;
+        window_step_y = 1;
+        window_step_x = 1;
+        window_start_y = ((phase_y + shape.pad_height) / shape.stride_height) as i32;
+        window_start_x = ((phase_x + shape.pad_width) / shape.stride_width) as i32;
+    }
+
     let unit = UNIT_POS;
-    let tile_pixels = GRID * pixels_per_unit;
-    let tile_vectors = GRID * vectors_per_unit;
+    let tile_pixels = WORKGROUP as usize / columns * pixels_per_unit;
+    let tile_vectors = columns * vectors_per_unit;
     let first_pixel = CUBE_POS_X * tile_pixels as u32;
     let first_vector = CUBE_POS_Y * tile_vectors as u32;
 
@@ -152,7 +219,7 @@ pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
 
     // Each invocation gathers the same K vector of the same pixels at every stage: where those
     // pixels' windows start. A pixel past the end gets a window no row can fall in.
-    let gathers = pixels_per_unit / 4;
+    let gathers = tile_pixels * K_STAGE / WORKGROUP as usize;
     let load_k = unit % K_STAGE as u32;
     let mut window_rows = Array::<u32>::new(gathers);
     let mut window_y = Array::<i32>::new(gathers);
@@ -161,44 +228,49 @@ pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
     for gather in 0..gathers {
         let pixel =
             first_pixel + unit / K_STAGE as u32 + gather as u32 * (WORKGROUP / K_STAGE as u32);
-        let out_x = pixel % shape.out_width;
-        let rest = pixel / shape.out_width;
-        let out_y = rest % shape.out_height;
-        let image = rest / shape.out_height;
+        let out_x = pixel % grid_width;
+        let rest = pixel / grid_width;
+        let out_y = rest % grid_height;
+        let image = rest / grid_height;
         window_rows[gather] = image * shape.in_height;
         window_y[gather] = select(
-            pixel < shape.pixels,
-            (out_y * shape.stride_height) as i32 - shape.pad_height as i32,
+            pixel < pixels,
+            (out_y * window_step_y) as i32 + window_start_y,
             -1_073_741_824i32,
         );
-        window_x[gather] = (out_x * shape.stride_width) as i32 - shape.pad_width as i32;
+        window_x[gather] = (out_x * window_step_x) as i32 + window_start_x;
     }
 
-    let unit_vector = unit % GRID as u32;
-    let unit_pixel = unit / GRID as u32;
+    let unit_vector = unit % columns as u32;
+    let unit_pixel = unit / columns as u32;
     let mut sums = Array::<Vector<E, N>>::new(pixels_per_unit * vectors_per_unit);
     #[unroll]
     for at in 0..pixels_per_unit * vectors_per_unit {
         sums[at] = Vector::zero();
     }
-    let weight_rows = shape.k_vectors * VECTOR as u32;
+    let weight_rows = k_vectors * VECTOR as u32;
 
     // (cube functions have no div_ceil)
     #[allow(clippy::manual_div_ceil)]
-    let stages = (shape.k_vectors + K_STAGE as u32 - 1) / K_STAGE as u32;
+    let stages = (k_vectors + K_STAGE as u32 - 1) / K_STAGE as u32;
     for stage in 0..stages {
-        // Gather: K vector k is tap k / in_vectors, channel vector k % in_vectors.
+        // Gather: K vector k is tap k / in_vectors, channel vector k % in_vectors; the
+        // transposed convolution walks its taps' rows and columns backwards.
         let k = stage * K_STAGE as u32 + load_k;
         let tap = k / shape.in_vectors;
         let channel_vector = k % shape.in_vectors;
-        let tap_y = (tap / shape.kernel_width) as i32;
-        let tap_x = (tap % shape.kernel_width) as i32;
+        let mut tap_y = (tap / taps_x) as i32;
+        let mut tap_x = (tap % taps_x) as i32;
+        if transposed {
+            tap_y = -tap_y;
+            tap_x = -tap_x;
+        }
         #[unroll]
         for gather in 0..gathers {
             let in_y = window_y[gather] + tap_y;
             let in_x = window_x[gather] + tap_x;
             let mut value = Vector::<E, N>::zero();
-            if k < shape.k_vectors
+            if k < k_vectors
                 && in_y >= 0
                 && in_y < shape.in_height as i32
                 && in_x >= 0
@@ -211,23 +283,42 @@ pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
             }
             patches[(unit + gather as u32 * WORKGROUP) as usize] = value;
         }
+        // The stage's weights: one vector an invocation and load (the narrow tile's 64 by the
+        // first quarter of the workgroup).
+        let stage_weights = K_STAGE * VECTOR * tile_vectors;
         #[unroll]
-        for load in 0..vectors_per_unit {
+        #[allow(clippy::manual_div_ceil)]
+        for load in 0..(stage_weights + WORKGROUP as usize - 1) / WORKGROUP as usize {
             let at = unit + load as u32 * WORKGROUP;
             let row = stage * (K_STAGE * VECTOR) as u32 + at / tile_vectors as u32;
             let vector = first_vector + at % tile_vectors as u32;
+            // Forward, the weights' rows are K's rows as they lie; transposed, the phase's
+            // taps are every stride-th kernel row and column from its first.
+            let mut weight_row = row;
+            if transposed {
+                let k_row = row / VECTOR as u32;
+                let tap = k_row / shape.in_vectors;
+                let kernel_y = first_tap_y + (tap / taps_x) * shape.stride_height;
+                let kernel_x = first_tap_x + (tap % taps_x) * shape.stride_width;
+                weight_row = ((kernel_y * shape.kernel_width + kernel_x) * shape.in_vectors
+                    + k_row % shape.in_vectors)
+                    * VECTOR as u32
+                    + row % VECTOR as u32;
+            }
             let mut value = Vector::<E, N>::zero();
             if row < weight_rows && vector < shape.out_vectors {
-                value = weight[(row * shape.out_vectors + vector) as usize];
+                value = weight[(weight_row * shape.out_vectors + vector) as usize];
             }
-            weights[at as usize] = value;
+            if at < stage_weights as u32 {
+                weights[at as usize] = value;
+            }
         }
         sync_cube();
 
         #[unroll]
         for k_in_stage in 0..K_STAGE {
             // Four rows of weights (one per input channel of this K vector) for each of this
-            // invocation's output vectors, which are 16 apart so that neighbours read
+            // invocation's output vectors, which are `columns` apart so that neighbours read
             // neighbouring vectors.
             let mut rows = Array::<Vector<E, N>>::new(VECTOR * vectors_per_unit);
             #[unroll]
@@ -237,7 +328,7 @@ pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
                     rows[channel * vectors_per_unit + v] = weights[(k_in_stage * VECTOR + channel)
                         * tile_vectors
                         + unit_vector as usize
-                        + v * GRID];
+                        + v * columns];
                 }
             }
             #[unroll]
@@ -259,11 +350,23 @@ pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
     #[unroll]
     for p in 0..pixels_per_unit {
         let pixel = first_pixel + unit_pixel * pixels_per_unit as u32 + p as u32;
+        // Transposed, the phase's pixel (image, q_y, q_x) is row phase_y + stride·q_y.
+        let mut out_pixel = pixel;
+        if transposed {
+            let q_x = pixel % grid_width;
+            let rest = pixel / grid_width;
+            let q_y = rest % grid_height;
+            let image = rest / grid_height;
+            out_pixel = (image * shape.out_height + phase_y + q_y * shape.stride_height)
+                * shape.out_width
+                + phase_x
+                + q_x * shape.stride_width;
+        }
         #[unroll]
         for v in 0..vectors_per_unit {
-            let vector = first_vector + unit_vector + (v * GRID) as u32;
-            if pixel < shape.pixels && vector < shape.out_vectors {
-                let at = pixel * shape.out_vectors + vector;
+            let vector = first_vector + unit_vector + (v * columns) as u32;
+            if pixel < pixels && vector < shape.out_vectors {
+                let at = out_pixel * shape.out_vectors + vector;
                 let sum = sums[p * vectors_per_unit + v] + bias[vector as usize];
                 output[at as usize] = epilogue_of(sum, residual, at, add_residual, relu);
             }
