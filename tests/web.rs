@@ -463,11 +463,14 @@ async fn head_only_fine_tuning_keeps_the_backbone() {
     assert_eq!(fc_after.dims(), [64, 2]);
 }
 
-/// Our WebGPU convolution kernels (`src/web/conv_kernel.rs`) against burn's convolution on
-/// the CPU, same weights and input: the output, and with autodiff the gradients of the input,
-/// weight and bias. Rows cut short by the 4-pixel tiles, stride 2, 1x1 and 7x7 kernels, with and
-/// without bias, images of 1 and 3 channels (padded to 4), and what falls back to burn's
-/// kernels (output channels not a multiple of 4, input gradients at stride 2).
+/// Our WebGPU convolution kernels, the direct one (`src/resnet/gpu_convolution.rs`, which
+/// SwiftShader gets) and the tiled ones (`src/resnet/gpu_tiled_convolution.rs`, which real
+/// GPUs get), against burn's convolution on the CPU, same weights and input: the output, and
+/// with autodiff the gradients of the input, weight and bias. Rows cut short by the 4-pixel
+/// tiles, partial tiles and stages, stride 2 (the tiled input gradient's phases) on odd sizes
+/// and batches, 1x1 and 7x7 kernels, with and without bias, images of 1 and 3 channels (padded
+/// to 4), 64-channel inputs, and what falls back to burn's kernels (output channels not a
+/// multiple of 4, the direct kernel's input gradients at stride 2).
 #[wasm_bindgen_test]
 async fn webgpu_convolution_kernels_match_the_cpu() {
     use burn::module::Param;
@@ -475,7 +478,9 @@ async fn webgpu_convolution_kernels_match_the_cpu() {
     use burn::nn::conv::Conv2dConfig;
     use burn::prelude::*;
     use burn::tensor::{Distribution, TensorData};
-    use resnet_web::resnet::convolve;
+    use resnet_web::resnet::{
+        GpuConvolutionKernel, convolve, gpu_convolution_kernel, use_gpu_convolution_kernel,
+    };
 
     async fn values<const D: usize>(tensor: Tensor<D>) -> TensorData {
         tensor.into_data_async().await.unwrap()
@@ -501,20 +506,39 @@ async fn webgpu_convolution_kernels_match_the_cpu() {
         [8, 6, 3, 1, 1, 5, 9, 2, 1],
         [16, 16, 3, 1, 1, 8, 8, 5, 0],
         [1, 16, 3, 1, 1, 12, 10, 4, 0],
+        [64, 32, 3, 2, 1, 9, 11, 3, 1],
+        [32, 64, 1, 2, 0, 9, 9, 1, 0],
     ];
-    for [
-        inputs,
-        outputs,
-        kernel,
-        stride,
-        padding,
-        height,
-        width,
-        batch,
-        bias,
-    ] in cases
+    // The adapter's own choice, given back at the end.
+    let adapters_kernel = gpu_convolution_kernel();
+    // The direct kernel's outputs, and how many the tiled one gives with other bits (it adds
+    // in another order): the proof that it ran.
+    let mut direct_outputs = Vec::new();
+    let mut other_bits = 0;
+    for (
+        kernel_kind,
+        index,
+        [
+            inputs,
+            outputs,
+            kernel,
+            stride,
+            padding,
+            height,
+            width,
+            batch,
+            bias,
+        ],
+    ) in [GpuConvolutionKernel::Direct, GpuConvolutionKernel::Tiled]
+        .into_iter()
+        .flat_map(|kernel| {
+            (cases.into_iter().enumerate()).map(move |(index, case)| (kernel, index, case))
+        })
     {
-        let case = format!("{inputs}->{outputs} k{kernel}/{stride} p{padding} {height}x{width}");
+        use_gpu_convolution_kernel(kernel_kind);
+        let case = format!(
+            "{kernel_kind:?} {inputs}->{outputs} k{kernel}/{stride} p{padding} {height}x{width}"
+        );
         let config = Conv2dConfig::new([inputs, outputs], [kernel, kernel])
             .with_stride([stride, stride])
             .with_padding(PaddingConfig2d::Explicit(
@@ -551,6 +575,12 @@ async fn webgpu_convolution_kernels_match_the_cpu() {
             Tensor::from_data(input.clone(), &gpu),
         ))
         .await;
+        match kernel_kind {
+            GpuConvolutionKernel::Direct => direct_outputs.push(got.clone()),
+            GpuConvolutionKernel::Tiled => {
+                other_bits += usize::from(got != direct_outputs[index]);
+            }
+        }
         check(&format!("{case}: output"), got, expected);
 
         // Training: the gradients of a weighted sum of the output.
@@ -601,4 +631,10 @@ async fn webgpu_convolution_kernels_match_the_cpu() {
             weight_expected,
         );
     }
+    use_gpu_convolution_kernel(adapters_kernel);
+    console_log!(
+        "the tiled kernels' outputs have other bits than the direct kernel's in {other_bits} of {} cases",
+        cases.len()
+    );
+    assert!(other_bits >= cases.len() / 2, "did the tiled kernels run?");
 }
