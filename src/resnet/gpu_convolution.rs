@@ -492,16 +492,15 @@ fn tiled_input_grad(
     // [kernel row, kernel column, out, in]: a K row (a tap's gathered channel) is a run of
     // the computed channels, as the forward pass's weights are.
     let weight = into_contiguous(permute(weight, &[2, 3, 0, 1]));
-    // No bias; the kernel is also given it as the residual, which it does not read.
-    let bias = CubeBackend::float_zeros([in_channels].into(), &device, FloatDType::F32);
     let input_grad = empty_device_dtype(
         client,
         device,
         [images, height, width, in_channels].into(),
         dtype,
     );
+    // Transposed, the kernel reads no bias and no residual: it is given the weights for both.
     launch_conv_tiled(
-        [&output_grad, &weight, &bias, &bias, &input_grad],
+        [&output_grad, &weight, &weight, &weight, &input_grad],
         shape,
         tile,
         count,

@@ -146,11 +146,11 @@ pub(super) struct TiledConvShape {
 /// The bias, then the residual where `add_residual`, are added and the ReLU applied where
 /// `relu`, as the outputs are stored.
 ///
-/// Where `transposed`, it computes a convolution's input gradient from its output gradient:
-/// `input` is the output gradient and `output` the input gradient, so the shape's "in" sizes
-/// are the convolution's output and its "out" sizes the convolution's input (kernel, stride
-/// and padding stay the convolution's), and `weight` is [kernel row, kernel column, out
-/// channel, in channel]. Input row y takes output-gradient row (y + pad - kernel row) / stride
+/// Where `transposed`, it computes a convolution's input gradient from its output gradient,
+/// reading no bias and no residual: `input` is the output gradient and `output` the input
+/// gradient, so the shape's "in" sizes are the convolution's output and its "out" sizes the
+/// convolution's input (kernel, stride and padding stay the convolution's), and `weight` is
+/// [kernel row, kernel column, out channel, in channel]. Input row y takes output-gradient row (y + pad - kernel row) / stride
 /// only where that divides, so all rows of one phase (y mod stride) take the same kernel rows:
 /// workgroup z is phase z, its pixels are that phase's rows and columns alone, and no
 /// multiply-add is spent on a tap that does not divide.
@@ -367,7 +367,11 @@ pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
             let vector = first_vector + unit_vector + (v * columns) as u32;
             if pixel < pixels && vector < shape.out_vectors {
                 let at = out_pixel * shape.out_vectors + vector;
-                let sum = sums[p * vectors_per_unit + v] + bias[vector as usize];
+                // A gradient has no bias (so the caller need not make zeros for one).
+                let mut sum = sums[p * vectors_per_unit + v];
+                if !transposed {
+                    sum += bias[vector as usize];
+                }
                 output[at as usize] = epilogue_of(sum, residual, at, add_residual, relu);
             }
         }
