@@ -9,9 +9,9 @@
 //! has its own. Activations are NHWC in memory, as burn's own convolutions leave them.
 //! On a GPU (`GpuConvolutionKernel::Tiled`, by the adapter's type) the forward pass and both
 //! gradients, strides included, go to `gpu_tiled_convolution.rs`. Either forward kernel can
-//! add a residual and apply the ReLU as it stores (`convolve_relu`, `convolve_add_relu`), and folded weights
-//! are kept in the layout the kernels read (`pack_weight`), so inference launches little
-//! besides its convolutions.
+//! add a residual and apply the ReLU as it stores (`convolve_relu`, `convolve_add_relu`), and
+//! folded weights are kept in the layout the kernels read (`pack_weight`), so inference
+//! launches little besides its convolutions.
 
 use burn::backend::ops::{ActivationOps, ConvOptions, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;

@@ -142,7 +142,8 @@ pub(super) struct TiledConvShape {
     pub split_pixels: u32,
 }
 
-/// Workgroup (x, y) covers pixels from x·tile_pixels and channel vectors from y·16·vectors.
+/// Workgroup (x, y) covers pixels from x·tile_pixels and channel vectors from
+/// y·columns·vectors.
 /// The bias, then the residual where `add_residual`, are added and the ReLU applied where
 /// `relu`, as the outputs are stored.
 ///
@@ -150,10 +151,10 @@ pub(super) struct TiledConvShape {
 /// reading no bias and no residual: `input` is the output gradient and `output` the input
 /// gradient, so the shape's "in" sizes are the convolution's output and its "out" sizes the
 /// convolution's input (kernel, stride and padding stay the convolution's), and `weight` is
-/// [kernel row, kernel column, out channel, in channel]. Input row y takes output-gradient row (y + pad - kernel row) / stride
-/// only where that divides, so all rows of one phase (y mod stride) take the same kernel rows:
-/// workgroup z is phase z, its pixels are that phase's rows and columns alone, and no
-/// multiply-add is spent on a tap that does not divide.
+/// [kernel row, kernel column, out channel, in channel]. Input row y takes output-gradient
+/// row (y + pad - kernel row) / stride only where that divides, so all rows of one phase (y
+/// mod stride) take the same kernel rows: workgroup z is phase z, its pixels are that phase's
+/// rows and columns alone, and no multiply-add is spent on a tap that does not divide.
 #[cube(launch_unchecked)]
 pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
     input: &Tensor<Vector<E, N>>,
@@ -199,6 +200,10 @@ pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
         grid_height = (shape.out_height + shape.stride_height - 1 - phase_y) / shape.stride_height;
         grid_width = (shape.out_width + shape.stride_width - 1 - phase_x) / shape.stride_width;
         pixels = shape.images * grid_height * grid_width;
+        // An empty phase (an input of 1 row at stride 2) has no pixel to decode, but its
+        // invocations still divide by its sizes.
+        grid_height = select(grid_height > 0, grid_height, 1);
+        grid_width = select(grid_width > 0, grid_width, 1);
         k_vectors = taps_y * taps_x * shape.in_vectors;
         window_step_y = 1;
         window_step_x = 1;
