@@ -41,14 +41,17 @@ pub enum Section {
     Inference,
     Training,
     Convolutions,
+    /// Each convolution on each tile of the tiled kernel (a GPU only).
+    Tiles,
     BatchNorm,
 }
 
 impl Section {
-    pub const ALL: [Section; 4] = [
+    pub const ALL: [Section; 5] = [
         Section::Inference,
         Section::Training,
         Section::Convolutions,
+        Section::Tiles,
         Section::BatchNorm,
     ];
 }
@@ -61,9 +64,11 @@ impl std::str::FromStr for Section {
             "inference" => Ok(Section::Inference),
             "training" => Ok(Section::Training),
             "convolutions" => Ok(Section::Convolutions),
+            "tiles" => Ok(Section::Tiles),
             "batch-norm" => Ok(Section::BatchNorm),
             other => Err(crate::Error::InvalidInput(format!(
-                "unknown bench section '{other}': use inference, training, convolutions or batch-norm"
+                "unknown bench section '{other}': use inference, training, convolutions, tiles \
+                 or batch-norm"
             ))),
         }
     }
@@ -117,6 +122,7 @@ pub fn run(native: &NativeDevice, options: &BenchOptions, mut emit: impl FnMut(V
             Section::Inference => inference(device, gpu, options, &mut emit),
             Section::Training => training(device, gpu, options, &mut emit),
             Section::Convolutions => convolutions(device, gpu, options, &mut emit),
+            Section::Tiles => tiles(device, gpu, options, &mut emit),
             Section::BatchNorm => batch_norms(device, gpu, options, &mut emit),
         }
     }
@@ -304,62 +310,133 @@ fn convolve(
     ))
 }
 
-/// Forward, and forward with both gradients (the backward pass seeded with ones), per shape.
-fn convolutions(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
-    let autodiff = device.clone().autodiff();
-    for case in conv_cases()
-        .into_iter()
-        .filter(|case| options.keeps(case.model))
-    {
-        let padding = case.kernel / 2;
-        let out_size = (case.size + 2 * padding - case.kernel) / case.stride + 1;
+impl ConvCase {
+    fn padding(&self) -> usize {
+        self.kernel / 2
+    }
+
+    fn out_size(&self) -> usize {
+        (self.size + 2 * self.padding() - self.kernel) / self.stride + 1
+    }
+
+    /// Its shape's fields in a figure.
+    fn fields(&self) -> Value {
+        json!({
+            "model": self.model, "batch": self.batch, "in_channels": self.in_channels,
+            "size": self.size, "out_channels": self.out_channels, "kernel": self.kernel,
+            "stride": self.stride,
+        })
+    }
+
+    /// Median milliseconds of the forward pass, and of the forward pass with both gradients
+    /// (the backward pass seeded with ones), and the TFLOP/s of each, as figure fields.
+    fn timings(&self, device: &Device, options: &BenchOptions) -> Value {
+        let padding = self.padding();
+        let out_size = self.out_size();
         let flops = 2.0
-            * (case.batch * out_size * out_size * case.out_channels) as f64
-            * (case.in_channels * case.kernel * case.kernel) as f64;
-        let input_shape = [case.batch, case.in_channels, case.size, case.size];
+            * (self.batch * out_size * out_size * self.out_channels) as f64
+            * (self.in_channels * self.kernel * self.kernel) as f64;
+        let input_shape = [self.batch, self.in_channels, self.size, self.size];
         let weight_shape = [
-            case.out_channels,
-            case.in_channels,
-            case.kernel,
-            case.kernel,
+            self.out_channels,
+            self.in_channels,
+            self.kernel,
+            self.kernel,
         ];
         let normal = Distribution::Normal(0.0, 1.0);
         let input = Tensor::<4>::random(input_shape, normal, device);
         let weight = Tensor::<4>::random(weight_shape, normal, device);
-        let bias = Tensor::<1>::zeros([case.out_channels], device);
+        let bias = Tensor::<1>::zeros([self.out_channels], device);
+        let forward = median_ms(device, options, || {
+            convolve(
+                input.clone(),
+                weight.clone(),
+                bias.clone(),
+                self.stride,
+                padding,
+            )
+        });
+        let autodiff = device.clone().autodiff();
+        let input = Tensor::<4>::random(input_shape, normal, &autodiff).require_grad();
+        let weight = Tensor::<4>::random(weight_shape, normal, &autodiff).require_grad();
+        let bias = Tensor::<1>::zeros([self.out_channels], &autodiff);
+        let both = median_ms(device, options, || {
+            let output = convolve(
+                input.clone(),
+                weight.clone(),
+                bias.clone(),
+                self.stride,
+                padding,
+            );
+            let grads = output.backward();
+            (input.grad(&grads), weight.grad(&grads))
+        });
+        json!({
+            "forward_ms": forward, "forward_tflops": flops / forward / 1e9,
+            "forward_backward_ms": both, "forward_backward_tflops": 3.0 * flops / both / 1e9,
+        })
+    }
+}
+
+/// `a`'s fields, then `b`'s.
+fn merged(a: Value, b: Value) -> Value {
+    let mut fields = a.as_object().cloned().unwrap_or_default();
+    fields.extend(b.as_object().cloned().unwrap_or_default());
+    Value::Object(fields)
+}
+
+/// Forward, and forward with both gradients, per shape.
+fn convolutions(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
+    for case in conv_cases()
+        .into_iter()
+        .filter(|case| options.keeps(case.model))
+    {
         with_each_kernel(gpu, |gpu_kernel| {
-            let forward = median_ms(device, options, || {
-                convolve(
-                    input.clone(),
-                    weight.clone(),
-                    bias.clone(),
-                    case.stride,
-                    padding,
-                )
-            });
-            let input = Tensor::<4>::random(input_shape, normal, &autodiff).require_grad();
-            let weight = Tensor::<4>::random(weight_shape, normal, &autodiff).require_grad();
-            let bias = Tensor::<1>::zeros([case.out_channels], &autodiff);
-            let both = median_ms(device, options, || {
-                let output = convolve(
-                    input.clone(),
-                    weight.clone(),
-                    bias.clone(),
-                    case.stride,
-                    padding,
-                );
-                let grads = output.backward();
-                (input.grad(&grads), weight.grad(&grads))
-            });
-            emit(json!({
-                "figure": "convolution", "model": case.model, "batch": case.batch,
-                "in_channels": case.in_channels, "size": case.size, "out_channels": case.out_channels,
-                "kernel": case.kernel, "stride": case.stride, "gpu_kernel": gpu_kernel,
-                "forward_ms": forward, "forward_tflops": flops / forward / 1e9,
-                "forward_backward_ms": both, "forward_backward_tflops": 3.0 * flops / both / 1e9,
-            }));
+            let figure = json!({"figure": "convolution", "gpu_kernel": gpu_kernel});
+            emit(merged(
+                merged(figure, case.fields()),
+                case.timings(device, options),
+            ));
         });
     }
+}
+
+/// Each shape on the tiled kernel with each tile fixed for the forward pass and the input
+/// gradient (the weight gradient has tiles of its own), and whether the rule picks it for the
+/// forward pass: what the rule is tuned by. A GPU only; the rule's choice is given back after.
+fn tiles(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
+    #[cfg(feature = "gpu")]
+    if gpu {
+        use crate::resnet::{GpuTile, rule_tile, use_gpu_tile};
+        let chosen = gpu_convolution_kernel();
+        use_gpu_convolution_kernel(GpuConvolutionKernel::Tiled);
+        for case in conv_cases()
+            .into_iter()
+            .filter(|case| options.keeps(case.model))
+        {
+            let pixels = case.batch * case.out_size() * case.out_size();
+            let rule = rule_tile(pixels, case.out_channels);
+            for tile in GpuTile::ALL {
+                use_gpu_tile(Some(tile));
+                let figure = json!({
+                    "figure": "convolution", "gpu_kernel": "tiled", "tile": tile_name(tile),
+                    "rule_tile": tile == rule,
+                });
+                emit(merged(
+                    merged(figure, case.fields()),
+                    case.timings(device, options),
+                ));
+            }
+        }
+        use_gpu_tile(None);
+        use_gpu_convolution_kernel(chosen);
+    }
+    let _ = (device, gpu, options, emit);
+}
+
+#[cfg(feature = "gpu")]
+fn tile_name(tile: crate::resnet::GpuTile) -> String {
+    format!("{tile:?}").to_lowercase()
 }
 
 /// BatchNorm in training mode at each shape ResNet-18 (batch 32) and ResNet-20 (batch 64)

@@ -266,7 +266,7 @@ struct BenchArgs {
     /// Timed runs; each figure is their median.
     #[arg(long, default_value_t = 10)]
     runs: usize,
-    /// Comma-separated: inference, training, convolutions, batch-norm [default: all].
+    /// Comma-separated: inference, training, convolutions, tiles, batch-norm [default: all].
     #[arg(long, value_delimiter = ',', value_parser = parse_from_str::<Section>)]
     only: Vec<Section>,
     /// Comma-separated presets to keep in inference, training and convolutions (resnet18,

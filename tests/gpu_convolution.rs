@@ -1,12 +1,12 @@
 //! The tiled GPU convolution (`src/resnet/gpu_tiled_convolution.rs`), which real GPUs run, on
 //! the machine's adapter (lavapipe in CI, where the adapter rule would pick the direct kernel,
 //! so this test picks the tiled one itself): the output and both gradients against burn's
-//! convolution on the CPU, at shapes that take each of its four tiles, partial tiles
-//! and partial stages, odd sizes and batches, 1-, 3- and 64-channel inputs, and every
-//! distinct convolution of ResNet-18, -50 and -20; then whole networks on it (ResNet-18,
-//! -20 and -50 logits against PyTorch's, folded with the fused epilogues and not), and a
-//! training run against the CPU's. Its own test binary, and one test, because the kernel
-//! choice is one switch for the process.
+//! convolution on the CPU, at shapes that take each of the tiles the rule picks (and with each
+//! tile fixed, the one it does not pick too), partial tiles and partial stages, odd sizes and
+//! batches, 1-, 3- and 64-channel inputs, and every distinct convolution of ResNet-18, -50 and
+//! -20; then whole networks on it (ResNet-18, -20 and -50 logits against PyTorch's, folded
+//! with the fused epilogues and not), and a training run against the CPU's. Its own test
+//! binary, and one test, because the kernel choice is one switch for the process.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
@@ -16,8 +16,8 @@ use common::*;
 use resnet_web::device::{self, DeviceChoice};
 use resnet_web::readback::{block_on, read_floats};
 use resnet_web::resnet::{
-    Arch, ConvolveOps, GpuConvolutionKernel, ResNetConfig, gpu_convolution_kernel,
-    use_gpu_convolution_kernel,
+    Arch, ConvolveOps, GpuConvolutionKernel, GpuTile, ResNetConfig, fixed_gpu_tile,
+    gpu_convolution_kernel, use_gpu_convolution_kernel, use_gpu_tile,
 };
 
 struct Case {
@@ -98,6 +98,7 @@ fn the_tiled_kernels_match_the_cpu_and_pytorch() {
         .device;
     let cpu = device::open(DeviceChoice::Cpu).unwrap().device;
     convolutions_match_burns_on_the_cpu(&gpu, &cpu);
+    every_tile_matches_the_cpu(&gpu, &cpu);
     use_gpu_convolution_kernel(GpuConvolutionKernel::Tiled);
     networks_match_pytorch(&gpu);
     training_follows_the_cpu(&gpu, &cpu);
@@ -209,6 +210,77 @@ fn convolutions_match_burns_on_the_cpu(gpu: &Device, cpu: &Device) {
     assert!(
         other_bits.iter().all(|&count| count >= cases.len() / 2),
         "the tiled kernel gave the direct kernel's bits in {other_bits:?} of {} cases: did it run?",
+        cases.len()
+    );
+}
+
+/// Each tile fixed for every layer (as `resnet bench --only tiles` times them), on shapes it
+/// covers in part: a padded RGB stem, a partial stage and tile, stride 2 on an odd size (the
+/// input gradient's four phases), 16 channels; the candidate the rule does not pick included.
+fn every_tile_matches_the_cpu(gpu: &Device, cpu: &Device) {
+    use_gpu_convolution_kernel(GpuConvolutionKernel::Tiled);
+    let cases = [
+        Case {
+            batch: 2,
+            in_channels: 3,
+            size: 33,
+            out_channels: 64,
+            kernel: 7,
+            stride: 2,
+        },
+        Case {
+            batch: 1,
+            in_channels: 8,
+            size: 9,
+            out_channels: 12,
+            kernel: 3,
+            stride: 1,
+        },
+        Case {
+            batch: 2,
+            in_channels: 64,
+            size: 15,
+            out_channels: 192,
+            kernel: 3,
+            stride: 2,
+        },
+        Case {
+            batch: 3,
+            in_channels: 16,
+            size: 32,
+            out_channels: 32,
+            kernel: 3,
+            stride: 2,
+        },
+    ];
+    for case in &cases {
+        let reference = run(case, cpu);
+        for tile in GpuTile::ALL {
+            use_gpu_tile(Some(tile));
+            assert_eq!(fixed_gpu_tile(), Some(tile));
+            let ours = run(case, gpu);
+            let errors: Vec<f32> = ours
+                .iter()
+                .zip(&reference)
+                .map(|(ours, reference)| relative_error(ours, reference))
+                .collect();
+            assert!(
+                errors.iter().all(|&e| e < 1e-4),
+                "the {tile:?} tile on {}x{}x{} -> {} k{} s{} is off by {errors:?}",
+                case.batch,
+                case.in_channels,
+                case.size,
+                case.out_channels,
+                case.kernel,
+                case.stride
+            );
+        }
+    }
+    use_gpu_tile(None);
+    assert_eq!(fixed_gpu_tile(), None);
+    println!(
+        "each of the {} tiles fixed for every layer: {} shapes within 1e-4 of the CPU",
+        GpuTile::ALL.len(),
         cases.len()
     );
 }

@@ -324,3 +324,51 @@ pub fn gpu_convolution_kernel() -> GpuConvolutionKernel {
         GpuConvolutionKernel::Direct
     }
 }
+
+/// The tiled kernel's tiles, output pixels by output channels (`TileShape` in
+/// `src/resnet/gpu_tiled_convolution.rs`). A rule picks one per layer; `resnet bench --only
+/// tiles` times each on each layer, which is what that rule is to be tuned by on a real GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuTile {
+    /// 128 by 16.
+    Narrow,
+    /// 64 by 64.
+    Small,
+    /// 128 by 64.
+    Tall,
+    /// 64 by 128: a candidate the rule does not pick yet, for the 14 and 7 px layers of
+    /// 256 and 512 channels, which get the small tile.
+    Wide,
+    /// 128 by 128.
+    Large,
+}
+
+impl GpuTile {
+    pub const ALL: [GpuTile; 5] = [
+        GpuTile::Narrow,
+        GpuTile::Small,
+        GpuTile::Tall,
+        GpuTile::Wide,
+        GpuTile::Large,
+    ];
+}
+
+/// 0 where the rule picks the tile, else 1 + the tile's index in `GpuTile::ALL`.
+static FIXED_TILE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Fixes the tiled kernel's tile for every layer (forward and input gradient), or gives the
+/// choice back to the rule with `None`: for the bench and the tests, one switch per process.
+pub fn use_gpu_tile(tile: Option<GpuTile>) {
+    let index = tile.map_or(0, |tile| {
+        1 + GpuTile::ALL.iter().position(|&t| t == tile).unwrap_or(0)
+    });
+    FIXED_TILE.store(index, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The tile `use_gpu_tile` fixed, if any.
+pub fn fixed_gpu_tile() -> Option<GpuTile> {
+    match FIXED_TILE.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        index => GpuTile::ALL.get(index - 1).copied(),
+    }
+}

@@ -25,7 +25,7 @@ use cubecl::num_traits::Zero;
 use cubecl::prelude::*;
 
 use super::convolve::{
-    ConvolveOps, GpuConvolutionKernel, gpu_convolution_kernel,
+    ConvolveOps, GpuConvolutionKernel, GpuTile, fixed_gpu_tile, gpu_convolution_kernel,
     output_shape as convolve_output_shape,
 };
 use super::gpu_tiled_convolution::{
@@ -373,6 +373,35 @@ fn pad_channels(
     }
 }
 
+/// Each tile by its name.
+const TILES: [(GpuTile, TileShape); 5] = [
+    (GpuTile::Narrow, TileShape::NARROW),
+    (GpuTile::Small, TileShape::SMALL),
+    (GpuTile::Tall, TileShape::TALL),
+    (GpuTile::Wide, TileShape::WIDE),
+    (GpuTile::Large, TileShape::LARGE),
+];
+
+/// The tile for a layer of `pixels` output pixels and `channels` output channels:
+/// `use_gpu_tile`'s where one is fixed, else the rule's.
+fn tile_for(pixels: usize, channels: usize) -> TileShape {
+    let fixed = fixed_gpu_tile().and_then(|tile| TILES.iter().find(|(name, _)| *name == tile));
+    match fixed {
+        Some(&(_, shape)) => shape,
+        None => TileShape::for_layer(pixels, channels),
+    }
+}
+
+/// The tile the rule picks for a layer's forward pass (`pixels` output pixels, `channels`
+/// output channels), by name: what `resnet bench --only tiles` sets the others beside.
+pub fn rule_tile(pixels: usize, channels: usize) -> GpuTile {
+    let shape = TileShape::for_layer(pixels, channels);
+    TILES
+        .iter()
+        .find(|(_, named)| *named == shape)
+        .map_or(GpuTile::Small, |&(name, _)| name)
+}
+
 /// Launches the tiled kernel on NHWC `input` and `output` and [kernel row, kernel column, in,
 /// out] `weight`, all contiguous; false, with nothing launched, where its workgroups would not
 /// fit WebGPU's 65,535 per dimension.
@@ -386,7 +415,7 @@ fn launch_tiled(
         (input.meta.shape(), weight.meta.shape(), output.meta.shape());
     let pixels = out_shape[0] * out_shape[1] * out_shape[2];
     let (in_vectors, out_channels) = (in_shape[3] / VECTOR, out_shape[3]);
-    let tile = TileShape::for_layer(pixels, out_channels);
+    let tile = tile_for(pixels, out_channels);
     let count = [
         pixels.div_ceil(tile.tile_pixels()),
         out_channels.div_ceil(tile.tile_channels()),
@@ -453,7 +482,7 @@ fn tiled_input_grad(
         return None;
     }
     let pixels = images * height * width;
-    let tile = TileShape::for_layer(pixels, in_channels);
+    let tile = tile_for(pixels, in_channels);
     // Phase (0, 0) has the most pixels.
     let phase_pixels = images * height.div_ceil(stride[0]) * width.div_ceil(stride[1]);
     let count = [
@@ -840,28 +869,7 @@ impl ConvolveOps for CubeBackend {
             weight_shape[2],
             weight_shape[3],
         ];
-        if input.dtype == DType::F32
-            && out_channels.is_multiple_of(VECTOR)
-            && !in_channels.is_multiple_of(VECTOR)
-        {
-            // The stem, on the image: computed on zero channels too, which are then cut off.
-            let (input, weight) = (
-                pad_channels(input, PaddedLayout::ChannelsLast),
-                pad_channels(weight, PaddedLayout::WeightRows),
-            );
-            let grad = Self::convolve_weight_grad(input, weight, output_grad, stride, padding);
-            let keep = [
-                0..out_channels,
-                0..in_channels,
-                0..kernel_height,
-                0..kernel_width,
-            ];
-            return Self::float_slice(grad, &keep.map(Slice::from));
-        }
-        if input.dtype != DType::F32
-            || !out_channels.is_multiple_of(VECTOR)
-            || !in_channels.is_multiple_of(VECTOR)
-        {
+        if input.dtype != DType::F32 || !out_channels.is_multiple_of(VECTOR) {
             return Self::conv2d_weight_backward(
                 input,
                 weight,
@@ -869,60 +877,97 @@ impl ConvolveOps for CubeBackend {
                 ConvOptions::new(stride, padding, [1, 1], 1),
             );
         }
-        let in_shape = input.meta.shape().clone();
-        let grad_shape = output_grad.meta.shape().clone();
-        let (client, device, dtype) = (input.client.clone(), input.device.clone(), input.dtype);
-        let input = into_contiguous(permute_nchw_to_nhwc(input));
-        let output_grad = into_contiguous(permute_nchw_to_nhwc(output_grad));
-        if gpu_convolution_kernel() == GpuConvolutionKernel::Tiled
-            && let Some(grad) =
-                tiled_weight_grad(&input, &output_grad, &weight_shape, stride, padding)
-        {
-            return grad;
+        if in_channels.is_multiple_of(VECTOR) {
+            return weight_grad(input, &weight_shape, output_grad, stride, padding);
         }
-        let weights = weight_shape.num_elements();
-        let images = in_shape[0];
-        let splits = (WEIGHT_GRAD_PARTIALS / weights).clamp(1, images);
-        let partial = empty_device_dtype(
-            client.clone(),
-            device,
-            [
-                splits,
-                kernel_height,
-                kernel_width,
-                in_channels,
-                out_channels,
-            ]
-            .into(),
-            dtype,
-        );
-        let (shape, invocations) = conv_shape(
-            &in_shape,
-            &weight_shape,
-            &grad_shape,
-            stride,
-            padding,
-            ConvWork::WeightGrad { splits },
-        );
-        // SAFETY: as for the forward kernel: invocations past the end stop, padded taps are
-        // skipped, and `partial` holds every (part, tap, in channel, out channel).
-        unsafe {
-            conv_weight_grad_kernel::launch_unchecked(
-                &client,
-                launch_count(&client, invocations),
-                CubeDim::new_1d(WORKGROUP),
-                VECTOR,
-                input.into_tensor_arg(),
-                output_grad.into_tensor_arg(),
-                partial.clone().into_tensor_arg(),
-                shape,
-                burn::backend::cubecl::dtype_to_storage_type(dtype),
-            );
-        }
-        let summed = Self::float_reshape(
-            Self::float_sum_dim(partial, 0),
-            [kernel_height, kernel_width, in_channels, out_channels].into(),
-        );
-        Self::float_permute(summed, &[3, 2, 0, 1])
+        // The stem, on the image: computed on zero channels too, which are then cut off. Only
+        // the weight's shape is read, so the weight itself is not padded.
+        let padded = [
+            out_channels,
+            in_channels.next_multiple_of(VECTOR),
+            kernel_height,
+            kernel_width,
+        ];
+        let input = pad_channels(input, PaddedLayout::ChannelsLast);
+        let grad = weight_grad(input, &padded.into(), output_grad, stride, padding);
+        let keep = [
+            0..out_channels,
+            0..in_channels,
+            0..kernel_height,
+            0..kernel_width,
+        ];
+        Self::float_slice(grad, &keep.map(Slice::from))
     }
+}
+
+/// The gradient of a weight of `weight_shape` [out, in, kernel rows, kernel columns], float32
+/// with whole vectors of channels both ways, from NCHW `input` and `output_grad`: the tiled
+/// kernel where it is chosen and fits, else the direct one.
+fn weight_grad(
+    input: FloatTensor<CubeBackend>,
+    weight_shape: &Shape,
+    output_grad: FloatTensor<CubeBackend>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> FloatTensor<CubeBackend> {
+    let [out_channels, in_channels, kernel_height, kernel_width] = [
+        weight_shape[0],
+        weight_shape[1],
+        weight_shape[2],
+        weight_shape[3],
+    ];
+    let in_shape = input.meta.shape().clone();
+    let grad_shape = output_grad.meta.shape().clone();
+    let (client, device, dtype) = (input.client.clone(), input.device.clone(), input.dtype);
+    let input = into_contiguous(permute_nchw_to_nhwc(input));
+    let output_grad = into_contiguous(permute_nchw_to_nhwc(output_grad));
+    if gpu_convolution_kernel() == GpuConvolutionKernel::Tiled
+        && let Some(grad) = tiled_weight_grad(&input, &output_grad, weight_shape, stride, padding)
+    {
+        return grad;
+    }
+    let weights = weight_shape.num_elements();
+    let images = in_shape[0];
+    let splits = (WEIGHT_GRAD_PARTIALS / weights).clamp(1, images);
+    let partial = empty_device_dtype(
+        client.clone(),
+        device,
+        [
+            splits,
+            kernel_height,
+            kernel_width,
+            in_channels,
+            out_channels,
+        ]
+        .into(),
+        dtype,
+    );
+    let (shape, invocations) = conv_shape(
+        &in_shape,
+        weight_shape,
+        &grad_shape,
+        stride,
+        padding,
+        ConvWork::WeightGrad { splits },
+    );
+    // SAFETY: as for the forward kernel: invocations past the end stop, padded taps are
+    // skipped, and `partial` holds every (part, tap, in channel, out channel).
+    unsafe {
+        conv_weight_grad_kernel::launch_unchecked(
+            &client,
+            launch_count(&client, invocations),
+            CubeDim::new_1d(WORKGROUP),
+            VECTOR,
+            input.into_tensor_arg(),
+            output_grad.into_tensor_arg(),
+            partial.clone().into_tensor_arg(),
+            shape,
+            burn::backend::cubecl::dtype_to_storage_type(dtype),
+        );
+    }
+    let summed = CubeBackend::float_reshape(
+        CubeBackend::float_sum_dim(partial, 0),
+        [kernel_height, kernel_width, in_channels, out_channels].into(),
+    );
+    CubeBackend::float_permute(summed, &[3, 2, 0, 1])
 }

@@ -55,6 +55,13 @@ impl TileShape {
         vectors: 1,
         columns: GRID,
     };
+    /// 64 pixels by 128 channels; 12 KiB. The rule does not pick it: a candidate that `resnet
+    /// bench --only tiles` times beside the others (docs/design.md "A performance model").
+    pub const WIDE: TileShape = TileShape {
+        pixels: 4,
+        vectors: 2,
+        columns: GRID,
+    };
     /// 128 pixels by 128 channels; 16 KiB, WebGPU's least limit.
     pub const LARGE: TileShape = TileShape {
         pixels: 8,
@@ -115,6 +122,14 @@ pub(super) fn epilogue_of<E: Float, N: Size>(
         value = clamp_min(value, Vector::zero());
     }
     value
+}
+
+/// Output pixel `pixel` of a grid of `height` by `width` pixels an image, as (image, row,
+/// column).
+#[cube]
+fn grid_position(pixel: u32, height: u32, width: u32) -> (u32, u32, u32) {
+    let rest = pixel / width;
+    (rest / height, rest % height, pixel % width)
 }
 
 /// What the kernel reads of a convolution's shape.
@@ -233,10 +248,7 @@ pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
     for gather in 0..gathers {
         let pixel =
             first_pixel + unit / K_STAGE as u32 + gather as u32 * (WORKGROUP / K_STAGE as u32);
-        let out_x = pixel % grid_width;
-        let rest = pixel / grid_width;
-        let out_y = rest % grid_height;
-        let image = rest / grid_height;
+        let (image, out_y, out_x) = grid_position(pixel, grid_height, grid_width);
         window_rows[gather] = image * shape.in_height;
         window_y[gather] = select(
             pixel < pixels,
@@ -358,10 +370,7 @@ pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
         // Transposed, the phase's pixel (image, q_y, q_x) is row phase_y + stride·q_y.
         let mut out_pixel = pixel;
         if transposed {
-            let q_x = pixel % grid_width;
-            let rest = pixel / grid_width;
-            let q_y = rest % grid_height;
-            let image = rest / grid_height;
+            let (image, q_y, q_x) = grid_position(pixel, grid_height, grid_width);
             out_pixel = (image * shape.out_height + phase_y + q_y * shape.stride_height)
                 * shape.out_width
                 + phase_x
@@ -487,10 +496,7 @@ pub(super) fn conv_tiled_weight_grad_kernel<E: Float, N: Size>(
         for load in 0..k_per_unit {
             let at = unit + load as u32 * WORKGROUP;
             let pixel = stage + at / tile_k as u32;
-            let out_x = pixel % shape.out_width;
-            let rest = pixel / shape.out_width;
-            let out_y = rest % shape.out_height;
-            let image = rest / shape.out_height;
+            let (image, out_y, out_x) = grid_position(pixel, shape.out_height, shape.out_width);
             let in_y = (out_y * shape.stride_height) as i32 + tap_y;
             let in_x = (out_x * shape.stride_width) as i32 + tap_x;
             let mut value = Vector::<E, N>::zero();

@@ -18,7 +18,9 @@ pub use batch_norm::{BatchNormOps, batch_norm_forward, use_batch_norm_kernels};
 pub use block::{BasicBlock, Bottleneck, DownsampleLayer, PadShortcut, ResidualBlock};
 pub use config::{Arch, BlockKind, Preset, ResNetConfig, Shortcut, Stem};
 pub use convolve::{
-    ConvolveOps, GpuConvolutionKernel, convolve, gpu_convolution_kernel,
-    output_shape as convolve_output_shape, use_gpu_convolution_kernel,
+    ConvolveOps, GpuConvolutionKernel, GpuTile, convolve, fixed_gpu_tile, gpu_convolution_kernel,
+    output_shape as convolve_output_shape, use_gpu_convolution_kernel, use_gpu_tile,
 };
+#[cfg(feature = "gpu")]
+pub use gpu_convolution::rule_tile;
 pub use model::{ResNet, is_running_statistic};
