@@ -98,19 +98,20 @@ def ratios(path):
 
 
 def best_tiles(lines):
-    """Per convolution, the fastest tile forward beside the one the rule picks: what the rule is
-    tuned by."""
+    """Per convolution, the fastest tile and prefetch forward beside what the rule picks today
+    (its tile, no prefetch): what the rule is tuned by."""
     by_shape = {}
     for line in lines:
         if line.get("figure") == "convolution" and "tile" in line and "framework" not in line:
             by_shape.setdefault(figure_key(line), []).append(line)
     for tiles in by_shape.values():
         best = min(tiles, key=lambda line: line["forward_ms"])
-        rule = next((line for line in tiles if line["rule_tile"]), None)
+        rule = next((line for line in tiles if line["rule_tile"] and not line.get("prefetch")), None)
         if rule is None:
             continue
         shape = {k: best[k] for k in ["model", "batch", "in_channels", "size", "out_channels", "kernel", "stride"]}
         print(json.dumps({"figure": "best_tile", **shape, "rule": rule["tile"], "best": best["tile"],
+                          "best_prefetch": best.get("prefetch", False),
                           "rule_over_best_forward": rule["forward_ms"] / best["forward_ms"],
                           "best_forward_tflops": best["forward_tflops"]}))
 

@@ -402,13 +402,15 @@ fn convolutions(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut i
 }
 
 /// Each shape on the tiled kernel with each tile fixed for the forward pass and the input
-/// gradient (the weight gradient has tiles of its own), and whether the rule picks it for the
-/// forward pass: what the rule is tuned by. A GPU only; the rule's choice is given back after.
+/// gradient (the weight gradient has tiles of its own), with and without prefetching the next
+/// stage, and whether the rule picks the tile for the forward pass: what the rule is tuned by.
+/// A GPU only; the rule's choices are given back after.
 fn tiles(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
     #[cfg(feature = "gpu")]
     if gpu {
-        use crate::resnet::{GpuTile, rule_tile, use_gpu_tile};
+        use crate::resnet::{GpuTile, gpu_prefetch, rule_tile, use_gpu_prefetch, use_gpu_tile};
         let chosen = gpu_convolution_kernel();
+        let prefetch_chosen = gpu_prefetch();
         use_gpu_convolution_kernel(GpuConvolutionKernel::Tiled);
         for case in conv_cases()
             .into_iter()
@@ -417,18 +419,22 @@ fn tiles(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl FnM
             let pixels = case.batch * case.out_size() * case.out_size();
             let rule = rule_tile(pixels, case.out_channels);
             for tile in GpuTile::ALL {
-                use_gpu_tile(Some(tile));
-                let figure = json!({
-                    "figure": "convolution", "gpu_kernel": "tiled", "tile": tile_name(tile),
-                    "rule_tile": tile == rule,
-                });
-                emit(merged(
-                    merged(figure, case.fields()),
-                    case.timings(device, options),
-                ));
+                for prefetch in [false, true] {
+                    use_gpu_tile(Some(tile));
+                    use_gpu_prefetch(prefetch);
+                    let figure = json!({
+                        "figure": "convolution", "gpu_kernel": "tiled", "tile": tile_name(tile),
+                        "rule_tile": tile == rule, "prefetch": prefetch,
+                    });
+                    emit(merged(
+                        merged(figure, case.fields()),
+                        case.timings(device, options),
+                    ));
+                }
             }
         }
         use_gpu_tile(None);
+        use_gpu_prefetch(prefetch_chosen);
         use_gpu_convolution_kernel(chosen);
     }
     let _ = (device, gpu, options, emit);

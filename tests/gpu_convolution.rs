@@ -17,7 +17,8 @@ use resnet_web::device::{self, DeviceChoice};
 use resnet_web::readback::{block_on, read_floats};
 use resnet_web::resnet::{
     Arch, ConvolveOps, GpuConvolutionKernel, GpuTile, ResNetConfig, fixed_gpu_tile,
-    gpu_convolution_kernel, use_gpu_convolution_kernel, use_gpu_tile,
+    gpu_convolution_kernel, gpu_prefetch, use_gpu_convolution_kernel, use_gpu_prefetch,
+    use_gpu_tile,
 };
 
 struct Case {
@@ -214,9 +215,10 @@ fn convolutions_match_burns_on_the_cpu(gpu: &Device, cpu: &Device) {
     );
 }
 
-/// Each tile fixed for every layer (as `resnet bench --only tiles` times them), on shapes it
-/// covers in part: a padded RGB stem, a partial stage and tile, stride 2 on an odd size (the
-/// input gradient's four phases), 16 channels; the candidate the rule does not pick included.
+/// Each tile fixed for every layer (as `resnet bench --only tiles` times them), with and
+/// without the next stage's loads issued early, on shapes it covers in part: a padded RGB
+/// stem, a partial stage and tile, stride 2 on an odd size (the input gradient's four phases),
+/// 16 channels; the candidate the rule does not pick included.
 fn every_tile_matches_the_cpu(gpu: &Device, cpu: &Device) {
     use_gpu_convolution_kernel(GpuConvolutionKernel::Tiled);
     let cases = [
@@ -256,30 +258,36 @@ fn every_tile_matches_the_cpu(gpu: &Device, cpu: &Device) {
     for case in &cases {
         let reference = run(case, cpu);
         for tile in GpuTile::ALL {
-            use_gpu_tile(Some(tile));
-            assert_eq!(fixed_gpu_tile(), Some(tile));
-            let ours = run(case, gpu);
-            let errors: Vec<f32> = ours
-                .iter()
-                .zip(&reference)
-                .map(|(ours, reference)| relative_error(ours, reference))
-                .collect();
-            assert!(
-                errors.iter().all(|&e| e < 1e-4),
-                "the {tile:?} tile on {}x{}x{} -> {} k{} s{} is off by {errors:?}",
-                case.batch,
-                case.in_channels,
-                case.size,
-                case.out_channels,
-                case.kernel,
-                case.stride
-            );
+            for prefetch in [false, true] {
+                use_gpu_tile(Some(tile));
+                use_gpu_prefetch(prefetch);
+                assert_eq!((fixed_gpu_tile(), gpu_prefetch()), (Some(tile), prefetch));
+                let ours = run(case, gpu);
+                let errors: Vec<f32> = ours
+                    .iter()
+                    .zip(&reference)
+                    .map(|(ours, reference)| relative_error(ours, reference))
+                    .collect();
+                assert!(
+                    errors.iter().all(|&e| e < 1e-4),
+                    "the {tile:?} tile (prefetch: {prefetch}) on {}x{}x{} -> {} k{} s{} is off \
+                     by {errors:?}",
+                    case.batch,
+                    case.in_channels,
+                    case.size,
+                    case.out_channels,
+                    case.kernel,
+                    case.stride
+                );
+            }
         }
     }
     use_gpu_tile(None);
+    use_gpu_prefetch(false);
     assert_eq!(fixed_gpu_tile(), None);
     println!(
-        "each of the {} tiles fixed for every layer: {} shapes within 1e-4 of the CPU",
+        "each of the {} tiles fixed for every layer, with and without prefetch: {} shapes \
+         within 1e-4 of the CPU",
         GpuTile::ALL.len(),
         cases.len()
     );
@@ -330,8 +338,15 @@ fn networks_match_pytorch(gpu: &Device) {
 /// convolution's forward pass and both gradients on the tiled kernels.
 fn training_follows_the_cpu(gpu: &Device, cpu: &Device) {
     let reference = block_on(reference_loss_curve(&cpu.clone().autodiff()));
-    let ours = block_on(reference_loss_curve(&gpu.clone().autodiff()));
-    let difference = max_relative_difference(&ours, &reference);
-    println!("training on the tiled kernels: max relative difference to the CPU {difference:e}");
-    assert!(difference < 1e-3, "{difference}");
+    for prefetch in [false, true] {
+        use_gpu_prefetch(prefetch);
+        let ours = block_on(reference_loss_curve(&gpu.clone().autodiff()));
+        let difference = max_relative_difference(&ours, &reference);
+        println!(
+            "training on the tiled kernels (prefetch: {prefetch}): max relative difference to \
+             the CPU {difference:e}"
+        );
+        assert!(difference < 1e-3, "{difference}");
+    }
+    use_gpu_prefetch(false);
 }

@@ -465,7 +465,7 @@ async fn head_only_fine_tuning_keeps_the_backbone() {
 
 /// Our WebGPU convolution kernels, the direct one (`src/resnet/gpu_convolution.rs`, which
 /// SwiftShader gets) and the tiled ones (`src/resnet/gpu_tiled_convolution.rs`, which real
-/// GPUs get), against burn's convolution on the CPU, same weights and input: the output, and
+/// GPUs get; without and with the next stage's loads issued early), against burn's convolution on the CPU, same weights and input: the output, and
 /// with autodiff the gradients of the input, weight and bias. Rows cut short by the 4-pixel
 /// tiles, partial tiles and stages, stride 2 (the tiled input gradient's phases) on odd sizes
 /// and batches, 1x1 and 7x7 kernels, with and without bias, images of 1 and 3 channels (padded
@@ -480,6 +480,7 @@ async fn webgpu_convolution_kernels_match_the_cpu() {
     use burn::tensor::{Distribution, TensorData};
     use resnet_web::resnet::{
         GpuConvolutionKernel, convolve, gpu_convolution_kernel, use_gpu_convolution_kernel,
+        use_gpu_prefetch,
     };
 
     async fn values<const D: usize>(tensor: Tensor<D>) -> TensorData {
@@ -512,11 +513,11 @@ async fn webgpu_convolution_kernels_match_the_cpu() {
     // The adapter's own choice, given back at the end.
     let adapters_kernel = gpu_convolution_kernel();
     // The direct kernel's outputs, and how many the tiled one gives with other bits (it adds
-    // in another order): the proof that it ran.
+    // in another order), without and with prefetching the next stage: the proof that it ran.
     let mut direct_outputs = Vec::new();
-    let mut other_bits = 0;
+    let mut other_bits = [0; 2];
     for (
-        kernel_kind,
+        (kernel_kind, prefetch),
         index,
         [
             inputs,
@@ -529,15 +530,19 @@ async fn webgpu_convolution_kernels_match_the_cpu() {
             batch,
             bias,
         ],
-    ) in [GpuConvolutionKernel::Direct, GpuConvolutionKernel::Tiled]
-        .into_iter()
-        .flat_map(|kernel| {
-            (cases.into_iter().enumerate()).map(move |(index, case)| (kernel, index, case))
-        })
+    ) in [
+        (GpuConvolutionKernel::Direct, false),
+        (GpuConvolutionKernel::Tiled, false),
+        (GpuConvolutionKernel::Tiled, true),
+    ]
+    .into_iter()
+    .flat_map(|pass| (cases.into_iter().enumerate()).map(move |(index, case)| (pass, index, case)))
     {
         use_gpu_convolution_kernel(kernel_kind);
+        use_gpu_prefetch(prefetch);
         let case = format!(
-            "{kernel_kind:?} {inputs}->{outputs} k{kernel}/{stride} p{padding} {height}x{width}"
+            "{kernel_kind:?} (prefetch: {prefetch}) {inputs}->{outputs} k{kernel}/{stride} \
+             p{padding} {height}x{width}"
         );
         let config = Conv2dConfig::new([inputs, outputs], [kernel, kernel])
             .with_stride([stride, stride])
@@ -578,7 +583,7 @@ async fn webgpu_convolution_kernels_match_the_cpu() {
         match kernel_kind {
             GpuConvolutionKernel::Direct => direct_outputs.push(got.clone()),
             GpuConvolutionKernel::Tiled => {
-                other_bits += usize::from(got != direct_outputs[index]);
+                other_bits[usize::from(prefetch)] += usize::from(got != direct_outputs[index]);
             }
         }
         check(&format!("{case}: output"), got, expected);
@@ -632,9 +637,14 @@ async fn webgpu_convolution_kernels_match_the_cpu() {
         );
     }
     use_gpu_convolution_kernel(adapters_kernel);
+    use_gpu_prefetch(false);
     console_log!(
-        "the tiled kernels' outputs have other bits than the direct kernel's in {other_bits} of {} cases",
+        "the tiled kernels' outputs (without, with prefetch) have other bits than the direct \
+         kernel's in {other_bits:?} of {} cases",
         cases.len()
     );
-    assert!(other_bits >= cases.len() / 2, "did the tiled kernels run?");
+    assert!(
+        other_bits.iter().all(|&count| count >= cases.len() / 2),
+        "did the tiled kernels run?"
+    );
 }

@@ -372,3 +372,17 @@ pub fn fixed_gpu_tile() -> Option<GpuTile> {
         index => GpuTile::ALL.get(index - 1).copied(),
     }
 }
+
+static PREFETCH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the tiled kernel issues each stage's loads before the previous stage's arithmetic
+/// (registers standing in for a second buffer of workgroup memory), for every layer. Off
+/// until a real GPU's `resnet bench --only tiles`, which times both, shows it pays: on a CPU
+/// adapter it cannot.
+pub fn use_gpu_prefetch(prefetch: bool) {
+    PREFETCH.store(prefetch, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn gpu_prefetch() -> bool {
+    PREFETCH.load(std::sync::atomic::Ordering::Relaxed)
+}

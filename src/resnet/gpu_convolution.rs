@@ -26,7 +26,7 @@ use cubecl::prelude::*;
 
 use super::convolve::{
     ConvolveOps, GpuConvolutionKernel, GpuTile, fixed_gpu_tile, gpu_convolution_kernel,
-    output_shape as convolve_output_shape,
+    gpu_prefetch, output_shape as convolve_output_shape,
 };
 use super::gpu_tiled_convolution::{
     TileShape, TiledConvShapeLaunch, WeightGradTiles, conv_tiled_kernel,
@@ -574,6 +574,7 @@ fn launch_conv_tiled(
             epilogue.residual,
             epilogue.relu,
             transposed,
+            gpu_prefetch(),
             burn::backend::cubecl::dtype_to_storage_type(input.dtype),
         );
     }

@@ -132,6 +132,33 @@ fn grid_position(pixel: u32, height: u32, width: u32) -> (u32, u32, u32) {
     (rest / height, rest % height, pixel % width)
 }
 
+/// A stage's loads, from registers into workgroup memory: each invocation's gathered patch
+/// vectors at `unit + gather·256`, its weight vectors at `unit + load·256` where that is inside
+/// the stage's `stage_weights`.
+#[cube]
+fn store_stage<E: Float, N: Size>(
+    patches: &mut Shared<[Vector<E, N>]>,
+    weights: &mut Shared<[Vector<E, N>]>,
+    patch_values: &Array<Vector<E, N>>,
+    weight_values: &Array<Vector<E, N>>,
+    stage_weights: u32,
+    #[comptime] gathers: usize,
+    #[comptime] weight_loads: usize,
+) {
+    let unit = UNIT_POS;
+    #[unroll]
+    for gather in 0..gathers {
+        patches[(unit + gather as u32 * WORKGROUP) as usize] = patch_values[gather];
+    }
+    #[unroll]
+    for load in 0..weight_loads {
+        let at = unit + load as u32 * WORKGROUP;
+        if at < stage_weights {
+            weights[at as usize] = weight_values[load];
+        }
+    }
+}
+
 /// What the kernel reads of a convolution's shape.
 #[derive(CubeLaunch, CubeType)]
 pub(super) struct TiledConvShape {
@@ -184,6 +211,7 @@ pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
     #[comptime] add_residual: bool,
     #[comptime] relu: bool,
     #[comptime] transposed: bool,
+    #[comptime] prefetch: bool,
     #[define(E)] _dtype: ElemType,
 ) {
     // The grid of pixels this workgroup's tiles cover, K, and where a pixel's window starts:
@@ -270,98 +298,141 @@ pub(super) fn conv_tiled_kernel<E: Float, N: Size>(
     // (cube functions have no div_ceil)
     #[allow(clippy::manual_div_ceil)]
     let stages = (k_vectors + K_STAGE as u32 - 1) / K_STAGE as u32;
-    for stage in 0..stages {
-        // Gather: K vector k is tap k / in_vectors, channel vector k % in_vectors; the
-        // transposed convolution walks its taps' rows and columns backwards.
-        let k = stage * K_STAGE as u32 + load_k;
-        let tap = k / shape.in_vectors;
-        let channel_vector = k % shape.in_vectors;
-        let mut tap_y = (tap / taps_x) as i32;
-        let mut tap_x = (tap % taps_x) as i32;
-        if transposed {
-            tap_y = -tap_y;
-            tap_x = -tap_x;
-        }
-        #[unroll]
-        for gather in 0..gathers {
-            let in_y = window_y[gather] + tap_y;
-            let in_x = window_x[gather] + tap_x;
-            let mut value = Vector::<E, N>::zero();
-            if k < k_vectors
-                && in_y >= 0
-                && in_y < shape.in_height as i32
-                && in_x >= 0
-                && in_x < shape.in_width as i32
-            {
-                let at = ((window_rows[gather] + in_y as u32) * shape.in_width + in_x as u32)
-                    * shape.in_vectors
-                    + channel_vector;
-                value = input[at as usize];
-            }
-            patches[(unit + gather as u32 * WORKGROUP) as usize] = value;
-        }
-        // The stage's weights: one vector an invocation and load (the narrow tile's 64 by the
-        // first quarter of the workgroup).
-        let stage_weights = K_STAGE * VECTOR * tile_vectors;
-        #[unroll]
-        #[allow(clippy::manual_div_ceil)]
-        for load in 0..(stage_weights + WORKGROUP as usize - 1) / WORKGROUP as usize {
-            let at = unit + load as u32 * WORKGROUP;
-            let row = stage * (K_STAGE * VECTOR) as u32 + at / tile_vectors as u32;
-            let vector = first_vector + at % tile_vectors as u32;
-            // Forward, the weights' rows are K's rows as they lie; transposed, the phase's
-            // taps are every stride-th kernel row and column from its first.
-            let mut weight_row = row;
+    // The stage's weights: one vector an invocation and load (the narrow tile's 64 by the
+    // first quarter of the workgroup).
+    let stage_weights = K_STAGE * VECTOR * tile_vectors;
+    #[allow(clippy::manual_div_ceil)]
+    let weight_loads = (stage_weights + WORKGROUP as usize - 1) / WORKGROUP as usize;
+    // What this invocation loads from global memory for a stage, held in registers until it
+    // is stored into workgroup memory.
+    let mut patch_values = Array::<Vector<E, N>>::new(gathers);
+    let mut weight_values = Array::<Vector<E, N>>::new(weight_loads);
+    // Round r loads stage r. Without `prefetch` it then stores and multiplies out that stage.
+    // With it, it multiplies out stage r - 1 while stage r's loads are in flight, and stores
+    // stage r after: one round more than stages, the first only loading and the last only
+    // multiplying. The same two barriers a round either way, and a few registers more.
+    let mut rounds = stages;
+    let mut first_multiplying_round = 0u32;
+    if prefetch {
+        rounds = stages + 1;
+        first_multiplying_round = 1u32;
+    }
+    for round in 0..rounds {
+        if round < stages {
+            let stage = round;
+            // Gather: K vector k is tap k / in_vectors, channel vector k % in_vectors; the
+            // transposed convolution walks its taps' rows and columns backwards.
+            let k = stage * K_STAGE as u32 + load_k;
+            let tap = k / shape.in_vectors;
+            let channel_vector = k % shape.in_vectors;
+            let mut tap_y = (tap / taps_x) as i32;
+            let mut tap_x = (tap % taps_x) as i32;
             if transposed {
-                let k_row = row / VECTOR as u32;
-                let tap = k_row / shape.in_vectors;
-                let kernel_y = first_tap_y + (tap / taps_x) * shape.stride_height;
-                let kernel_x = first_tap_x + (tap % taps_x) * shape.stride_width;
-                weight_row = ((kernel_y * shape.kernel_width + kernel_x) * shape.in_vectors
-                    + k_row % shape.in_vectors)
-                    * VECTOR as u32
-                    + row % VECTOR as u32;
+                tap_y = -tap_y;
+                tap_x = -tap_x;
             }
-            let mut value = Vector::<E, N>::zero();
-            if row < weight_rows && vector < shape.out_vectors {
-                value = weight[(weight_row * shape.out_vectors + vector) as usize];
+            #[unroll]
+            for gather in 0..gathers {
+                let in_y = window_y[gather] + tap_y;
+                let in_x = window_x[gather] + tap_x;
+                let mut value = Vector::<E, N>::zero();
+                if k < k_vectors
+                    && in_y >= 0
+                    && in_y < shape.in_height as i32
+                    && in_x >= 0
+                    && in_x < shape.in_width as i32
+                {
+                    let at = ((window_rows[gather] + in_y as u32) * shape.in_width + in_x as u32)
+                        * shape.in_vectors
+                        + channel_vector;
+                    value = input[at as usize];
+                }
+                patch_values[gather] = value;
             }
-            if at < stage_weights as u32 {
-                weights[at as usize] = value;
+            #[unroll]
+            for load in 0..weight_loads {
+                let at = unit + load as u32 * WORKGROUP;
+                let row = stage * (K_STAGE * VECTOR) as u32 + at / tile_vectors as u32;
+                let vector = first_vector + at % tile_vectors as u32;
+                // Forward, the weights' rows are K's rows as they lie; transposed, the phase's
+                // taps are every stride-th kernel row and column from its first.
+                let mut weight_row = row;
+                if transposed {
+                    let k_row = row / VECTOR as u32;
+                    let tap = k_row / shape.in_vectors;
+                    let kernel_y = first_tap_y + (tap / taps_x) * shape.stride_height;
+                    let kernel_x = first_tap_x + (tap % taps_x) * shape.stride_width;
+                    weight_row = ((kernel_y * shape.kernel_width + kernel_x) * shape.in_vectors
+                        + k_row % shape.in_vectors)
+                        * VECTOR as u32
+                        + row % VECTOR as u32;
+                }
+                let mut value = Vector::<E, N>::zero();
+                if row < weight_rows && vector < shape.out_vectors {
+                    value = weight[(weight_row * shape.out_vectors + vector) as usize];
+                }
+                weight_values[load] = value;
+            }
+        }
+        if !prefetch {
+            store_stage(
+                &mut patches,
+                &mut weights,
+                &patch_values,
+                &weight_values,
+                stage_weights as u32,
+                gathers,
+                weight_loads,
+            );
+            sync_cube();
+        }
+
+        if round >= first_multiplying_round {
+            #[unroll]
+            for k_in_stage in 0..K_STAGE {
+                // Four rows of weights (one per input channel of this K vector) for each of
+                // this invocation's output vectors, which are `columns` apart so that
+                // neighbours read neighbouring vectors.
+                let mut rows = Array::<Vector<E, N>>::new(VECTOR * vectors_per_unit);
+                #[unroll]
+                for channel in 0..VECTOR {
+                    #[unroll]
+                    for v in 0..vectors_per_unit {
+                        rows[channel * vectors_per_unit + v] =
+                            weights[(k_in_stage * VECTOR + channel) * tile_vectors
+                                + unit_vector as usize
+                                + v * columns];
+                    }
+                }
+                #[unroll]
+                for p in 0..pixels_per_unit {
+                    let patch =
+                        patches[(unit_pixel as usize * pixels_per_unit + p) * K_STAGE + k_in_stage];
+                    #[unroll]
+                    for v in 0..vectors_per_unit {
+                        sums[p * vectors_per_unit + v] += rows[v]
+                            * Vector::new(patch.extract(0usize))
+                            + rows[vectors_per_unit + v] * Vector::new(patch.extract(1usize))
+                            + rows[2 * vectors_per_unit + v] * Vector::new(patch.extract(2usize))
+                            + rows[3 * vectors_per_unit + v] * Vector::new(patch.extract(3usize));
+                    }
+                }
             }
         }
         sync_cube();
 
-        #[unroll]
-        for k_in_stage in 0..K_STAGE {
-            // Four rows of weights (one per input channel of this K vector) for each of this
-            // invocation's output vectors, which are `columns` apart so that neighbours read
-            // neighbouring vectors.
-            let mut rows = Array::<Vector<E, N>>::new(VECTOR * vectors_per_unit);
-            #[unroll]
-            for channel in 0..VECTOR {
-                #[unroll]
-                for v in 0..vectors_per_unit {
-                    rows[channel * vectors_per_unit + v] = weights[(k_in_stage * VECTOR + channel)
-                        * tile_vectors
-                        + unit_vector as usize
-                        + v * columns];
-                }
-            }
-            #[unroll]
-            for p in 0..pixels_per_unit {
-                let patch =
-                    patches[(unit_pixel as usize * pixels_per_unit + p) * K_STAGE + k_in_stage];
-                #[unroll]
-                for v in 0..vectors_per_unit {
-                    sums[p * vectors_per_unit + v] += rows[v] * Vector::new(patch.extract(0usize))
-                        + rows[vectors_per_unit + v] * Vector::new(patch.extract(1usize))
-                        + rows[2 * vectors_per_unit + v] * Vector::new(patch.extract(2usize))
-                        + rows[3 * vectors_per_unit + v] * Vector::new(patch.extract(3usize));
-                }
-            }
+        if prefetch && round < stages {
+            store_stage(
+                &mut patches,
+                &mut weights,
+                &patch_values,
+                &weight_values,
+                stage_weights as u32,
+                gathers,
+                weight_loads,
+            );
+            sync_cube();
         }
-        sync_cube();
     }
 
     #[unroll]

@@ -19,7 +19,8 @@ pub use block::{BasicBlock, Bottleneck, DownsampleLayer, PadShortcut, ResidualBl
 pub use config::{Arch, BlockKind, Preset, ResNetConfig, Shortcut, Stem};
 pub use convolve::{
     ConvolveOps, GpuConvolutionKernel, GpuTile, convolve, fixed_gpu_tile, gpu_convolution_kernel,
-    output_shape as convolve_output_shape, use_gpu_convolution_kernel, use_gpu_tile,
+    gpu_prefetch, output_shape as convolve_output_shape, use_gpu_convolution_kernel,
+    use_gpu_prefetch, use_gpu_tile,
 };
 #[cfg(feature = "gpu")]
 pub use gpu_convolution::rule_tile;
