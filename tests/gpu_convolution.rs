@@ -30,6 +30,40 @@ struct Case {
     stride: usize,
 }
 
+fn case(
+    batch: usize,
+    in_channels: usize,
+    size: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+) -> Case {
+    Case {
+        batch,
+        in_channels,
+        size,
+        out_channels,
+        kernel,
+        stride,
+    }
+}
+
+impl std::fmt::Display for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "{}x{}x{}x{} -> {} k{} s{}",
+            self.batch,
+            self.in_channels,
+            self.size,
+            self.size,
+            self.out_channels,
+            self.kernel,
+            self.stride
+        )
+    }
+}
+
 fn values(name: &str, count: usize) -> Vec<f32> {
     uniform01(name, count)
         .map(|u| (2.0 * u - 1.0) as f32)
@@ -81,6 +115,14 @@ fn run(case: &Case, device: &Device) -> [Vec<f32>; 3] {
     ]
 }
 
+/// `relative_error` of the output and of both gradients.
+fn relative_errors(ours: &[Vec<f32>; 3], reference: &[Vec<f32>; 3]) -> Vec<f32> {
+    ours.iter()
+        .zip(reference)
+        .map(|(ours, reference)| relative_error(ours, reference))
+        .collect()
+}
+
 /// The largest difference, relative to the reference's largest magnitude (at least 1).
 fn relative_error(ours: &[f32], reference: &[f32]) -> f32 {
     assert_eq!(ours.len(), reference.len());
@@ -108,14 +150,6 @@ fn the_tiled_kernels_match_the_cpu_and_pytorch() {
 
 fn convolutions_match_burns_on_the_cpu(gpu: &Device, cpu: &Device) {
     use_gpu_convolution_kernel(GpuConvolutionKernel::Tiled);
-    let case = |batch, in_channels, size, out_channels, kernel, stride| Case {
-        batch,
-        in_channels,
-        size,
-        out_channels,
-        kernel,
-        stride,
-    };
     let cases = [
         // The stem on an RGB image (padded to 4 channels: one K vector per tap), odd size.
         case(2, 3, 33, 64, 7, 2),
@@ -184,23 +218,10 @@ fn convolutions_match_burns_on_the_cpu(gpu: &Device, cpu: &Device) {
         for (count, (direct, ours)) in other_bits.iter_mut().zip(direct.iter().zip(&ours)) {
             *count += usize::from(direct != ours);
         }
-        let errors: Vec<f32> = ours
-            .iter()
-            .zip(&reference)
-            .map(|(ours, reference)| relative_error(ours, reference))
-            .collect();
+        let errors = relative_errors(&ours, &reference);
         println!(
-            "{}x{}x{}x{} -> {} k{} s{}: output {:.1e}, input gradient {:.1e}, weight gradient {:.1e}",
-            case.batch,
-            case.in_channels,
-            case.size,
-            case.size,
-            case.out_channels,
-            case.kernel,
-            case.stride,
-            errors[0],
-            errors[1],
-            errors[2]
+            "{case}: output {:.1e}, input gradient {:.1e}, weight gradient {:.1e}",
+            errors[0], errors[1], errors[2]
         );
         assert!(errors.iter().all(|&e| e < 1e-4), "off by {errors:?}");
     }
@@ -222,38 +243,10 @@ fn convolutions_match_burns_on_the_cpu(gpu: &Device, cpu: &Device) {
 fn every_tile_matches_the_cpu(gpu: &Device, cpu: &Device) {
     use_gpu_convolution_kernel(GpuConvolutionKernel::Tiled);
     let cases = [
-        Case {
-            batch: 2,
-            in_channels: 3,
-            size: 33,
-            out_channels: 64,
-            kernel: 7,
-            stride: 2,
-        },
-        Case {
-            batch: 1,
-            in_channels: 8,
-            size: 9,
-            out_channels: 12,
-            kernel: 3,
-            stride: 1,
-        },
-        Case {
-            batch: 2,
-            in_channels: 64,
-            size: 15,
-            out_channels: 192,
-            kernel: 3,
-            stride: 2,
-        },
-        Case {
-            batch: 3,
-            in_channels: 16,
-            size: 32,
-            out_channels: 32,
-            kernel: 3,
-            stride: 2,
-        },
+        case(2, 3, 33, 64, 7, 2),
+        case(1, 8, 9, 12, 3, 1),
+        case(2, 64, 15, 192, 3, 2),
+        case(3, 16, 32, 32, 3, 2),
     ];
     for case in &cases {
         let reference = run(case, cpu);
@@ -262,22 +255,10 @@ fn every_tile_matches_the_cpu(gpu: &Device, cpu: &Device) {
                 use_gpu_tile(Some(tile));
                 use_gpu_prefetch(prefetch);
                 assert_eq!((fixed_gpu_tile(), gpu_prefetch()), (Some(tile), prefetch));
-                let ours = run(case, gpu);
-                let errors: Vec<f32> = ours
-                    .iter()
-                    .zip(&reference)
-                    .map(|(ours, reference)| relative_error(ours, reference))
-                    .collect();
+                let errors = relative_errors(&run(case, gpu), &reference);
                 assert!(
                     errors.iter().all(|&e| e < 1e-4),
-                    "the {tile:?} tile (prefetch: {prefetch}) on {}x{}x{} -> {} k{} s{} is off \
-                     by {errors:?}",
-                    case.batch,
-                    case.in_channels,
-                    case.size,
-                    case.out_channels,
-                    case.kernel,
-                    case.stride
+                    "the {tile:?} tile (prefetch: {prefetch}) on {case} is off by {errors:?}"
                 );
             }
         }

@@ -359,9 +359,8 @@ static FIXED_TILE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsi
 /// Fixes the tiled kernel's tile for every layer (forward and input gradient), or gives the
 /// choice back to the rule with `None`: for the bench and the tests, one switch per process.
 pub fn use_gpu_tile(tile: Option<GpuTile>) {
-    let index = tile.map_or(0, |tile| {
-        1 + GpuTile::ALL.iter().position(|&t| t == tile).unwrap_or(0)
-    });
+    // `GpuTile::ALL` lists the tiles in their declaration order.
+    let index = tile.map_or(0, |tile| tile as usize + 1);
     FIXED_TILE.store(index, std::sync::atomic::Ordering::Relaxed);
 }
 
