@@ -20,11 +20,15 @@ export const Request = Object.freeze({
   TRAIN_HEAD: 'train-head', // {learner, classNames, examples: [{example, label}], options} -> ModelInfo & {summary}
   // The CPU's threads: {threads?} sets how many a prediction uses -> {threads, available, reason}
   THREADS: 'threads',
+  // Where the worker stands, answered at once even while other requests wait:
+  // {} -> {pool: {size, made, ready, state, ms}, cpuModule, cpuThreads, oneThreadReason, models, runs, inFlight: [{id, type, ms}]}
+  STATUS: 'status',
 });
 
 export const Reply = Object.freeze({ DONE: 'done', FAILED: 'failed' });
 
 export const Event = Object.freeze({
+  STARTED: 'started', //       {cpuModule, reason}: the worker's CPU module is ready (its pool started, or given up; reason: why one thread)
   BACKEND: 'backend', //       {model, backend, notice?, timings?}: 'auto' measured ({cpu, webgpu, cpuThreads?: {count: ms}} ms a prediction), or WebGPU failed
   RUN_START: 'run-start', //   {run, backend, trainCount, validationCount, totalSteps, classNames, timings?}
   RUN_STEP: 'run-step', //     {run, step, totalSteps, epoch, loss, accuracy, imagesPerSecond, secondsLeft}

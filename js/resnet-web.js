@@ -29,18 +29,107 @@ const base = () => globalThis.document?.baseURI ?? self.location.href;
 
 let worker = null;
 let nextId = 1;
-const pending = new Map(); // id -> {resolve, reject}
+// id -> {type, resolve, reject, message?}: `message` is kept, not transferred, while the
+// worker starts, so that a worker started in its place can be sent it again.
+const pending = new Map();
 const listeners = new Map(); // model or run id -> event handler
+
+// No call may wait forever on a worker that has stopped: while calls wait, a watchdog asks
+// the worker where it stands once it has been silent for STATUS_AFTER_MS (it answers at
+// once unless one call runs without yielding, as a load does for seconds, or a training
+// step of a large model on the CPU for minutes). Silent for UNRESPONSIVE_MS, it is ended
+// and every waiting call rejects with WORKER_FAILED; the next call starts a new one.
+const WATCH_MS = 5000;
+const STATUS_AFTER_MS = 10_000;
+const UNRESPONSIVE_MS = 600_000;
+let lastHeard = 0; // performance.now() when the worker last posted anything
+let watchdog = null;
+let statusAsked = false;
+
+// A worker's start can stop it for good: in Firefox, about one start in a hundred on a busy
+// machine blocks the worker inside the thread pool's start, before the pool's first worker
+// is made, and it answers nothing more (docs/design.md, "Threads"). So until the worker says
+// it has started (Event.STARTED), it is asked where it stands every START_PING_MS; silent
+// for START_SILENT_MS, it is ended and a new worker takes its calls: once more with a pool,
+// then without one (its backend line says why).
+const START_PING_MS = 1000;
+const START_SILENT_MS = 10_000;
+const STALLS_BEFORE_ONE_THREAD = 2;
+let stalledStarts = 0;
+let started = false;
+
+function failWorker(reason) {
+  const error = new ResNetError(ErrorCode.WORKER_FAILED, `the resnet-web worker ${reason}; the models it held are gone: load them again`);
+  worker?.terminate();
+  worker = null;
+  clearInterval(watchdog);
+  watchdog = null;
+  statusAsked = false;
+  for (const waiting of pending.values()) waiting.reject(error);
+  pending.clear();
+}
+
+const callsWaiting = () => [...pending.values()].some(({ type }) => type !== Request.STATUS);
+
+function watch() {
+  watchdog ??= setInterval(() => {
+    if (!callsWaiting()) {
+      clearInterval(watchdog);
+      watchdog = null;
+      return;
+    }
+    const silent = performance.now() - lastHeard;
+    if (silent >= UNRESPONSIVE_MS) {
+      failWorker(`stopped answering (nothing for ${Math.round(silent / 1000)} s)`);
+    } else if (silent >= STATUS_AFTER_MS && !statusAsked) {
+      statusAsked = true;
+      send({ type: Request.STATUS }).catch(() => {}).finally(() => { statusAsked = false; });
+    }
+  }, WATCH_MS);
+}
+
+function watchStart(starting) {
+  let askedAt = null; // when the status request not yet answered was sent
+  const timer = setInterval(() => {
+    if (worker !== starting || started) {
+      clearInterval(timer);
+    } else if (askedAt === null) {
+      askedAt = performance.now();
+      send({ type: Request.STATUS }).then(() => { askedAt = null; }, () => {});
+    } else if (performance.now() - askedAt >= START_SILENT_MS) {
+      clearInterval(timer);
+      replaceStalledWorker();
+    }
+  }, START_PING_MS);
+}
+
+// The calls made so far go to a new worker; status requests are dropped.
+function replaceStalledWorker() {
+  stalledStarts += 1;
+  worker.terminate();
+  worker = null;
+  const calls = [...pending].filter(([, call]) => call.message);
+  for (const [id, call] of pending) if (!call.message) pending.delete(id);
+  const next = connection();
+  for (const [, call] of calls) next.postMessage(call.message);
+}
 
 function connection() {
   if (worker) return worker;
-  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  const url = new URL('./worker.js', import.meta.url);
+  if (stalledStarts >= STALLS_BEFORE_ONE_THREAD) url.searchParams.set('pool', 'stalled');
+  worker = new Worker(url, { type: 'module' });
+  started = false;
   worker.onmessage = ({ data }) => {
+    lastHeard = performance.now();
     if (data.type === Reply.DONE || data.type === Reply.FAILED) {
       const waiting = pending.get(data.id);
       pending.delete(data.id);
       if (data.type === Reply.DONE) waiting?.resolve(data.value);
       else waiting?.reject(new ResNetError(data.code, data.message));
+    } else if (data.type === Event.STARTED) {
+      started = true;
+      for (const call of pending.values()) delete call.message;
     } else {
       listeners.get(data.model ?? data.run)?.(data);
     }
@@ -48,19 +137,28 @@ function connection() {
   // A worker that cannot start (a missing file, a module error) fails every call waiting.
   worker.onerror = (event) => {
     event.preventDefault();
-    const error = new ResNetError(ErrorCode.WORKER_FAILED, `the resnet-web worker failed: ${event.message ?? 'it could not start'}`);
-    for (const waiting of pending.values()) waiting.reject(error);
-    pending.clear();
-    worker = null;
+    failWorker(`failed: ${event.message ?? 'it could not start'}`);
   };
+  watchStart(worker);
   return worker;
 }
 
 function send(message, transfer = []) {
   const id = message.id ?? nextId++;
+  // A call after a quiet spell: the worker's silence counts from now.
+  if (!callsWaiting()) lastHeard = performance.now();
   return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject });
-    connection().postMessage({ ...message, id }, transfer);
+    const call = { type: message.type, resolve, reject };
+    pending.set(id, call);
+    const target = connection();
+    // While the worker starts, a call is copied rather than transferred, and kept.
+    if (started || message.type === Request.STATUS) {
+      target.postMessage({ ...message, id }, transfer);
+    } else {
+      call.message = { ...message, id };
+      target.postMessage(call.message);
+    }
+    watch();
   });
 }
 

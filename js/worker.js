@@ -37,15 +37,61 @@ let oneThreadReason = null;
 let threadsChosen = false; // by the caller (setCpuThreads), so no measurement overrides it
 let cpuModuleName = MODULES.main; // the directory of the module that runs the CPU
 
+// How far the pool's start got, for a status request: the workers wasm-bindgen-rayon made
+// and those that said they were ready.
+const pool = { size: POOL_SIZE, made: 0, ready: 0, state: 'not started', ms: null };
+// A pool that has not started in this time will not: its workers are ended and the CPU runs
+// on one thread, saying why (a start takes well under a second, or seconds on a loaded machine).
+const POOL_START_MS = 30_000;
+
+async function startPool(threaded) {
+  const started = performance.now();
+  const made = [];
+  const NativeWorker = self.Worker;
+  // wasm-bindgen-rayon makes the pool's workers with the global `Worker`: counted here, so
+  // that a start that stalls says how far it got, and its workers can be ended.
+  self.Worker = class extends NativeWorker {
+    constructor(url, options) {
+      super(url, options);
+      made.push(this);
+      pool.made += 1;
+      this.addEventListener('message', ({ data }) => { if (data?.type === 'wasm_bindgen_worker_ready') pool.ready += 1; });
+    }
+  };
+  pool.state = 'starting';
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`its pool of ${POOL_SIZE} threads had not started after ${POOL_START_MS / 1000} s: ${pool.made} made, ${pool.ready} ready`)), POOL_START_MS);
+  });
+  try {
+    await Promise.race([threaded.initThreadPool(POOL_SIZE), late]);
+    pool.state = 'started';
+  } catch (error) {
+    for (const worker of made) worker.terminate();
+    pool.state = 'failed';
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    self.Worker = NativeWorker;
+    pool.ms = Math.round(performance.now() - started);
+  }
+}
+
 async function loadCpuModule() {
   if (!self.crossOriginIsolated) {
     oneThreadReason = 'the page is not cross-origin isolated, served without COOP/COEP headers';
     return webgpu();
   }
+  // The library starts a worker this way after starting the pool stopped two workers for
+  // good (resnet-web.js, replaceStalledWorker).
+  if (new URL(self.location.href).searchParams.get('pool') === 'stalled') {
+    oneThreadReason = 'starting the thread pool stopped the worker twice (no answer for 10 s)';
+    return webgpu();
+  }
   try {
     const threaded = await import(moduleUrl(MODULES.threads));
     await threaded.default();
-    await threaded.initThreadPool(POOL_SIZE);
+    await startPool(threaded);
     cpuModuleName = MODULES.threads;
     return threaded;
   } catch (error) {
@@ -56,6 +102,9 @@ async function loadCpuModule() {
 const cpuLoading = loadCpuModule();
 let cpu = null; // the CPU's module, once loaded
 const ready = cpuLoading.then((module) => { cpu = module; });
+// The library watches a worker until it says this (resnet-web.js, watchStart).
+const announce = () => post({ type: Event.STARTED, cpuModule: cpu ? cpuModuleName : null, reason: oneThreadReason });
+ready.then(announce, announce);
 const moduleFor = async (backend) => (backend === 'webgpu' ? webgpu() : cpuLoading);
 
 // What runs a model, in words; a CPU on one thread says why.
@@ -682,15 +731,40 @@ async function handle(message) {
   }
 }
 
+// The requests not yet answered: id -> {type, since}.
+const inFlight = new Map();
+
+// Where this worker stands, answered at once, whatever else waits: the library asks when its
+// calls go unanswered, and a test that fails prints it.
+function status() {
+  const now = performance.now();
+  return {
+    pool: { ...pool },
+    cpuModule: cpu ? cpuModuleName : null,
+    cpuThreads: cpu ? cpu.cpuThreads() : null,
+    oneThreadReason,
+    models: models.size,
+    runs: runs.size,
+    inFlight: [...inFlight].map(([id, { type, since }]) => ({ id, type, ms: Math.round(now - since) })),
+  };
+}
+
 self.onmessage = async ({ data: message }) => {
   if (message.type === Request.CONTROL) {
     controlRun(message);
     return;
   }
+  if (message.type === Request.STATUS) {
+    post({ type: Reply.DONE, id: message.id, value: status() });
+    return;
+  }
+  inFlight.set(message.id, { type: message.type, since: performance.now() });
   try {
     const value = await handle(message);
     post({ type: Reply.DONE, id: message.id, value }, value instanceof Uint8Array ? [value.buffer] : []);
   } catch (error) {
     post(failure(message.id, error));
+  } finally {
+    inFlight.delete(message.id);
   }
 };

@@ -11,8 +11,9 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { launchFirefox } from './firefox.mjs';
 import { heldOutDigits, syntheticClasses } from './images.mjs';
-import { checkOutcome, packageProject } from './package-project.mjs';
+import { checkOutcome, packageProject, projectOutcome } from './package-project.mjs';
 import { serve } from './static-server.mjs';
+import { pageState, waitUntil, workerLog } from './waits.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // As tests/page.test.mjs: `resnet eval --data mnist --weights models/mnist-resnet20.bpk`,
@@ -47,24 +48,38 @@ function onDisk({ name, buffer }, folder = '') {
   return join(dir, name);
 }
 
-// A test on a page of its own, opened on the page and ready (on the CPU); no page error may
-// happen in it.
+const isReady = () => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent);
+
+// A page of its own in a browser context of its own, with the workers' messages logged
+// (tests/waits.mjs); a failure prints the page's state.
+async function withPage(work) {
+  const context = await browser.createBrowserContext();
+  const page = await context.newPage();
+  await page.evaluateOnNewDocument(workerLog);
+  try {
+    await work(page);
+    // A worker start that stalled and was replaced (docs/design.md, "Threads") is said.
+    const workers = await page.evaluate(() => window.testWorkerLog.filter(({ url }) => new URL(url).pathname.endsWith('/js/worker.js')).length);
+    if (workers > 1) console.log(`  ${workers} workers started on the last page: ${workers - 1} replaced`);
+  } catch (error) {
+    if (!/the page's state:/.test(error.message)) error.message += `\n${await pageState(page)}`;
+    throw error;
+  } finally {
+    await context.close();
+  }
+}
+
+// A test on the page, opened and ready (on the CPU); no page error may happen in it.
 function firefoxTest(name, body, { isolated = true } = {}) {
-  test(name, async () => {
-    const context = await browser.createBrowserContext();
-    const page = await context.newPage();
+  test(name, () => withPage(async (page) => {
     const problems = [];
     page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-    try {
-      const started = Date.now();
-      await page.goto((isolated ? server : serverWithoutIsolation).url);
-      await page.waitForFunction(() => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent), { timeout: 300000 });
-      await body({ page, started });
-      assert(problems.length === 0, problems.join('\n'));
-    } finally {
-      await context.close();
-    }
-  });
+    const started = Date.now();
+    await page.goto((isolated ? server : serverWithoutIsolation).url);
+    await waitUntil(page, isReady, undefined, { timeout: 120000, what: 'the page to be ready' });
+    await body({ page, started });
+    assert(problems.length === 0, problems.join('\n'));
+  }));
 }
 
 const predictions = (page) => page.$$eval('#predictions li', (items) => items.map((i) => ({ label: i.dataset.label, prob: Number(i.dataset.prob) })));
@@ -76,13 +91,10 @@ async function upload(page, picture) {
   await page.evaluate(() => document.getElementById('predictions').replaceChildren());
   const input = await page.$('#image-input');
   await input.uploadFile(onDisk(picture));
-  await page.waitForFunction(
-    (wanted) => {
-      const list = document.getElementById('predictions');
-      return list.dataset.source === wanted && list.children.length > 0;
-    },
-    { timeout: 60000 }, picture.name,
-  );
+  await waitUntil(page, (wanted) => {
+    const list = document.getElementById('predictions');
+    return list.dataset.source === wanted && list.children.length > 0;
+  }, picture.name, { timeout: 60000, what: `the bars of ${picture.name}` });
   return (await predictions(page))[0];
 }
 
@@ -104,23 +116,20 @@ async function drawStrokes(page, strokes, size, left, top) {
 // The bars once no prediction runs or waits, for `source`.
 async function settledPrediction(page, source) {
   await new Promise((resolve) => { setTimeout(resolve, 100); });
-  await page.waitForFunction(
-    (wanted) => {
-      const list = document.getElementById('predictions');
-      return list.getAttribute('aria-busy') === 'false' && list.children.length > 0 && list.dataset.source === wanted;
-    },
-    { timeout: 60000 }, source,
-  );
+  await waitUntil(page, (wanted) => {
+    const list = document.getElementById('predictions');
+    return list.getAttribute('aria-busy') === 'false' && list.children.length > 0 && list.dataset.source === wanted;
+  }, source, { timeout: 60000, what: `settled bars of ${source}` });
   return (await predictions(page))[0];
 }
 
 firefoxTest('Firefox: the page says it has no WebGPU, runs on the CPU (the threaded module with FMA), and drawn digits read right', async ({ page, started }) => {
   await drawStrokes(page, [[[0.5, 0.1], [0.5, 0.9]]], 200, 40, 40);
-  await page.waitForSelector('#predictions li', { timeout: 120000 });
+  await waitUntil(page, () => document.querySelector('#predictions li') !== null, undefined, { timeout: 60000, what: 'the first prediction' });
   console.log(`  time to first prediction: ${Date.now() - started} ms`);
   assert.equal((await settledPrediction(page, 'Drawing')).label, '1');
   // The move to WebGPU fails at once, and the page says why.
-  await page.waitForFunction(() => /WebGPU failed/.test(document.getElementById('notice').textContent), { timeout: 60000 });
+  await waitUntil(page, () => /WebGPU failed/.test(document.getElementById('notice').textContent), undefined, { timeout: 60000, what: 'the notice that WebGPU failed' });
   const state = `${await backendLine(page)} | ${await notice(page)}`;
   console.log(`  ${state}`);
   assert.match(state, /^CPU \(wasm FMA, [12] threads?\) \| WebGPU failed \(.*this browser has no WebGPU.*\); running on the CPU/);
@@ -144,12 +153,12 @@ firefoxTest('Firefox: uploaded held-out digits are classified, and a file that i
   assert(correct / digits.length >= HELD_OUT_ACCURACY - 0.02, `${correct}/${digits.length}`);
   const input = await page.$('#image-input');
   await input.uploadFile(onDisk({ name: 'notes.png', buffer: Buffer.from('not a png') }));
-  await page.waitForFunction(() => /not an image/.test(document.getElementById('notice').textContent), { timeout: 30000 });
+  await waitUntil(page, () => /not an image/.test(document.getElementById('notice').textContent), undefined, { timeout: 30000, what: 'the notice "not an image"' });
   assert.equal((await upload(page, { name: digits[5].name, buffer: digits[5].png })).label, digits[5].label);
 });
 
 firefoxTest('Firefox: served without COOP/COEP, the CPU runs on one thread, says why, and a digit reads', async ({ page }) => {
-  await page.waitForFunction(() => /WebGPU failed/.test(document.getElementById('notice').textContent), { timeout: 60000 });
+  await waitUntil(page, () => /WebGPU failed/.test(document.getElementById('notice').textContent), undefined, { timeout: 60000, what: 'the notice that WebGPU failed' });
   const backend = await backendLine(page);
   console.log(`  ${backend}`);
   assert.match(backend, /^CPU \(wasm FMA, 1 thread: the page is not cross-origin isolated/);
@@ -162,7 +171,7 @@ firefoxTest('Firefox: the fake webcam stream updates the bars', async ({ page })
     new MutationObserver(() => { window.updates += 1; }).observe(document.getElementById('predictions'), { childList: true });
   });
   await page.click('#webcam-toggle');
-  await page.waitForFunction(() => window.updates >= 5, { timeout: 120000 });
+  await waitUntil(page, () => window.updates >= 5, undefined, { timeout: 60000, what: '5 updates of the bars' });
   await page.click('#webcam-toggle');
   console.log(`  ${await page.evaluate(() => window.updates)} updates`);
 });
@@ -176,7 +185,7 @@ firefoxTest('Firefox: your own three classes train on the CPU to 90%, and the mo
     const input = await page.$(`.class-row[data-class-index="${k}"] input.add-files`);
     await input.uploadFile(...pictures.map((picture) => onDisk(picture, folder)));
   }
-  await page.waitForFunction(() => document.querySelectorAll('.thumbnails button').length === 72, { timeout: 60000 });
+  await waitUntil(page, () => document.querySelectorAll('.thumbnails button').length === 72, undefined, { timeout: 60000, what: '72 thumbnails' });
   const settings = { 'train-model': 'resnet8', 'train-input': 'gray-32', 'train-epochs': '10', 'train-batch': '16', 'train-lr': '0.01', 'train-optimizer': 'adam', 'train-validation': '0.25' };
   for (const [id, value] of Object.entries(settings)) {
     const isSelect = await page.$eval(`#${id}`, (e) => e.tagName === 'SELECT');
@@ -185,10 +194,10 @@ firefoxTest('Firefox: your own three classes train on the CPU to 90%, and the mo
   }
   await page.evaluate(() => { document.getElementById('train-result').dataset.done = ''; });
   await page.click('#train-start');
-  await page.waitForFunction(() => !document.getElementById('train-start').disabled
+  await waitUntil(page, () => !document.getElementById('train-start').disabled
     && document.getElementById('train-result').dataset.stopped !== undefined
     && document.getElementById('train-notice').textContent.length > 0
-    && !/Preparing|Training on/.test(document.getElementById('train-notice').textContent), { timeout: 900000 });
+    && !/Preparing|Training on/.test(document.getElementById('train-notice').textContent), undefined, { timeout: 300000, what: 'the end of the training run' });
   const result = await page.$eval('#train-result', (box) => ({ ...box.dataset, notice: document.getElementById('train-notice').textContent }));
   console.log(`  ${result.notice}`);
   assert(!result.failure, result.failure);
@@ -197,27 +206,26 @@ firefoxTest('Firefox: your own three classes train on the CPU to 90%, and the mo
   const blob = classes[2][1];
   assert.equal((await upload(page, blob)).label, 'class 3');
   await page.reload();
-  await page.waitForFunction(() => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent), { timeout: 300000 });
-  await page.waitForSelector('#model-choice option[value="trained"]', { timeout: 30000 });
+  await waitUntil(page, isReady, undefined, { timeout: 120000, what: 'the page to be ready after the reload' });
+  await waitUntil(page, () => document.querySelector('#model-choice option[value="trained"]') !== null, undefined, { timeout: 30000, what: 'the trained model in the choice' });
   await page.select('#model-choice', 'trained');
-  await page.waitForFunction(() => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent)
-    && document.getElementById('model-choice').value === 'trained', { timeout: 120000 });
+  await waitUntil(page, () => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent)
+    && document.getElementById('model-choice').value === 'trained', undefined, { timeout: 120000, what: 'the trained model to be ready' });
   assert.equal((await upload(page, classes[1][2])).label, 'class 2');
 });
 
 // The package's project page (tests/package-project.mjs), as in tests/package.test.mjs.
 test('Firefox: the installed package classifies, trains and names its errors from a project\'s page', async () => {
   const project = await packageProject();
-  const context = await browser.createBrowserContext();
   try {
-    const page = await context.newPage();
-    await page.goto(`${project.url}index.html`);
-    const outcome = await page.evaluate(() => window.outcome);
-    console.log(`  ${JSON.stringify(outcome)}`);
-    checkOutcome(outcome);
-    assert.equal(outcome.cpu.module, 'pkg-threads-fma');
+    await withPage(async (page) => {
+      await page.goto(`${project.url}index.html`);
+      const outcome = await projectOutcome(page);
+      console.log(`  ${JSON.stringify(outcome)}`);
+      checkOutcome(outcome);
+      assert.equal(outcome.cpu.module, 'pkg-threads-fma');
+    });
   } finally {
-    await context.close();
     await project.close();
   }
 });

@@ -9,12 +9,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { heldOutDigits } from './images.mjs';
 import { serve } from './static-server.mjs';
+import { waitUntil } from './waits.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const [three, seven] = [heldOutDigits(1)[3], heldOutDigits(1)[7]];
 
 // The project's page: the digit model through the package's two calls, from an <img> and a
-// canvas; two calls in flight at once; bad input, then a call that works.
+// canvas; two calls in flight at once; bad input, then a call that works. `window.progress`
+// says which step it is on, `window.finished` holds the outcome once there is one.
+const PROGRESS_STEPS = 'loading, classifying, classifying two at once, bad input, bad weights, training, threads';
 const PAGE = `<!doctype html>
 <meta charset="utf-8">
 <script type="importmap">{ "imports": { "resnet-web": "./node_modules/resnet-web/js/resnet-web.js" } }</script>
@@ -22,8 +25,11 @@ const PAGE = `<!doctype html>
 <script type="module">
   import { ErrorCode, cpuThreads, loadModel, shippedModels, train } from 'resnet-web';
   const codeOf = (promise) => promise.then(() => 'resolved', (error) => error.code);
+  const step = (name) => { window.progress = name; };
   window.outcome = (async () => {
+    step('loading');
     const model = await loadModel(shippedModels.digits);
+    step('classifying');
     const image = document.getElementById('three');
     await document.getElementById('seven').decode();
     const canvas = document.createElement('canvas');
@@ -31,14 +37,18 @@ const PAGE = `<!doctype html>
     canvas.getContext('2d').drawImage(document.getElementById('seven'), 0, 0);
     const fromImage = (await model.classify(image))[0].label;
     const fromCanvas = (await model.classify(canvas, { topK: 1 }))[0].label;
+    step('classifying two at once');
     const order = [];
     const first = model.classify(image).then((top) => { order.push('first'); return top[0].label; });
     const second = model.classify(canvas).then((top) => { order.push('second'); return top[0].label; });
     const together = await Promise.all([first, second]);
+    step('bad input');
     const badInput = await codeOf(model.classify({ data: new Uint8Array(3), width: 2, height: 2 }));
     const notAnImage = await codeOf(model.classify('three.png'));
     const afterBadInput = (await model.classify(image))[0].label;
+    step('bad weights');
     const badWeights = await codeOf(loadModel(new Uint8Array([1, 2, 3])));
+    step('training');
     // A plain twin trained for 12 steps, listened to: gradient norms at steps 0 and 10.
     const examples = Array.from({ length: 48 }, (_, i) => {
       const picture = document.createElement('canvas');
@@ -52,12 +62,16 @@ const PAGE = `<!doctype html>
     const gradients = [];
     run.on('gradients', ({ step, layers }) => gradients.push({ step, depths: layers.map((l) => l.depth), finite: layers.every((l) => l.gradNorm >= 0 && l.weightNorm > 0) }));
     (await run.result).dispose();
+    step('threads');
+    const cpu = await cpuThreads();
+    step('done');
     return {
       gradients,
       fromImage, fromCanvas, together, order, badInput, notAnImage, afterBadInput, badWeights,
-      expected: ErrorCode.BAD_INPUT, classNames: model.classNames.length, backend: model.backend, cpu: await cpuThreads(),
+      expected: ErrorCode.BAD_INPUT, classNames: model.classNames.length, backend: model.backend, cpu,
     };
   })().catch((error) => ({ failed: error.code + ': ' + error.message }));
+  window.outcome.then((outcome) => { window.finished = outcome; });
 </script>`;
 
 /** The project, served on 127.0.0.1 with COOP/COEP: {url, close()}. */
@@ -78,6 +92,12 @@ export async function packageProject() {
       rmSync(project, { recursive: true, force: true });
     },
   };
+}
+
+/** What the project's index.html found, once it has: polled, each step bounded. */
+export async function projectOutcome(page) {
+  await waitUntil(page, () => window.progress, undefined, { timeout: 30000, what: 'the project\'s page to start' });
+  return waitUntil(page, () => window.finished, undefined, { timeout: 180000, what: `the project's page to finish (steps: ${PROGRESS_STEPS})` });
 }
 
 /** Asserts what the project's index.html found (its `window.outcome`). */

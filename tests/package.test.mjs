@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { launchChromium } from './chromium.mjs';
-import { checkOutcome, packageProject } from './package-project.mjs';
+import { checkOutcome, packageProject, projectOutcome } from './package-project.mjs';
+import { pageState, waitUntil, workerLog } from './waits.mjs';
 
 let project;
 let browser;
@@ -23,6 +24,7 @@ after(async () => {
 async function open(path) {
   const context = await browser.newContext();
   const page = await context.newPage();
+  await page.addInitScript(workerLog);
   const problems = [];
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
   await page.route('**/*', (route) => {
@@ -38,10 +40,13 @@ async function open(path) {
 test('the installed package loads the digit model, classifies an <img> and a canvas, in order, and names its errors', async () => {
   const { page, context, problems } = await open('index.html');
   try {
-    const outcome = await page.evaluate(() => window.outcome);
+    const outcome = await projectOutcome(page);
     console.log(`  ${JSON.stringify(outcome)}`);
     checkOutcome(outcome);
     assert.deepEqual(problems, []);
+  } catch (error) {
+    if (!/the page's state:/.test(error.message)) error.message += `\n${await pageState(page)}`;
+    throw error;
   } finally {
     await context.close();
   }
@@ -51,11 +56,14 @@ test('the webcam example classifies the (fake) webcam live', async () => {
   const { page, context, problems } = await open('webcam.html');
   try {
     await page.click('#start');
-    await page.waitForFunction(() => document.querySelectorAll('#classes li').length === 3, null, { timeout: 120000 });
+    await waitUntil(page, () => document.querySelectorAll('#classes li').length === 3, undefined, { timeout: 60000, what: 'three classes on the webcam page' });
     const shown = await page.$$eval('#classes li', (items) => items.map((item) => item.textContent));
     console.log(`  ${shown.join(', ')}`);
     assert.match(shown[0], /^\d: \d+\.\d%$/);
     assert.deepEqual(problems, []);
+  } catch (error) {
+    if (!/the page's state:/.test(error.message)) error.message += `\n${await pageState(page)}`;
+    throw error;
   } finally {
     await context.close();
   }

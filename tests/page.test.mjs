@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { launchChromium } from './chromium.mjs';
 import { datasets, fashionTestImages, heldOutDigits, randomResnet18Safetensors, syntheticClasses } from './images.mjs';
 import { serve } from './static-server.mjs';
+import { pageState, workerLog } from './waits.mjs';
 import { modelWorker, routeWorker } from './worker-prelude.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -46,9 +47,12 @@ after(async () => {
 // gpu: 'webgpu' (SwiftShader's), 'none' (a browser without WebGPU) or 'refused' (no adapter);
 // isolated: false serves the page without COOP/COEP.
 // relaxedSimd: false stubs the worker's relaxed SIMD probe to fail, as in a browser without it.
-async function openPage({ gpu = 'webgpu', isolated = true, relaxedSimd = true } = {}) {
+// poolStarts: false gives the thread pool workers that never start; the first
+// stalledStarts workers block for good as they start the pool.
+async function openPage({ gpu = 'webgpu', isolated = true, relaxedSimd = true, poolStarts = true, stalledStarts = 0 } = {}) {
   const context = await browser.newContext(); // its own storage: no test sees another's
   const page = await context.newPage();
+  await page.addInitScript(workerLog); // the workers' last messages, for a failure's report
   const problems = [];
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
   // Nothing may leave 127.0.0.1: every other request is refused and reported.
@@ -60,7 +64,7 @@ async function openPage({ gpu = 'webgpu', isolated = true, relaxedSimd = true } 
   });
   // Hooks in front of the worker (tests/worker-prelude.mjs): they keep the worker's GPU
   // devices, so that a test can lose them as a driver reset or an unplugged GPU would.
-  await routeWorker(page, { gpu, relaxedSimd });
+  await routeWorker(page, { gpu, relaxedSimd, poolStarts, stalledStarts });
   // The Content-Security-Policy must never have to refuse anything the page does.
   await page.exposeFunction('reportViolation', (text) => problems.push(`CSP violation: ${text}`));
   await page.addInitScript(() => document.addEventListener('securitypolicyviolation',
@@ -68,18 +72,27 @@ async function openPage({ gpu = 'webgpu', isolated = true, relaxedSimd = true } 
   const started = Date.now();
   await page.goto(isolated ? url : serverWithoutIsolation.url);
   // Ready, or ready on the CPU with a notice that says why.
-  await page.waitForFunction(() => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent), null, { timeout: 300000 });
+  try {
+    await page.waitForFunction(() => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent), null, { timeout: 120000 });
+  } catch (error) {
+    error.message += `\n${await pageState(page)}`;
+    await context.close();
+    throw error;
+  }
   return { page, context, problems, started };
 }
 
 // A test on a page of its own; whatever it does, nothing may go wrong on the page (errors,
-// CSP violations, requests outside 127.0.0.1).
+// CSP violations, requests outside 127.0.0.1). A failure prints the page's state.
 function pageTest(name, body, options = {}) {
   test(name, async () => {
     const opened = await openPage(options);
     try {
       await body(opened);
       assert(opened.problems.length === 0, opened.problems.join('\n'));
+    } catch (error) {
+      error.message += `\n${await pageState(opened.page)}`;
+      throw error;
     } finally {
       await opened.context.close();
     }
@@ -177,6 +190,38 @@ pageTest('served without COOP/COEP, the CPU runs on one thread, says why, and a 
   await upload(page, { name: digits[3].name, mimeType: 'image/png', buffer: digits[3].png });
   assert.equal((await predictions(page))[0].label, digits[3].label);
 }, { isolated: false });
+
+pageTest('a thread pool that does not start: after 30 s the CPU runs on one thread, says why, and a digit reads', async ({ page }) => {
+  await useBackend(page, 'cpu');
+  const backend = await page.$eval('#backend', (b) => b.textContent);
+  console.log(`  ${backend}`);
+  assert.match(backend, /^CPU \(wasm FMA, 1 thread: the threaded module did not start \(its pool of 2 threads had not started after 30 s: 2 made, 0 ready\)/);
+  assert.deepEqual(await cpuModule(page), { module: 'pkg-fma', fma: true });
+  await upload(page, { name: digits[5].name, mimeType: 'image/png', buffer: digits[5].png });
+  assert.equal((await predictions(page))[0].label, digits[5].label);
+}, { poolStarts: false });
+
+// As Firefox sometimes does (docs/design.md, "Threads"): the worker blocks for good as it
+// makes the pool's first worker. The library replaces it after 10 s without an answer.
+for (const stalledStarts of [1, 2]) {
+  const outcome = stalledStarts === 1 ? 'a new worker starts the pool' : 'the CPU runs on one thread and says why';
+  pageTest(`a worker that stops for good as it starts the thread pool (${stalledStarts} in a row): ${outcome}, and a digit reads`, async ({ page }) => {
+    await useBackend(page, 'cpu');
+    const backend = await page.$eval('#backend', (b) => b.textContent);
+    console.log(`  ${backend}`);
+    if (stalledStarts === 1) {
+      assert.match(backend, /^CPU \(wasm FMA, 2 threads\)/);
+      assert.deepEqual(await cpuModule(page), { module: 'pkg-threads-fma', fma: true });
+    } else {
+      assert.match(backend, /^CPU \(wasm FMA, 1 thread: starting the thread pool stopped the worker twice/);
+      assert.deepEqual(await cpuModule(page), { module: 'pkg-fma', fma: true });
+    }
+    const workersStarted = await page.evaluate(() => window.testWorkerLog.filter(({ url }) => new URL(url).pathname.endsWith('/js/worker.js')).length);
+    assert.equal(workersStarted, stalledStarts + 1);
+    await upload(page, { name: digits[7].name, mimeType: 'image/png', buffer: digits[7].png });
+    assert.equal((await predictions(page))[0].label, digits[7].label);
+  }, { stalledStarts });
+}
 
 for (const isolated of [true, false]) {
   pageTest(`a browser without relaxed SIMD gets the modules without FMA${isolated ? '' : ', on one thread'}, and a digit reads`, async ({ page }) => {

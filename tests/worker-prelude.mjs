@@ -13,7 +13,11 @@
 // relaxedSimd: false makes WebAssembly.validate refuse any module with a relaxed SIMD
 // instruction (0xfd, then an opcode from 0x100 to 0x113 as LEB128), as a browser without
 // relaxed SIMD does: the worker's probe then fails.
-export function workerPrelude({ gpu = 'webgpu', relaxedSimd = true } = {}) {
+// poolStarts: false gives the thread pool's workers (wasm-bindgen-rayon's, which it starts
+// from a blob: URL of its workerHelpers script) a script that does nothing, so that none of
+// them ever says it is ready: a pool that cannot start. stall: true blocks the worker for good as it makes the pool's first worker,
+// as Firefox sometimes does (docs/design.md, "Threads").
+export function workerPrelude({ gpu = 'webgpu', relaxedSimd = true, poolStarts = true, stall = false } = {}) {
   const withoutGpu = {
     webgpu: '',
     none: "Object.defineProperty(WorkerNavigator.prototype, 'gpu', { get: () => undefined });",
@@ -24,8 +28,26 @@ export function workerPrelude({ gpu = 'webgpu', relaxedSimd = true } = {}) {
   const relaxed = (bytes) => bytes.some((byte, i) => byte === 0xfd && bytes[i + 1] >= 0x80 && bytes[i + 1] <= 0x93 && bytes[i + 2] === 0x02);
   WebAssembly.validate = (bytes) => !relaxed(new Uint8Array(bytes.buffer ?? bytes, bytes.byteOffset ?? 0, bytes.byteLength)) && validate(bytes);
 }`;
+  const withoutPool = poolStarts ? '' : `{
+  const NativeWorker = self.Worker;
+  const idle = URL.createObjectURL(new Blob([''], { type: 'text/javascript' }));
+  self.Worker = class extends NativeWorker {
+    constructor(url, options) { super(String(url).startsWith('blob:') ? idle : url, options); }
+  };
+}`;
+  const stalled = stall ? `{
+  const NativeWorker = self.Worker;
+  self.Worker = class extends NativeWorker {
+    constructor(url, options) {
+      if (String(url).startsWith('blob:')) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+      super(url, options);
+    }
+  };
+}` : '';
   return `${withoutGpu}
 ${withoutRelaxedSimd}
+${withoutPool}
+${stalled}
 self.testGpuDevices = [];
 self.testGpuBuffers = { count: 0, bytes: 0 };
 self.testWasmMemory = null;
@@ -79,11 +101,15 @@ self.postMessage = (message, transfer) => {
 `;
 }
 
-// Routes the page's request for js/worker.js to the worker with the prelude in front.
-export async function routeWorker(page, options) {
-  await page.route('**/js/worker.js', async (route) => {
+// Routes the page's request for js/worker.js to the worker with the prelude in front; the
+// first `stalledStarts` workers stall (`stall` above).
+export async function routeWorker(page, { stalledStarts = 0, ...options } = {}) {
+  let starts = 0;
+  await page.route((url) => url.pathname.endsWith('/js/worker.js'), async (route) => {
+    const stall = starts < stalledStarts;
+    starts += 1;
     const response = await route.fetch();
-    const body = `${workerPrelude(options)}${await response.text()}`;
+    const body = `${workerPrelude({ ...options, stall })}${await response.text()}`;
     await route.fulfill({ response, body, headers: { ...response.headers(), 'content-type': 'text/javascript' } });
   });
 }
