@@ -47,8 +47,8 @@ let watchdog = null;
 let statusAsked = false;
 
 // A worker's start can stop it for good: in Firefox, about one start in a hundred on a busy
-// machine blocks the worker inside the thread pool's start, before the pool's first worker
-// is made, and it answers nothing more (docs/design.md, "Threads"). So until the worker says
+// machine blocks the worker inside `new Worker` as the thread pool's start makes its first
+// worker, and it answers nothing more (docs/design.md, "Threads"). So until the worker says
 // it has started (Event.STARTED), it is asked where it stands every START_PING_MS; silent
 // for START_SILENT_MS, it is ended and a new worker takes its calls: once more with a pool,
 // then without one (its backend line says why).
