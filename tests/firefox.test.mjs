@@ -13,7 +13,7 @@ import { launchFirefox } from './firefox.mjs';
 import { heldOutDigits, syntheticClasses } from './images.mjs';
 import { checkOutcome, packageProject, projectOutcome } from './package-project.mjs';
 import { serve } from './static-server.mjs';
-import { pageState, waitUntil, workerLog } from './waits.mjs';
+import { libraryWorkersStarted, waitUntil, withPageState, workerLog } from './waits.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // As tests/page.test.mjs: `resnet eval --data mnist --weights models/mnist-resnet20.bpk`,
@@ -59,11 +59,10 @@ async function withPage(work) {
   try {
     await work(page);
     // A worker start that stalled and was replaced (docs/design.md, "Threads") is said.
-    const workers = await page.evaluate(() => window.testWorkerLog.filter(({ url }) => new URL(url).pathname.endsWith('/js/worker.js')).length);
+    const workers = await libraryWorkersStarted(page);
     if (workers > 1) console.log(`  ${workers} workers started on the last page: ${workers - 1} replaced`);
   } catch (error) {
-    if (!/the page's state:/.test(error.message)) error.message += `\n${await pageState(page)}`;
-    throw error;
+    throw await withPageState(error, page);
   } finally {
     await context.close();
   }

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { launchChromium } from './chromium.mjs';
 import { checkOutcome, packageProject, projectOutcome } from './package-project.mjs';
-import { pageState, waitUntil, workerLog } from './waits.mjs';
+import { waitUntil, withPageState, workerLog } from './waits.mjs';
 
 let project;
 let browser;
@@ -45,8 +45,7 @@ test('the installed package loads the digit model, classifies an <img> and a can
     checkOutcome(outcome);
     assert.deepEqual(problems, []);
   } catch (error) {
-    if (!/the page's state:/.test(error.message)) error.message += `\n${await pageState(page)}`;
-    throw error;
+    throw await withPageState(error, page);
   } finally {
     await context.close();
   }
@@ -62,8 +61,7 @@ test('the webcam example classifies the (fake) webcam live', async () => {
     assert.match(shown[0], /^\d: \d+\.\d%$/);
     assert.deepEqual(problems, []);
   } catch (error) {
-    if (!/the page's state:/.test(error.message)) error.message += `\n${await pageState(page)}`;
-    throw error;
+    throw await withPageState(error, page);
   } finally {
     await context.close();
   }

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { launchChromium } from './chromium.mjs';
 import { datasets, fashionTestImages, heldOutDigits, randomResnet18Safetensors, syntheticClasses } from './images.mjs';
 import { serve } from './static-server.mjs';
-import { pageState, workerLog } from './waits.mjs';
+import { libraryWorkersStarted, withPageState, workerLog } from './waits.mjs';
 import { modelWorker, routeWorker } from './worker-prelude.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -75,7 +75,7 @@ async function openPage({ gpu = 'webgpu', isolated = true, relaxedSimd = true, p
   try {
     await page.waitForFunction(() => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent), null, { timeout: 120000 });
   } catch (error) {
-    error.message += `\n${await pageState(page)}`;
+    await withPageState(error, page);
     await context.close();
     throw error;
   }
@@ -91,8 +91,7 @@ function pageTest(name, body, options = {}) {
       await body(opened);
       assert(opened.problems.length === 0, opened.problems.join('\n'));
     } catch (error) {
-      error.message += `\n${await pageState(opened.page)}`;
-      throw error;
+      throw await withPageState(error, opened.page);
     } finally {
       await opened.context.close();
     }
@@ -216,8 +215,7 @@ for (const stalledStarts of [1, 2]) {
       assert.match(backend, /^CPU \(wasm FMA, 1 thread: starting the thread pool stopped the worker twice/);
       assert.deepEqual(await cpuModule(page), { module: 'pkg-fma', fma: true });
     }
-    const workersStarted = await page.evaluate(() => window.testWorkerLog.filter(({ url }) => new URL(url).pathname.endsWith('/js/worker.js')).length);
-    assert.equal(workersStarted, stalledStarts + 1);
+    assert.equal(await libraryWorkersStarted(page), stalledStarts + 1);
     await upload(page, { name: digits[7].name, mimeType: 'image/png', buffer: digits[7].png });
     assert.equal((await predictions(page))[0].label, digits[7].label);
   }, { stalledStarts });

@@ -5,7 +5,7 @@
 //   node tests/stress-firefox.mjs ROUNDS [PARALLEL]
 import { launchFirefox } from './firefox.mjs';
 import { serve } from './static-server.mjs';
-import { pageState, waitUntil, workerLog } from './waits.mjs';
+import { libraryWorkersStarted, waitUntil, workerLog } from './waits.mjs';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -25,7 +25,7 @@ async function one(round, lane) {
       const t = await (await import('/js/resnet-web.js')).cpuThreads();
       return JSON.stringify(t);
     }, undefined, { timeout: 60000, what: 'cpuThreads' });
-    const workers = await page.evaluate(() => window.testWorkerLog.filter(({ url }) => new URL(url).pathname.endsWith('/js/worker.js')).length);
+    const workers = await libraryWorkersStarted(page);
     console.log(`round ${round}.${lane}: ready in ${Date.now() - started} ms, ${workers} worker${workers > 1 ? 's (a start replaced)' : ''} ${threads}`);
   } catch (error) {
     console.log(`round ${round}.${lane}: FAILED after ${Date.now() - started} ms\n${error.message}`);

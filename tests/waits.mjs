@@ -65,6 +65,17 @@ export async function waitUntil(page, predicate, arg, { timeout, what }) {
   }
 }
 
+// `error` with the page's state added, unless a wait has added it already.
+export async function withPageState(error, page) {
+  if (!error.message.includes('the page\'s state:')) error.message += `\n${await pageState(page)}`;
+  return error;
+}
+
+// How many library workers (js/worker.js) the page has started: more than one when a
+// stalled start was replaced.
+export const libraryWorkersStarted = (page) => page.evaluate(() => window.testWorkerLog
+  .filter(({ url }) => new URL(url).pathname.endsWith('/js/worker.js')).length);
+
 // What the page shows and what its workers were last asked and last answered, in lines; and
 // whether the library's worker answers a status request now (it does at once unless a call
 // in it runs without yielding).
