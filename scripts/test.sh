@@ -12,7 +12,9 @@ cd "$ROOT"
 ARTIFACTS="$ROOT/artifacts"
 mkdir -p "$ARTIFACTS"
 
-step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }
+# Each step says when it starts, in seconds since the gate began: a slow CI run's log then
+# shows which step took the time.
+step() { printf '\n\033[1;32m==> [%4d s] %s\033[0m\n' "$SECONDS" "$*"; }
 
 # Native and wasm32 builds use separate target directories so that neither waits on the
 # other's lock, and neither evicts the other's artefacts.
