@@ -14,8 +14,9 @@ use burn::tensor::Distribution;
 use burn::tensor::activation::relu;
 use resnet_web::data::Augment;
 use resnet_web::data::Dataset;
-use resnet_web::resnet::{Arch, ResNet, ResNetConfig, convolve};
-use resnet_web::train::{OptimizerKind, Schedule, TrainConfig, TrainingRun};
+use resnet_web::ops::convolve;
+use resnet_web::resnet::{Arch, ResNet, ResNetConfig};
+use resnet_web::training::train::{OptimizerKind, Schedule, TrainConfig, TrainingRun};
 use resnet_web::web::{Backend, BackendKind};
 use wasm_bindgen_test::*;
 

@@ -10,13 +10,14 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use serde_json::{Value, json};
 
-use crate::data::Augment;
-use crate::device::NativeDevice;
-use crate::resnet::{
-    Arch, BatchNormOps, ConvolveOps, GpuConvolutionKernel, ResNet, ResNetConfig,
-    gpu_convolution_kernel, use_batch_norm_kernels, use_gpu_convolution_kernel,
+use resnet_web::data::Augment;
+use resnet_web::ops::device::NativeDevice;
+use resnet_web::ops::{
+    BatchNormOps, ConvolveOps, GpuConvolutionKernel, gpu_convolution_kernel,
+    use_batch_norm_kernels, use_gpu_convolution_kernel,
 };
-use crate::train::{OptimizerKind, Schedule, TrainConfig, Trainer};
+use resnet_web::resnet::{Arch, ResNet, ResNetConfig};
+use resnet_web::training::train::{OptimizerKind, Schedule, TrainConfig, Trainer};
 
 /// Which figures, and how many runs each.
 #[derive(Debug, Clone)]
@@ -57,16 +58,16 @@ impl Section {
 }
 
 impl std::str::FromStr for Section {
-    type Err = crate::Error;
+    type Err = resnet_web::Error;
 
-    fn from_str(name: &str) -> crate::Result<Self> {
+    fn from_str(name: &str) -> resnet_web::Result<Self> {
         match name {
             "inference" => Ok(Section::Inference),
             "training" => Ok(Section::Training),
             "convolutions" => Ok(Section::Convolutions),
             "tiles" => Ok(Section::Tiles),
             "batch-norm" => Ok(Section::BatchNorm),
-            other => Err(crate::Error::InvalidInput(format!(
+            other => Err(resnet_web::Error::InvalidInput(format!(
                 "unknown bench section '{other}': use inference, training, convolutions, tiles \
                  or batch-norm"
             ))),
@@ -408,7 +409,7 @@ fn convolutions(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut i
 fn tiles(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl FnMut(Value)) {
     #[cfg(feature = "gpu")]
     if gpu {
-        use crate::resnet::{GpuTile, gpu_prefetch, rule_tile, use_gpu_prefetch, use_gpu_tile};
+        use resnet_web::ops::{GpuTile, gpu_prefetch, rule_tile, use_gpu_prefetch, use_gpu_tile};
         let chosen = gpu_convolution_kernel();
         let prefetch_chosen = gpu_prefetch();
         use_gpu_convolution_kernel(GpuConvolutionKernel::Tiled);
@@ -441,7 +442,7 @@ fn tiles(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl FnM
 }
 
 #[cfg(feature = "gpu")]
-fn tile_name(tile: crate::resnet::GpuTile) -> String {
+fn tile_name(tile: resnet_web::ops::GpuTile) -> String {
     format!("{tile:?}").to_lowercase()
 }
 

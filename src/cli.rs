@@ -7,22 +7,24 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::bench::{self, BenchOptions, Section};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use resnet_web::bench::{self, BenchOptions, Section};
-use resnet_web::classifier::{images_tensor, logits};
 use resnet_web::data::Dataset;
-use resnet_web::device::{self, DeviceChoice};
-use resnet_web::finetune::FineTune;
-use resnet_web::gradient_flow::LayerGradient;
-use resnet_web::preprocess::InputKind;
-use resnet_web::readback::block_on;
+use resnet_web::data::preprocess::InputKind;
+use resnet_web::data::{image_folder, shipped};
+use resnet_web::inference::classifier::{images_tensor, logits};
+use resnet_web::ops::device::{self, DeviceChoice};
+use resnet_web::ops::readback::block_on;
 use resnet_web::resnet::{Preset, Shortcut, Stem};
-use resnet_web::session::{Session, SessionOptions};
-use resnet_web::train::{
+use resnet_web::training::finetune::FineTune;
+use resnet_web::training::gradient_flow::LayerGradient;
+use resnet_web::training::session::{Session, SessionOptions};
+use resnet_web::training::train::{
     Augmentation, Evaluation, OptimizerKind, Schedule, StepReport, TrainOptions, evaluate,
 };
-use resnet_web::{Error, Result, image_folder, npy, shipped, weights};
+use resnet_web::weights::{self, npy};
+use resnet_web::{Error, Result};
 
 /// ResNet weights, inference and training from the command line.
 #[derive(Parser)]

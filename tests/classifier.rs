@@ -6,11 +6,11 @@ mod common;
 
 use burn::prelude::*;
 use common::*;
-use resnet_web::classifier::{Classifier, Engine};
 use resnet_web::data::Dataset;
-use resnet_web::preprocess::InputKind;
-use resnet_web::readback::block_on;
-use resnet_web::shipped;
+use resnet_web::data::preprocess::InputKind;
+use resnet_web::data::shipped;
+use resnet_web::inference::classifier::{Classifier, Engine};
+use resnet_web::ops::readback::block_on;
 
 const DIGIT_MODEL: &[u8] = include_bytes!("../models/mnist-resnet20.bpk");
 const TOLERANCE: f32 = 1e-5;

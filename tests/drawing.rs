@@ -5,10 +5,10 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use burn::prelude::*;
-use resnet_web::classifier::{Classifier, Engine};
-use resnet_web::preprocess::InputKind;
-use resnet_web::readback::block_on;
-use resnet_web::shipped;
+use resnet_web::data::preprocess::InputKind;
+use resnet_web::data::shipped;
+use resnet_web::inference::classifier::{Classifier, Engine};
+use resnet_web::ops::readback::block_on;
 
 const CANVAS: usize = 280;
 const PEN: f32 = 18.0;

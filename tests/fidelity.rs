@@ -6,13 +6,14 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use burn::prelude::*;
-use resnet_web::classifier::{Classifier, Engine};
+use resnet_web::data::preprocess::{InputKind, Rgba};
+use resnet_web::data::rng::SplitMix;
+use resnet_web::data::shipped;
 use resnet_web::data::{Augment, Dataset, batch_tensors};
-use resnet_web::preprocess::{InputKind, Rgba};
-use resnet_web::readback::block_on;
-use resnet_web::rng::SplitMix;
-use resnet_web::train::evaluate;
-use resnet_web::{shipped, weights};
+use resnet_web::inference::classifier::{Classifier, Engine};
+use resnet_web::ops::readback::block_on;
+use resnet_web::training::train::evaluate;
+use resnet_web::weights;
 
 /// The largest gap allowed, in accuracy points.
 const MAX_GAP: f64 = 0.5;

@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use burn::module::Module;
 use burn::prelude::*;
 use common::*;
-use resnet_web::finetune::FineTune;
-use resnet_web::preprocess::InputKind;
-use resnet_web::readback::block_on;
+use resnet_web::data::preprocess::InputKind;
+use resnet_web::ops::readback::block_on;
 use resnet_web::resnet::{Arch, ResNet, ResNetConfig};
-use resnet_web::session::{Session, SessionOptions};
-use resnet_web::train::{Augmentation, TrainOptions};
+use resnet_web::training::finetune::FineTune;
+use resnet_web::training::session::{Session, SessionOptions};
+use resnet_web::training::train::{Augmentation, TrainOptions};
 use resnet_web::weights;
 
 /// A ResNet-8 for `classes` classes of 1-channel images, with synthetic weights and running
@@ -175,7 +175,7 @@ fn fine_tuning_refuses_a_model_for_other_channels() {
 
 #[test]
 fn training_options_parse_as_the_cli_and_the_page_write_them() {
-    use resnet_web::train::{OptimizerKind, Schedule};
+    use resnet_web::training::train::{OptimizerKind, Schedule};
     assert_eq!(
         "sgd".parse::<OptimizerKind>().unwrap(),
         OptimizerKind::Sgd { momentum: 0.9 }

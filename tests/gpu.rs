@@ -13,10 +13,11 @@ use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 use common::*;
 use resnet_web::data::Augment;
-use resnet_web::device::{self, DeviceChoice};
-use resnet_web::readback::{block_on, read_floats};
-use resnet_web::resnet::{Arch, ResNet, ResNetConfig, batch_norm_forward};
-use resnet_web::train::{OptimizerKind, Schedule, TrainConfig, TrainingRun};
+use resnet_web::ops::batch_norm_forward;
+use resnet_web::ops::device::{self, DeviceChoice};
+use resnet_web::ops::readback::{block_on, read_floats};
+use resnet_web::resnet::{Arch, ResNet, ResNetConfig};
+use resnet_web::training::train::{OptimizerKind, Schedule, TrainConfig, TrainingRun};
 
 fn gpu() -> Device {
     device::open(DeviceChoice::Gpu)

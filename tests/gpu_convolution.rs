@@ -1,4 +1,4 @@
-//! The tiled GPU convolution (`src/resnet/gpu_tiled_convolution.rs`), which real GPUs run, on
+//! The tiled GPU convolution (`src/ops/gpu/tiled_convolution.rs`), which real GPUs run, on
 //! the machine's adapter (lavapipe in CI, where the adapter rule would pick the direct kernel,
 //! so this test picks the tiled one itself): the output and both gradients against burn's
 //! convolution on the CPU, at shapes that take each of the tiles the rule picks (and with each
@@ -13,13 +13,13 @@ mod common;
 
 use burn::prelude::*;
 use common::*;
-use resnet_web::device::{self, DeviceChoice};
-use resnet_web::readback::{block_on, read_floats};
-use resnet_web::resnet::{
-    Arch, ConvolveOps, GpuConvolutionKernel, GpuTile, ResNetConfig, fixed_gpu_tile,
-    gpu_convolution_kernel, gpu_prefetch, use_gpu_convolution_kernel, use_gpu_prefetch,
-    use_gpu_tile,
+use resnet_web::ops::device::{self, DeviceChoice};
+use resnet_web::ops::readback::{block_on, read_floats};
+use resnet_web::ops::{
+    ConvolveOps, GpuConvolutionKernel, GpuTile, fixed_gpu_tile, gpu_convolution_kernel,
+    gpu_prefetch, use_gpu_convolution_kernel, use_gpu_prefetch, use_gpu_tile,
 };
+use resnet_web::resnet::{Arch, ResNetConfig};
 
 struct Case {
     batch: usize,

@@ -1,7 +1,8 @@
-//! The library's module graph has no circle: no module of `src/` imports a module that
-//! imports it back, directly or through others. Imports are read from the source: every
-//! `crate::a::b` and `super::x` path (braced groups included) names the deepest module it
-//! reaches; a `mod x;` declaration is not an import, a `pub use x::Y` is.
+//! The library's folders are layers (`src/lib.rs` lists them): a module imports only its own
+//! folder, the folders below it and `error`, and the module graph has no circle: no module of
+//! `src/` imports a module that imports it back, directly or through others. Imports are read
+//! from the source: every `crate::a::b` and `super::x` path (braced groups included) names the
+//! deepest module it reaches; a `mod x;` declaration is not an import, a `pub use x::Y` is.
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,7 +24,7 @@ fn modules() -> BTreeMap<String, String> {
             let module = match name.as_str() {
                 "lib" | "mod" => prefix.to_vec(),
                 // The binary is a crate of its own, on top of the library.
-                "main" | "cli" if prefix.is_empty() => continue,
+                "main" | "cli" | "bench" if prefix.is_empty() => continue,
                 _ => [prefix, &[name]].concat(),
             };
             let source = std::fs::read_to_string(&path).unwrap();
@@ -128,6 +129,38 @@ fn imports(modules: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<Stri
         .collect()
 }
 
+/// The library's folders, lowest first: each may import only itself and those before it.
+const LAYERS: [&str; 8] = [
+    "error",
+    "ops",
+    "resnet",
+    "weights",
+    "data",
+    "inference",
+    "training",
+    "web",
+];
+
+fn layer(module: &str) -> Option<usize> {
+    let folder = module.split("::").next().unwrap_or_default();
+    LAYERS.iter().position(|layer| *layer == folder)
+}
+
+/// Every import that reaches a folder above the importer's own, as "from -> to"; the crate
+/// root (`lib.rs`, which only declares the folders and re-exports `error`) is not a layer.
+fn upward_imports(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let mut upward = Vec::new();
+    for (module, targets) in graph.iter().filter(|(module, _)| !module.is_empty()) {
+        let own = layer(module).unwrap_or_else(|| panic!("{module} lies in no folder of LAYERS"));
+        for target in targets {
+            if target.is_empty() || layer(target).is_none_or(|to| to > own) {
+                upward.push(format!("{module} -> {target}"));
+            }
+        }
+    }
+    upward
+}
+
 /// A circle through `start`, if there is one.
 fn circle_through(start: &str, graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
     fn search(
@@ -157,15 +190,56 @@ fn circle_through(start: &str, graph: &BTreeMap<String, BTreeSet<String>>) -> Op
 }
 
 #[test]
+fn each_folder_imports_only_itself_the_folders_below_and_error() {
+    let modules = modules();
+    let graph = imports(&modules);
+    // Every folder is there and holds modules; the reader sees imports across folders.
+    for folder in LAYERS {
+        assert!(modules.contains_key(folder), "no {folder} module");
+    }
+    assert!(graph["training::session"].contains("training::finetune"));
+    assert!(graph["inference::classifier"].contains("data::preprocess"));
+    assert!(graph["resnet::block"].contains("ops"));
+    let upward = upward_imports(&graph);
+    assert!(
+        upward.is_empty(),
+        "imports of a folder above:\n{}",
+        upward.join("\n")
+    );
+}
+
+#[test]
+fn the_reader_finds_an_import_upward() {
+    let graph: BTreeMap<String, BTreeSet<String>> = [
+        ("ops::convolve", vec!["error"]),
+        (
+            "resnet::block",
+            vec!["ops", "resnet::config", "training::train"],
+        ),
+        ("training::train", vec!["resnet", ""]),
+    ]
+    .into_iter()
+    .map(|(module, targets)| {
+        let targets = targets.into_iter().map(String::from).collect();
+        (module.to_string(), targets)
+    })
+    .collect();
+    assert_eq!(
+        upward_imports(&graph),
+        ["resnet::block -> training::train", "training::train -> "]
+    );
+}
+
+#[test]
 fn no_module_imports_a_module_that_imports_it_back() {
     let modules = modules();
-    assert!(modules.contains_key("web::training") && modules.contains_key("session"));
+    assert!(modules.contains_key("web::training") && modules.contains_key("training::session"));
     let graph = imports(&modules);
     // The reader sees what it must: these imports exist.
     assert!(
-        graph["session"].contains("finetune"),
+        graph["training::session"].contains("training::finetune"),
         "{:?}",
-        graph["session"]
+        graph["training::session"]
     );
     assert!(
         graph["web::training"].contains("web::convert"),

@@ -5,11 +5,11 @@ mod common;
 
 use burn::prelude::*;
 use common::*;
-use resnet_web::classifier::{images_tensor, logits};
-use resnet_web::packed::{FeatureMap, PackedResNet};
-use resnet_web::readback::{block_on, read_floats};
+use resnet_web::inference::classifier::{images_tensor, logits};
+use resnet_web::inference::packed::{FeatureMap, PackedResNet};
+use resnet_web::ops::readback::{block_on, read_floats};
 use resnet_web::resnet::{Arch, ResNetConfig};
-use resnet_web::{npy, weights};
+use resnet_web::weights::{self, npy};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -126,7 +126,7 @@ fn folded_model(weights_file: Vec<u8>, arch: Arch) -> resnet_web::resnet::ResNet
         .fold_batch_norm()
 }
 
-/// The CPU layout (`src/packed.rs`, what the page runs on the CPU) against PyTorch.
+/// The CPU layout (`src/inference/packed.rs`, what the page runs on the CPU) against PyTorch.
 #[test]
 fn cpu_layout_matches_pytorch() {
     for (file, arch, input, expected) in block_shape_cases() {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use resnet_web::preprocess::{self, DIGIT_SIZE, Rgba};
+use resnet_web::data::preprocess::{self, DIGIT_SIZE, Rgba};
 
 /// Noise with opaque alpha (`synthetic_rgba` in make_fixtures.py).
 fn synthetic_rgba(width: usize, height: usize) -> Vec<u8> {

@@ -8,9 +8,9 @@ mod common;
 
 use burn::prelude::*;
 use common::*;
-use resnet_web::classifier::{images_tensor, logits};
-use resnet_web::pth;
+use resnet_web::inference::classifier::{images_tensor, logits};
 use resnet_web::resnet::Arch;
+use resnet_web::weights::pth;
 use resnet_web::weights::{self, WeightFormat};
 
 const ZIP: &[u8] = include_bytes!("fixtures/resnet8-zip.pth");

@@ -10,13 +10,13 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use resnet_web::Error;
 use resnet_web::data::Augment;
-use resnet_web::gradient_flow::LayerGradient;
-use resnet_web::packed::{FeatureMap, PackedResNet};
-use resnet_web::readback::{block_on, floats};
+use resnet_web::inference::packed::{FeatureMap, PackedResNet};
+use resnet_web::ops::readback::{block_on, floats};
 use resnet_web::resnet::{
     Arch, BlockKind, DownsampleLayer, Preset, ResNet, ResidualBlock, Shortcut,
 };
-use resnet_web::train::{OptimizerKind, Schedule, TrainConfig, Trainer};
+use resnet_web::training::gradient_flow::LayerGradient;
+use resnet_web::training::train::{OptimizerKind, Schedule, TrainConfig, Trainer};
 use resnet_web::weights;
 
 fn random(shape: [usize; 4], seed: &str) -> Tensor<4> {

@@ -6,13 +6,15 @@ use std::io::Write;
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
+use resnet_web::data::preprocess::{InputKind, Normalize, Rgba};
+use resnet_web::data::rng::SplitMix;
+use resnet_web::data::shipped::digit_classes;
 use resnet_web::data::{Augment, Dataset, batch_tensors};
-use resnet_web::preprocess::{InputKind, Normalize, Rgba};
-use resnet_web::readback::{block_on, read_floats};
+use resnet_web::ops::readback::{block_on, read_floats};
 use resnet_web::resnet::{Arch, BlockKind, ResNet, ResNetConfig, ResidualBlock, Shortcut};
-use resnet_web::rng::SplitMix;
-use resnet_web::shipped::digit_classes;
-use resnet_web::train::{OptimizerKind, Schedule, TrainConfig, Trainer, TrainingRun, evaluate};
+use resnet_web::training::train::{
+    OptimizerKind, Schedule, TrainConfig, Trainer, TrainingRun, evaluate,
+};
 
 mod common;
 use common::*;

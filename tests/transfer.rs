@@ -5,12 +5,12 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use burn::prelude::*;
-use resnet_web::classifier::{Classifier, Engine, probabilities};
-use resnet_web::preprocess::InputKind;
-use resnet_web::readback::block_on;
+use resnet_web::data::preprocess::InputKind;
+use resnet_web::data::rng::SplitMix;
+use resnet_web::inference::classifier::{Classifier, Engine, probabilities};
+use resnet_web::ops::readback::block_on;
 use resnet_web::resnet::{Arch, ResNet, ResNetConfig};
-use resnet_web::rng::SplitMix;
-use resnet_web::transfer::{HeadOptions, train_head, weights_with_head, with_head};
+use resnet_web::training::transfer::{HeadOptions, train_head, weights_with_head, with_head};
 use resnet_web::weights;
 
 const SIDE: usize = 64;

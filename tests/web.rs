@@ -283,7 +283,7 @@ async fn exports_refuse_bad_input_and_the_module_goes_on() {
     let classifier = Classifier::for_images(
         MNIST_MODEL.to_vec(),
         BackendKind::Cpu,
-        resnet_web::preprocess::InputKind::Digit,
+        resnet_web::data::preprocess::InputKind::Digit,
         digits.clone(),
     )
     .await
@@ -406,7 +406,7 @@ async fn exports_refuse_bad_input_and_the_module_goes_on() {
 /// two-class one.
 #[wasm_bindgen_test]
 async fn head_only_fine_tuning_keeps_the_backbone() {
-    use resnet_web::readback::read_floats_async;
+    use resnet_web::ops::readback::read_floats_async;
     use resnet_web::web::{TrainingData, TrainingSession};
     let mut data =
         TrainingData::for_input("digit".into(), vec!["bar".into(), "blank".into()]).unwrap();
@@ -463,8 +463,8 @@ async fn head_only_fine_tuning_keeps_the_backbone() {
     assert_eq!(fc_after.dims(), [64, 2]);
 }
 
-/// Our WebGPU convolution kernels, the direct one (`src/resnet/gpu_convolution.rs`, which
-/// SwiftShader gets) and the tiled ones (`src/resnet/gpu_tiled_convolution.rs`, which real
+/// Our WebGPU convolution kernels, the direct one (`src/ops/gpu/convolution.rs`, which
+/// SwiftShader gets) and the tiled ones (`src/ops/gpu/tiled_convolution.rs`, which real
 /// GPUs get; without and with the next stage's loads issued early), against burn's convolution on the CPU, same weights and input: the output, and
 /// with autodiff the gradients of the input, weight and bias. Rows cut short by the 4-pixel
 /// tiles, partial tiles and stages, stride 2 (the tiled input gradient's phases) on odd sizes
@@ -478,7 +478,7 @@ async fn webgpu_convolution_kernels_match_the_cpu() {
     use burn::nn::conv::Conv2dConfig;
     use burn::prelude::*;
     use burn::tensor::{Distribution, TensorData};
-    use resnet_web::resnet::{
+    use resnet_web::ops::{
         GpuConvolutionKernel, convolve, gpu_convolution_kernel, use_gpu_convolution_kernel,
         use_gpu_prefetch,
     };

@@ -6,7 +6,7 @@ mod common;
 use burn::prelude::*;
 use common::*;
 use resnet_web::Error;
-use resnet_web::classifier::{images_tensor, logits};
+use resnet_web::inference::classifier::{images_tensor, logits};
 use resnet_web::resnet::{Arch, ResNetConfig, Shortcut};
 use resnet_web::weights::{self, WeightFormat};
 
@@ -146,7 +146,7 @@ fn export_as_torchvision_safetensors_round_trips() {
     let config = ResNetConfig::new(Arch::ResNet20, 10, 3);
     let model = weights::load(RESNET20_SAFETENSORS.to_vec(), &config, &device).unwrap();
     let exported =
-        resnet_web::readback::block_on(weights::torchvision_safetensors(&model)).unwrap();
+        resnet_web::ops::readback::block_on(weights::torchvision_safetensors(&model)).unwrap();
     let header_len = u64::from_le_bytes(exported[..8].try_into().unwrap()) as usize;
     assert_eq!((8 + header_len) % 8, 0, "data 8-byte aligned");
     let header = std::str::from_utf8(&exported[8..8 + header_len]).unwrap();
@@ -188,7 +188,8 @@ fn a_model_with_folded_batch_norm_is_not_exported() {
     assert!(!model.is_folded());
     let folded = model.fold_batch_norm();
     assert!(folded.is_folded());
-    let safetensors = resnet_web::readback::block_on(weights::torchvision_safetensors(&folded));
+    let safetensors =
+        resnet_web::ops::readback::block_on(weights::torchvision_safetensors(&folded));
     let burnpack = weights::save_burnpack(&folded, &config);
     for result in [safetensors, burnpack] {
         let message = result.unwrap_err().to_string();
@@ -223,7 +224,7 @@ fn damaged_files_are_errors_not_panics() {
         {
             cases.push((format!("{name} cut at {cut}"), file[..cut].to_vec()));
         }
-        let mut rng = resnet_web::rng::SplitMix::new(3);
+        let mut rng = resnet_web::data::rng::SplitMix::new(3);
         for _ in 0..60 {
             let mut flipped = file.clone();
             // Mostly in the header, where a flip changes what is claimed.
@@ -287,7 +288,8 @@ fn half_precision_tensors_load_or_are_refused_clearly() {
         match weights::load(write_safetensors(&tensors), &config, &device) {
             Ok(model) => {
                 println!("{dtype}: loaded as f32");
-                let first = resnet_web::readback::read_floats(model.conv1.weight.val()).unwrap();
+                let first =
+                    resnet_web::ops::readback::read_floats(model.conv1.weight.val()).unwrap();
                 assert!(
                     first.iter().all(|&v| v == 1.0),
                     "{dtype}: {:?}",
@@ -373,9 +375,11 @@ fn convert_rewrites_any_weight_file_with_the_same_logits() {
         ("safetensors", WeightFormat::Safetensors),
         ("burnpack", WeightFormat::Burnpack),
     ] {
-        let converted =
-            resnet_web::readback::block_on(weights::convert(pth.clone(), name.parse().unwrap()))
-                .unwrap();
+        let converted = resnet_web::ops::readback::block_on(weights::convert(
+            pth.clone(),
+            name.parse().unwrap(),
+        ))
+        .unwrap();
         assert_eq!(WeightFormat::detect(&converted).unwrap(), format, "{name}");
         let reloaded = weights::load(converted, &config, &device).unwrap();
         assert_eq!(logits(&reloaded, images()).unwrap(), expected, "{name}");

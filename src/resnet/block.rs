@@ -5,9 +5,9 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 
-use super::batch_norm::batch_norm_forward;
 use super::config::{BlockKind, Shortcut};
-use super::convolve::{convolve, convolve_add_relu, convolve_relu};
+use crate::ops::batch_norm_forward;
+use crate::ops::{convolve, convolve_add_relu, convolve_relu};
 
 /// One residual block. The enum variant is invisible in weight files (burn's stores skip
 /// enum variants), so keys read `layer1.0.conv1.weight` as in torchvision.

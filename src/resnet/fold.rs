@@ -9,8 +9,8 @@ use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 
 use super::block::{BasicBlock, Bottleneck, DownsampleLayer, ResidualBlock};
-use super::convolve::pack_weight;
 use super::model::ResNet;
+use crate::ops::pack_weight;
 
 /// `norm(conv(x))` with running statistics as one convolution: with
 /// `s = gamma / sqrt(var + eps)`, the weights become `w * s` (per output channel) and the

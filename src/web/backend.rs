@@ -5,8 +5,8 @@ use burn::prelude::*;
 #[cfg(webgpu)]
 use burn::tensor::wgpu::wgpu;
 
-use crate::classifier::Engine;
 use crate::error::{Error, Result};
+use crate::inference::classifier::Engine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
@@ -117,11 +117,9 @@ impl Backend {
                 ))
             })?;
         let info = setup.adapter.get_info();
-        crate::resnet::use_gpu_convolution_kernel(
-            crate::resnet::GpuConvolutionKernel::for_adapter(
-                info.device_type == wgpu::DeviceType::Cpu,
-            ),
-        );
+        crate::ops::use_gpu_convolution_kernel(crate::ops::GpuConvolutionKernel::for_adapter(
+            info.device_type == wgpu::DeviceType::Cpu,
+        ));
         let backend = Self {
             kind: BackendKind::WebGpu,
             device,

@@ -1,4 +1,4 @@
-//! The classifier as JavaScript sees it: `crate::classifier::Classifier` on a browser
+//! The classifier as JavaScript sees it: `crate::inference::classifier::Classifier` on a browser
 //! backend, with promises for results and `Error`s for failures.
 
 use js_sys::Promise;
@@ -7,9 +7,9 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::backend::{Backend, BackendKind};
 use super::convert::{js_error, rgba_bytes};
-use crate::classifier;
+use crate::data::preprocess::InputKind;
 use crate::error::Result;
-use crate::preprocess::InputKind;
+use crate::inference::classifier;
 use crate::resnet::{Preset, ResNet, ResNetConfig};
 use crate::weights;
 

@@ -4,9 +4,9 @@
 use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
 
+use crate::data::preprocess::Rgba;
 use crate::error::{Error, Result};
-use crate::preprocess::Rgba;
-use crate::train::Evaluation;
+use crate::training::train::Evaluation;
 
 /// Every exported function fails with a JavaScript `Error` carrying our message and its
 /// stable `code` (`Error::code`), never with a panic, which would kill the module.

@@ -1,5 +1,5 @@
 //! Training as JavaScript sees it: data sets built from the browser's bytes and pixels, and
-//! `crate::session::Session` on a browser backend, which the worker steps one batch at a
+//! `crate::training::session::Session` on a browser backend, which the worker steps one batch at a
 //! time (so it can show progress, pause and stop between batches). On WebGPU the session is
 //! checkpointed after every step, so that a lost device moves it to the CPU.
 
@@ -14,10 +14,10 @@ use super::backend::{Backend, BackendKind};
 use super::classifier::Classifier;
 use super::convert::{count, evaluation_object, flag, js_error, number, parsed, rgba_bytes, set};
 use crate::data::Dataset;
+use crate::data::preprocess::{InputKind, Rgba};
 use crate::error::{Error, Result};
-use crate::preprocess::{InputKind, Rgba};
-use crate::session::{Session, SessionOptions};
-use crate::train::{Augmentation, Checkpoint, StepReport, TrainOptions};
+use crate::training::session::{Session, SessionOptions};
+use crate::training::train::{Augmentation, Checkpoint, StepReport, TrainOptions};
 use crate::weights;
 
 /// Labelled images for training or evaluation, kept as bytes in wasm memory.

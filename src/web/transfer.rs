@@ -4,7 +4,7 @@
 use wasm_bindgen::prelude::*;
 
 use super::convert::{count, evaluation_object, js_error, number};
-use crate::transfer::{self, HeadOptions, HeadReport};
+use crate::training::transfer::{self, HeadOptions, HeadReport};
 
 /// A classifier trained on embeddings, and how its training went.
 #[wasm_bindgen]

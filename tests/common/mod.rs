@@ -2,7 +2,7 @@
 //! weights that scripts/make_fixtures.py makes with the same formula.
 #![allow(dead_code)]
 
-use resnet_web::npy;
+use resnet_web::weights::npy;
 
 pub const RESNET18_KEYS: &str = include_str!("../fixtures/resnet18.keys");
 pub const RESNET50_KEYS: &str = include_str!("../fixtures/resnet50.keys");
@@ -193,9 +193,9 @@ impl burn::module::ModuleMapper for SyntheticWeights {
 /// 12x12, one channel.
 pub fn three_pattern_dataset(count: usize, seed: u64) -> resnet_web::data::Dataset {
     let size = 12;
-    let mut rng = resnet_web::rng::SplitMix::new(seed);
+    let mut rng = resnet_web::data::rng::SplitMix::new(seed);
     let mut dataset = resnet_web::data::Dataset::for_input(
-        resnet_web::preprocess::InputKind::Plain { channels: 1, size },
+        resnet_web::data::preprocess::InputKind::Plain { channels: 1, size },
         ["horizontal", "vertical", "blob"]
             .map(String::from)
             .to_vec(),
@@ -230,7 +230,7 @@ pub async fn reference_loss_curve(training_device: &burn::prelude::Device) -> Ve
     use burn::module::Module;
     use resnet_web::data::Augment;
     use resnet_web::resnet::{Arch, ResNet, ResNetConfig};
-    use resnet_web::train::{OptimizerKind, Schedule, TrainConfig, TrainingRun};
+    use resnet_web::training::train::{OptimizerKind, Schedule, TrainConfig, TrainingRun};
     let model = ResNet::new(&ResNetConfig::new(Arch::ResNet8, 3, 1), training_device)
         .expect("a ResNet-8")
         .map(&mut SyntheticWeights::default());
@@ -281,7 +281,7 @@ pub fn model_logits(
     device: &burn::prelude::Device,
     folded: bool,
 ) -> Vec<f32> {
-    use resnet_web::classifier::{images_tensor, logits};
+    use resnet_web::inference::classifier::{images_tensor, logits};
     let model = resnet_web::weights::load(file.to_vec(), config, device).expect("weights load");
     let model = if folded {
         model.fold_batch_norm()

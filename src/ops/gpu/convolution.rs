@@ -24,13 +24,13 @@ use cubecl::calculate_cube_count_elemwise;
 use cubecl::num_traits::Zero;
 use cubecl::prelude::*;
 
-use super::convolve::{
-    ConvolveOps, GpuConvolutionKernel, GpuTile, fixed_gpu_tile, gpu_convolution_kernel,
-    gpu_prefetch, output_shape as convolve_output_shape,
-};
-use super::gpu_tiled_convolution::{
+use super::tiled_convolution::{
     TileShape, TiledConvShapeLaunch, WeightGradTiles, conv_tiled_kernel,
     conv_tiled_weight_grad_kernel, epilogue_of,
+};
+use crate::ops::convolve::{
+    ConvolveOps, GpuConvolutionKernel, GpuTile, fixed_gpu_tile, gpu_convolution_kernel,
+    gpu_prefetch, output_shape as convolve_output_shape,
 };
 
 /// Output pixels per invocation; each computes one vector of `VECTOR` output channels.

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::Dataset;
+use crate::data::preprocess::{InputKind, MAX_SIDE, Rgba};
 use crate::error::{Error, Result};
-use crate::preprocess::{InputKind, MAX_SIDE, Rgba};
 
 /// A folder's pictures, prepared for one input kind.
 #[derive(Debug, Clone)]

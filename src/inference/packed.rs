@@ -15,7 +15,7 @@ use cpu_kernels::ConvShape;
 use cpu_kernels::winograd::Tile;
 
 use crate::error::{Error, Result};
-use crate::readback::read_floats_async;
+use crate::ops::readback::read_floats_async;
 use crate::resnet::{DownsampleLayer, ResNet, ResidualBlock};
 
 /// Images or feature maps `[batch, height, width, channels]`, channels innermost.

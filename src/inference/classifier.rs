@@ -7,10 +7,10 @@ use std::sync::Arc;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+use crate::data::preprocess::{InputKind, Rgba};
 use crate::error::{Error, Result};
-use crate::packed::{FeatureMap, PackedResNet};
-use crate::preprocess::{InputKind, Rgba};
-use crate::readback::read_floats_async;
+use crate::inference::packed::{FeatureMap, PackedResNet};
+use crate::ops::readback::read_floats_async;
 use crate::resnet::{ResNet, ResNetConfig};
 use crate::weights;
 
@@ -44,7 +44,7 @@ pub fn check_images(data: &[f32], shape: [usize; 4]) -> Result<()> {
 /// Logits `[batch, classes]` as a flat vector, read back synchronously (native backends).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn logits(model: &ResNet, images: Tensor<4>) -> Result<Vec<f32>> {
-    crate::readback::read_floats(model.try_forward(images)?)
+    crate::ops::readback::read_floats(model.try_forward(images)?)
 }
 
 /// Logits `[batch, classes]` as a flat vector, read back asynchronously (any backend,

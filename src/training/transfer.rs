@@ -7,10 +7,10 @@ use burn::module::Param;
 use burn::nn::LinearConfig;
 use burn::prelude::*;
 
+use crate::data::rng::SplitMix;
 use crate::error::{Error, Result};
 use crate::resnet::{ResNet, ResNetConfig};
-use crate::rng::SplitMix;
-use crate::train::Evaluation;
+use crate::training::train::Evaluation;
 use crate::weights;
 
 /// How the head trains: full-batch Adam on standardised embeddings.
@@ -163,7 +163,7 @@ pub fn train_head(
         let mut loss = 0.0f64;
         for &i in &train {
             let x = &standard[i * dim..(i + 1) * dim];
-            let p = crate::classifier::probabilities(&head.logits(x));
+            let p = crate::inference::classifier::probabilities(&head.logits(x));
             loss -= f64::from(p[labels[i]].max(1e-12).ln());
             let error: Vec<f32> = (0..k)
                 .map(|c| p[c] - if c == labels[i] { 1.0 } else { 0.0 })
@@ -200,8 +200,9 @@ pub fn train_head(
             loss: 0.0,
         };
         for &i in indices {
-            let p =
-                crate::classifier::probabilities(&head.logits(&standard[i * dim..(i + 1) * dim]));
+            let p = crate::inference::classifier::probabilities(
+                &head.logits(&standard[i * dim..(i + 1) * dim]),
+            );
             let predicted = (0..k).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
             evaluation.confusion[labels[i] * k + predicted] += 1;
             evaluation.loss -= f64::from(p[labels[i]].max(1e-12).ln());

@@ -1,6 +1,10 @@
 //! Weight files in and out: torchvision `state_dict`s (`.safetensors`, and `torch.save`
 //! files read by `pth`, on every target) under torchvision's own key names, and the
-//! project's own burnpack format.
+//! project's own burnpack format; NumPy's `.npy` (`npy`) for fixtures and embeddings.
+//! Uses `resnet` (the models they fill), `ops` (reading tensors back) and `error`.
+
+pub mod npy;
+pub mod pth;
 
 use std::collections::BTreeMap;
 
@@ -13,9 +17,9 @@ use burn::store::{
 use burn::tensor::{Bytes, Transaction};
 
 use crate::error::{Error, Result};
-use crate::pth::{self, TensorValues};
-use crate::readback::{floats, read_together};
+use crate::ops::readback::{floats, read_together};
 use crate::resnet::{Arch, BlockKind, ResNet, ResNetConfig, Shortcut, Stem, is_running_statistic};
+use pth::TensorValues;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightFormat {

@@ -13,13 +13,13 @@ use std::str::FromStr;
 use burn::prelude::*;
 use burn::tensor::Transaction;
 
+use crate::data::preprocess::InputKind;
+use crate::data::rng::SplitMix;
 use crate::data::{Augment, Dataset, batch_tensors};
 use crate::error::{Error, Result};
-use crate::gradient_flow::{LayerGradient, PendingNorms, gradient_norms};
-use crate::preprocess::InputKind;
-use crate::readback::{floats, read_floats_async, read_ints_async, read_together};
+use crate::ops::readback::{floats, read_floats_async, read_ints_async, read_together};
 use crate::resnet::ResNet;
-use crate::rng::SplitMix;
+use crate::training::gradient_flow::{LayerGradient, PendingNorms, gradient_norms};
 use crate::weights;
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -89,9 +89,7 @@ fn open_gpu() -> Result<NativeDevice> {
         .map_err(|e| Error::Unsupported(no_adapter_message(&e.to_string())))?;
     let info = setup.adapter.get_info();
     let is_cpu = info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu;
-    crate::resnet::use_gpu_convolution_kernel(crate::resnet::GpuConvolutionKernel::for_adapter(
-        is_cpu,
-    ));
+    crate::ops::use_gpu_convolution_kernel(crate::ops::GpuConvolutionKernel::for_adapter(is_cpu));
     let adapter = AdapterSummary {
         name: info.name.clone(),
         device_type: format!("{:?}", info.device_type),

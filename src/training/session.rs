@@ -5,11 +5,13 @@
 use burn::prelude::*;
 
 use crate::data::Dataset;
+use crate::data::preprocess::InputKind;
 use crate::error::{Error, Result};
-use crate::finetune::{self, FineTune};
-use crate::preprocess::InputKind;
 use crate::resnet::{Arch, Preset, ResNet, ResNetConfig};
-use crate::train::{Checkpoint, Evaluation, StepReport, TrainOptions, TrainingRun, evaluate};
+use crate::training::finetune::{self, FineTune};
+use crate::training::train::{
+    Checkpoint, Evaluation, StepReport, TrainOptions, TrainingRun, evaluate,
+};
 use crate::weights;
 
 /// Everything a session is made from but the data; `DEFAULT` holds the defaults that the

