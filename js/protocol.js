@@ -51,7 +51,8 @@ export const ErrorCode = Object.freeze({
   NETWORK: 'network',
   BUSY: 'busy',
   DISPOSED: 'disposed',
-  WORKER_FAILED: 'worker-failed',
+  WORKER_FAILED: 'worker-failed', // the worker stopped answering, or could not start
+  WORKER_CRASHED: 'worker-crashed', // an uncaught error ended the worker, and the models in it
   INTERNAL: 'internal',
 });
 

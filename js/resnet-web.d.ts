@@ -21,6 +21,7 @@ export declare const ErrorCode: Readonly<{
   BUSY: 'busy';
   DISPOSED: 'disposed';
   WORKER_FAILED: 'worker-failed';
+  WORKER_CRASHED: 'worker-crashed';
   INTERNAL: 'internal';
 }>;
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];

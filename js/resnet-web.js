@@ -22,6 +22,9 @@ const EXPORT_FORMATS = ['safetensors', 'burnpack'];
 // Larger pictures are scaled down to this before they go to the worker: the models read at
 // most 256 px (ImageNet's resize before its 224 px crop).
 const MAX_SIDE = 1024;
+// Pixels given as {data, width, height} with a longer side are refused, as the worker would
+// (src/data/preprocess.rs, MAX_SIDE): a side, not an area, bounds every buffer made for them.
+const MAX_DATA_SIDE = 4096;
 // Relative URLs are the page's.
 const base = () => globalThis.document?.baseURI ?? self.location.href;
 
@@ -58,8 +61,16 @@ const STALLS_BEFORE_ONE_THREAD = 2;
 let stalledStarts = 0;
 let started = false;
 
-function failWorker(reason) {
-  const error = new ResNetError(ErrorCode.WORKER_FAILED, `the resnet-web worker ${reason}; the models it held are gone: load them again`);
+// Each worker ended by a failure counts here. A model (or learner) remembers the count it
+// was made under, so that after a crash its calls say it was lost rather than reach a new
+// worker that never had it.
+let workersLost = 0;
+let lastLoss = null; // the error the last lost worker's calls got
+
+function failWorker(reason, code = ErrorCode.WORKER_FAILED) {
+  const error = new ResNetError(code, `the resnet-web worker ${reason}; the models it held are gone: load them again`);
+  workersLost += 1;
+  lastLoss = error;
   worker?.terminate();
   worker = null;
   clearInterval(watchdog);
@@ -67,6 +78,12 @@ function failWorker(reason) {
   statusAsked = false;
   for (const waiting of pending.values()) waiting.reject(error);
   pending.clear();
+}
+
+// Throws the loss that ended the worker `what` lived in, if that worker is gone.
+function lostWith(workerCount, what) {
+  if (workerCount === workersLost) return;
+  throw new ResNetError(lastLoss.code, `${lastLoss.message.split(';')[0]}: ${what} was lost with it; load the model again`);
 }
 
 const callsWaiting = () => [...pending.values()].some(({ type }) => type !== Request.STATUS);
@@ -134,10 +151,12 @@ function connection() {
       listeners.get(data.model ?? data.run)?.(data);
     }
   };
-  // A worker that cannot start (a missing file, a module error) fails every call waiting.
+  // An uncaught error in the worker (a module that cannot load, an aborted wasm module, a
+  // bug) leaves it in no state to trust: it is ended, and every call waiting fails.
   worker.onerror = (event) => {
     event.preventDefault();
-    failWorker(`failed: ${event.message ?? 'it could not start'}`);
+    if (started) failWorker(`crashed (${event.message ?? 'an uncaught error'})`, ErrorCode.WORKER_CRASHED);
+    else failWorker(`failed to start (${event.message ?? 'an uncaught error'})`);
   };
   watchStart(worker);
   return worker;
@@ -242,7 +261,14 @@ async function pixels(image) {
     if (!(data instanceof Uint8ClampedArray || data instanceof Uint8Array) || data.length !== width * height * 4) {
       throw new ResNetError(ErrorCode.BAD_INPUT, `an image of ${width} x ${height} needs ${width * height * 4} RGBA bytes, not ${data?.length ?? 'none'}`);
     }
-    return { rgba: new Uint8Array(data), width, height };
+    if (Math.max(width, height) > MAX_DATA_SIDE) {
+      throw new ResNetError(ErrorCode.BAD_INPUT, `the image is ${width}x${height} pixels, more than ${MAX_DATA_SIDE} on a side: scale it down first`);
+    }
+    if (Math.max(width, height) <= MAX_SIDE) return { rgba: new Uint8Array(data), width, height };
+    // Larger pixels are scaled down like any picture, from a canvas that holds them.
+    const held = new OffscreenCanvas(width, height);
+    held.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(data.buffer, data.byteOffset, data.length), width, height), 0, 0);
+    return pixels(held);
   }
   const size = drawableSize(image);
   if (!size) throw new ResNetError(ErrorCode.BAD_INPUT, 'classify takes an <img>, <canvas>, <video>, OffscreenCanvas, ImageBitmap, ImageData or {data, width, height}');
@@ -282,6 +308,7 @@ export class Model {
     this._id = id;
     this._handlers = new Map(); // event name -> Set of handlers
     this._disposed = false;
+    this._worker = workersLost; // the worker it lives in (lostWith)
   }
 
   _loaded(info) {
@@ -317,6 +344,7 @@ export class Model {
 
   _check() {
     if (this._disposed) throw new ResNetError(ErrorCode.DISPOSED, 'this model was disposed: load it again');
+    lostWith(this._worker, 'this model');
   }
 
   /**
@@ -362,7 +390,7 @@ export class Model {
    */
   transferLearner() {
     this._check();
-    return new TransferLearner(this._id);
+    return new TransferLearner(this._id, this._worker);
   }
 
   /** Frees the model in the worker; calls made before are still answered. */
@@ -370,21 +398,24 @@ export class Model {
     if (this._disposed) return;
     this._disposed = true;
     listeners.delete(this._id);
-    send({ type: Request.DISPOSE, model: this._id }).catch(() => {});
+    // A model lost with its worker has nothing left to free.
+    if (this._worker === workersLost) send({ type: Request.DISPOSE, model: this._id }).catch(() => {});
   }
 }
 
 // ---- Transfer learning ----
 
 export class TransferLearner {
-  constructor(modelId) {
+  constructor(modelId, modelWorker) {
     this._id = nextId++;
     this._model = modelId;
     this._disposed = false;
+    this._worker = modelWorker;
   }
 
   _check() {
     if (this._disposed) throw new ResNetError(ErrorCode.DISPOSED, 'this learner was disposed: make a new one');
+    lostWith(this._worker, 'this learner');
   }
 
   /** Embeds a picture (the backbone runs once, now) and keeps it; resolves to its id. */
@@ -430,7 +461,7 @@ export class TransferLearner {
   dispose() {
     if (this._disposed) return;
     this._disposed = true;
-    send({ type: Request.FORGET, learner: this._id }).catch(() => {});
+    if (this._worker === workersLost) send({ type: Request.FORGET, learner: this._id }).catch(() => {});
   }
 }
 

@@ -126,11 +126,11 @@ fn reference(
 fn relative_error(ours: &[f32], reference: &[f64]) -> f64 {
     assert_eq!(ours.len(), reference.len());
     let scale = reference.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    ours.iter()
-        .zip(reference)
-        .map(|(&a, &b)| (a as f64 - b).abs())
-        .fold(0.0, f64::max)
-        / scale
+    largest_f64(
+        ours.iter()
+            .zip(reference)
+            .map(|(&a, &b)| (a as f64 - b).abs()),
+    ) / scale
 }
 
 fn floats(tensor: Tensor<1>) -> Vec<f32> {

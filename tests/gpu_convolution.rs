@@ -127,11 +127,7 @@ fn relative_errors(ours: &[Vec<f32>; 3], reference: &[Vec<f32>; 3]) -> Vec<f32> 
 fn relative_error(ours: &[f32], reference: &[f32]) -> f32 {
     assert_eq!(ours.len(), reference.len());
     let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    ours.iter()
-        .zip(reference)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max)
-        / scale
+    largest(ours.iter().zip(reference).map(|(a, b)| (a - b).abs())) / scale
 }
 
 #[test]

@@ -386,6 +386,72 @@ pageTest('a file that is not an image gives a message, and the page goes on', as
   await upload(page, { name: digits[0].name, mimeType: 'image/png', buffer: digits[0].png });
 });
 
+// Pixels handed over as {data, width, height}: a side over 4096 is refused before anything
+// is copied (a 1x500,000 image once asked the worker for 128M resampling taps and killed it),
+// and sides over 1024 are scaled down as a picture's are; the model answers after both.
+pageTest('pixels as {data, width, height}: a side over 4096 is bad input, a 2048 px one is scaled down and classified, and the model goes on', async ({ page }) => {
+  const outcomes = await page.evaluate(async () => {
+    const { loadModel, shippedModels } = await import(new URL('js/resnet-web.js', document.baseURI).href);
+    const model = await loadModel(shippedModels.digits, { backend: 'cpu' });
+    const white = (width, height) => ({ data: new Uint8ClampedArray(width * height * 4).fill(255), width, height });
+    const attempt = (image) => model.classify(image).then((top) => `answered ${top.length}`, (error) => `${error.code}: ${error.message}`);
+    return [await attempt(white(1, 500_000)), await attempt(white(2048, 1)), await attempt(white(28, 28))];
+  });
+  console.log(`  ${outcomes.join('; ')}`);
+  assert.match(outcomes[0], /^bad-input: the image is 1x500000 pixels, more than 4096 on a side/);
+  assert.equal(outcomes[1], 'answered 5');
+  assert.equal(outcomes[2], 'answered 5');
+});
+
+// The last choice wins: a thread count set while 'auto' times the CPU at each count is the
+// count the CPU keeps, not the one the measurement found fastest.
+pageTest('a thread count set while an auto load measures the threads is the count kept', async ({ page }) => {
+  const outcome = await page.evaluate(async () => {
+    const { cpuThreads, loadModel, setCpuThreads, shippedModels } = await import(new URL('js/resnet-web.js', document.baseURI).href);
+    const model = await loadModel(shippedModels.fashion, { backend: 'auto' });
+    const measured = new Promise((resolve) => model.on('backend', resolve));
+    // The measuring starts after a second without predictions.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await setCpuThreads(1);
+    const { timings } = await measured;
+    return { threads: (await cpuThreads()).threads, timings };
+  });
+  console.log(`  ${JSON.stringify(outcome)}`);
+  assert.equal(outcome.threads, 1);
+});
+
+// An uncaught error ends the library's worker and the models in it: their calls say so with
+// a code of their own, the page offers to load its model again, and the new worker works.
+pageTest('a worker that crashes: its models\' calls fail with worker-crashed, the page loads its model again on a click, and a digit reads', async ({ page }) => {
+  await upload(page, { name: digits[3].name, mimeType: 'image/png', buffer: digits[3].png });
+  // A model of the test's own, in the same worker, through the library the page imports.
+  await page.evaluate(async () => {
+    const { loadModel, shippedModels } = await import(new URL('js/resnet-web.js', document.baseURI).href);
+    window.testModel = await loadModel(shippedModels.digits, { backend: 'cpu' });
+  });
+  await modelWorker(page).evaluate(() => { setTimeout(() => { throw new Error('a crash the test made'); }); });
+  const outcome = await page.evaluate(async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    try {
+      await window.testModel.classify({ data: new Uint8ClampedArray(28 * 28 * 4), width: 28, height: 28 });
+      return 'answered';
+    } catch (error) {
+      return `${error.code}: ${error.message}`;
+    }
+  });
+  console.log(`  ${outcome}`);
+  assert.match(outcome, /^worker-crashed: the resnet-web worker crashed \(.*a crash the test made.*\): this model was lost with it/);
+  // The page's own model: a message and a button.
+  await page.setInputFiles('#image-input', { name: digits[4].name, mimeType: 'image/png', buffer: digits[4].png });
+  await page.waitForSelector('#reload-model', { timeout: 30000 });
+  assert.match(await page.$eval('#notice', (n) => n.textContent), /worker crashed/);
+  await page.click('#reload-model');
+  await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 120000 });
+  assert.equal(await libraryWorkersStarted(page), 2);
+  await upload(page, { name: digits[4].name, mimeType: 'image/png', buffer: digits[4].png });
+  assert.equal((await predictions(page))[0].label, digits[4].label);
+});
+
 pageTest('uploaded Fashion-MNIST test images are classified by the Fashion model on webgpu', async ({ page }) => {
   await useBackend(page, 'webgpu');
   await page.selectOption('#model-choice', 'fashion');
@@ -768,7 +834,7 @@ pageTest('a lost WebGPU device: classification and training go on on the CPU', a
   assert(Number(result.validationAccuracy) >= 0.9, `validation accuracy ${result.validationAccuracy}`);
 });
 
-pageTest('torch.save files load through "Load weights…" and classify; a pickled model is refused', async ({ page }) => {
+pageTest('torch.save files load through "Load weights…" and classify; a pickled model and hostile files are refused, and the page goes on', async ({ page }) => {
   const fixture = (name) => ({ name, mimeType: 'application/octet-stream', buffer: readFileSync(new URL(`./fixtures/${name}`, import.meta.url)) });
   for (const name of ['resnet8-legacy.pth', 'resnet8-checkpoint.pth']) {
     await page.setInputFiles('#weights-input', fixture(name));
@@ -783,6 +849,38 @@ pageTest('torch.save files load through "Load weights…" and classify; a pickle
   await page.waitForFunction(() => /__main__\.CifarResNet/.test(document.getElementById('notice').textContent), null, { timeout: 60000 });
   const notice = await page.$eval('#notice', (n) => n.textContent);
   assert(/state_dict\(\)/.test(notice), notice);
+  // Files made to exhaust a reader (tests/hostile/mod.rs): each refused with its limit, and
+  // the model loaded before still classifies.
+  for (const [name, refusal] of [['memo-bomb-legacy.pth', /memo copies more than/], ['deflate-bomb.pth', /cannot inflate to/]]) {
+    const buffer = readFileSync(new URL(`../fuzz/regressions/pytorch/${name}`, import.meta.url));
+    await page.setInputFiles('#weights-input', { name, mimeType: 'application/octet-stream', buffer });
+    await page.waitForFunction((wanted) => document.getElementById('notice').textContent.startsWith(`${wanted}:`), name, { timeout: 60000 });
+    assert.match(await page.$eval('#notice', (n) => n.textContent), refusal);
+  }
+  await upload(page, { name: 'after-hostile.png', mimeType: 'image/png', buffer: digits[0].png });
+  assert(/^class \d$/.test((await predictions(page))[0].label));
+});
+
+// The last choice wins: a weight file and then a model from the list gives the list's model
+// (the file's load, though it finishes later, is dropped); the list and then a file gives
+// the file's.
+pageTest('the last of a weight file and a choice in the list is the model that classifies', async ({ page }) => {
+  const file = { name: 'resnet8-legacy.pth', mimeType: 'application/octet-stream', buffer: readFileSync(new URL('./fixtures/resnet8-legacy.pth', import.meta.url)) };
+  const image = fashionTestImages()[0];
+  await page.setInputFiles('#weights-input', file);
+  await page.selectOption('#model-choice', 'fashion');
+  await page.waitForFunction(() => /^Ready/.test(document.getElementById('notice').textContent), null, { timeout: 120000 });
+  await page.waitForTimeout(3000); // time for the file's load to finish, and be dropped
+  assert.match(await page.$eval('#notice', (n) => n.textContent), /^Ready/);
+  await upload(page, { name: 'after-the-list.png', mimeType: 'image/png', buffer: image.png });
+  assert(FASHION_CLASSES.includes((await predictions(page))[0].label));
+  await page.selectOption('#model-choice', 'digits');
+  await page.setInputFiles('#weights-input', file);
+  await page.waitForFunction(() => document.getElementById('notice').textContent.startsWith('Loaded resnet8-legacy.pth'), null, { timeout: 120000 });
+  await page.waitForTimeout(3000);
+  assert.match(await page.$eval('#notice', (n) => n.textContent), /^Loaded resnet8-legacy.pth/);
+  await upload(page, { name: 'after-the-file.png', mimeType: 'image/png', buffer: image.png });
+  assert.match((await predictions(page))[0].label, /^class \d$/);
 });
 
 // Pixels of a chart canvas drawn in a run's colour (compare.js: first run orange, second blue).

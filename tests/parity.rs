@@ -305,3 +305,28 @@ fn cli_info_describes_weight_files() {
     assert!(stdout.contains("format:         PyTorch"), "{stdout}");
     assert!(stdout.contains("parameters:     269722"), "{stdout}");
 }
+
+#[test]
+fn the_comparisons_see_nan_and_infinity() {
+    // A broken model's outputs: NaN anywhere, or infinity on both sides, is never "close".
+    // What every parity test asserts of its error.
+    let passes = |error: f32| error < 1e-3;
+    let fine = [0.5, -1.0, 2.0];
+    assert!(passes(max_abs_difference(&fine, &fine)));
+    for broken in [
+        [f32::NAN, -1.0, 2.0],
+        [0.5, f32::NAN, f32::NAN],
+        [0.5, -1.0, f32::INFINITY],
+    ] {
+        assert!(!passes(max_abs_difference(&broken, &fine)), "{broken:?}");
+        assert!(!passes(max_abs_difference(&fine, &broken)), "{broken:?}");
+        assert!(
+            !passes(max_relative_difference(&broken, &fine)),
+            "{broken:?}"
+        );
+    }
+    let infinite = [f32::INFINITY; 3];
+    assert!(max_abs_difference(&infinite, &infinite).is_nan());
+    assert!(largest_f64([0.0, f64::NAN, 1.0]).is_nan());
+    assert_eq!(largest([0.25, 3.0, 1.0]), 3.0);
+}

@@ -164,6 +164,30 @@ fn bad_images_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("scale it down"), "{error}");
+    // A long thin image is bounded by its side, not its area (1x500,000 pixels is under
+    // 4096x4096, and once asked the ImageNet path for 128M resampling taps).
+    let long = vec![255u8; 4 * 500_000];
+    let error = Rgba::new(&long, 1, 500_000).unwrap_err().to_string();
+    assert!(error.contains("more than 4096 on a side"), "{error}");
+    let error = Rgba::new(&long[..4 * 4097], 4097, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("more than 4096 on a side"), "{error}");
+}
+
+#[test]
+fn the_longest_thin_image_taken_prepares_within_its_crop() {
+    // 1x4096: the shorter side resizes to 256, the longer to 1,048,576 rows, of which the
+    // crop keeps 224; white in, white out.
+    let pixels = vec![255u8; 4 * 4096];
+    let image = Rgba::new(&pixels, 1, 4096).unwrap();
+    let values = preprocess::imagenet_pixels(&image);
+    assert_eq!(values.len(), 3 * 224 * 224);
+    assert!(
+        values.iter().all(|v| (v - 1.0).abs() < 1e-5),
+        "{:?}",
+        &values[..4]
+    );
 }
 
 #[test]

@@ -5,9 +5,14 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
+mod hostile;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 
 use burn::prelude::*;
 use common::*;
+use hostile::{Entry, TensorSpec, floats, hostile_files, state_dict_pickle, zip};
 use resnet_web::inference::classifier::{images_tensor, logits};
 use resnet_web::resnet::Arch;
 use resnet_web::weights::pth;
@@ -154,4 +159,178 @@ fn truncated_and_damaged_files_are_errors_not_panics() {
         flipped[at] ^= 0x5a;
     }
     assert!(weights::inspect(flipped).is_err());
+}
+
+// ---- Hostile files, and what reading them costs ----
+
+/// Counts the bytes each thread has allocated, and its peak, so that a test measures its own
+/// reads while others run beside it.
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count(change: impl FnOnce(usize) -> usize) {
+    let _ = ALLOCATED.try_with(|allocated| {
+        let now = change(allocated.get());
+        allocated.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(|now| now + layout.size());
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        count(|now| now.saturating_sub(layout.size()));
+        unsafe { System.dealloc(pointer, layout) }
+    }
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(|now| (now + new_size).saturating_sub(layout.size()));
+        unsafe { System.realloc(pointer, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// What `work` returns, and the most memory it held at once beyond what was held before.
+fn peak_during<T>(work: impl FnOnce() -> T) -> (T, usize) {
+    let before = ALLOCATED.with(Cell::get);
+    PEAK.with(|peak| peak.set(before));
+    let result = work();
+    (result, PEAK.with(Cell::get) - before)
+}
+
+const MIB: usize = 1 << 20;
+
+#[test]
+fn hostile_files_are_refused_by_name_within_64_mib_and_the_next_file_reads() {
+    let files = hostile_files();
+    assert!(files.len() >= 9);
+    for file in files {
+        let (outcome, peak) = peak_during(|| pth::read_state_dict(&file.bytes));
+        let error = outcome.expect_err(file.name);
+        assert_eq!(error.code(), "bad-weights", "{}: {error}", file.name);
+        assert!(
+            error.to_string().contains(file.refusal),
+            "{}: {error}",
+            file.name
+        );
+        println!("{}: {} KiB at most: {error}", file.name, peak / 1024);
+        assert!(peak < 64 * MIB, "{}: {} MiB", file.name, peak / MIB);
+        // What the page's "Load weights…" asks first: the same refusal.
+        let error = weights::inspect(file.bytes.clone()).unwrap_err();
+        assert_eq!(error.code(), "bad-weights", "{}: {error}", file.name);
+        assert!(!pth::read_state_dict(ZIP).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn a_storage_is_inflated_only_as_far_as_its_tensors_reach() {
+    // A storage that inflates to 64 MiB, declared as 4 GiB, whose one tensor needs 16 KiB.
+    let file = zip(&[
+        Entry::stored(
+            "archive/data.pkl",
+            state_dict_pickle(&[TensorSpec {
+                name: "fc.weight",
+                storage: "0",
+                storage_numel: 1 << 24,
+                offset: 0,
+                shape: &[64, 64],
+            }]),
+        ),
+        Entry {
+            name: "archive/data/0",
+            data: floats(1 << 24, 0.5),
+            deflated: true,
+            declared_size: Some(u32::MAX),
+            same_bytes_as: None,
+        },
+    ]);
+    let (tensors, peak) = peak_during(|| pth::read_state_dict(&file).unwrap());
+    let pth::TensorValues::F32(values) = &tensors["fc.weight"].values else {
+        panic!("f32 values");
+    };
+    assert_eq!(values.len(), 64 * 64);
+    assert!(values.iter().all(|&v| v == 0.5));
+    assert!(peak < MIB, "{} KiB", peak / 1024);
+}
+
+#[test]
+fn a_name_with_quotes_and_backslashes_stays_one_name() {
+    // The fixture's float tensors written again, with one more whose name would close the
+    // safetensors header's string and add entries to it, were it not quoted.
+    let tensors = pth::read_state_dict(ZIP).unwrap();
+    let mut specs = Vec::new();
+    let mut data = Vec::new();
+    let keys: Vec<String> = (0..=tensors.len()).map(|i| i.to_string()).collect();
+    let shapes: Vec<Vec<u64>> = tensors
+        .values()
+        .map(|t| t.shape.iter().map(|&d| d as u64).collect())
+        .collect();
+    for (((name, tensor), key), shape) in tensors.iter().zip(&keys).zip(&shapes) {
+        let pth::TensorValues::F32(values) = &tensor.values else {
+            continue;
+        };
+        specs.push(TensorSpec {
+            name,
+            storage: key,
+            storage_numel: values.len() as u64,
+            offset: 0,
+            shape,
+        });
+        data.push((
+            key.as_str(),
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+    }
+    let evil = r#"zz", "fc.weight": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "\"#;
+    specs.push(TensorSpec {
+        name: evil,
+        storage: &keys[tensors.len()],
+        storage_numel: 1,
+        offset: 0,
+        shape: &[1],
+    });
+    data.push((keys[tensors.len()].as_str(), floats(1, 7.0)));
+    let file = hostile::torch_zip(state_dict_pickle(&specs), data);
+    assert!(pth::read_state_dict(&file).unwrap().contains_key(evil));
+    // The loader sees one extra tensor under exactly that name, and refuses it by name.
+    let info = weights::inspect(file.clone()).unwrap();
+    assert_eq!(info.config.arch, Arch::ResNet8);
+    let error = weights::load(file, &info.config, &Device::flex()).unwrap_err();
+    assert!(
+        matches!(&error, resnet_web::Error::UnexpectedKey { key, .. } if key == evil),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn the_hostile_files_are_the_fuzzers_committed_regressions() {
+    let directory =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/pytorch");
+    let write = std::env::var_os("WRITE_HOSTILE_FILES").is_some();
+    for file in hostile_files() {
+        let path = directory.join(file.name);
+        if write {
+            std::fs::create_dir_all(&directory).unwrap();
+            std::fs::write(&path, &file.bytes).unwrap();
+        }
+        let committed = std::fs::read(&path).unwrap_or_else(|error| {
+            panic!(
+                "{}: {error} (WRITE_HOSTILE_FILES=1 cargo test --release --test pth writes it)",
+                path.display()
+            )
+        });
+        assert!(
+            committed == file.bytes,
+            "{} differs from its generator",
+            path.display()
+        );
+    }
 }

@@ -265,11 +265,7 @@ fn imagenet_batches_are_normalised_as_the_page_prepares_pictures() {
     let batch = values(images);
     // Half a byte step over the smallest std.
     let tolerance = 0.5 / 255.0 / 0.224 + 1e-5;
-    let worst = batch
-        .iter()
-        .zip(&expected)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let worst = largest(batch.iter().zip(&expected).map(|(a, b)| (a - b).abs()));
     assert!(
         worst <= tolerance,
         "batch differs from the prepared input by {worst}"
@@ -295,6 +291,22 @@ fn readers_parse_idx_and_mnist_json_and_hold_out_per_class() {
     let error = Dataset::from_idx(&images[..20], &labels, digit_classes()).unwrap_err();
     assert!(
         error.to_string().contains("do not match the file size"),
+        "{error}"
+    );
+    // Gzipped, a file is inflated no further than its header says: two images and then
+    // 64 MiB more, or a header that claims 4 GiB.
+    let mut padded = images.clone();
+    padded.resize(images.len() + (64 << 20), 0);
+    let error = Dataset::from_idx(&gzip(&padded), &labels, digit_classes()).unwrap_err();
+    assert!(
+        error.to_string().contains("do not match the file size"),
+        "{error}"
+    );
+    let mut claims = images.clone();
+    claims[4..8].copy_from_slice(&(1u32 << 30).to_be_bytes());
+    let error = Dataset::from_idx(&gzip(&claims), &labels, digit_classes()).unwrap_err();
+    assert!(
+        error.to_string().contains("claims more than 256 MiB"),
         "{error}"
     );
 

@@ -4,6 +4,8 @@
 //! backbone untouched.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use burn::prelude::*;
 use resnet_web::data::preprocess::InputKind;
 use resnet_web::data::rng::SplitMix;
@@ -12,6 +14,8 @@ use resnet_web::ops::readback::block_on;
 use resnet_web::resnet::{Arch, ResNet, ResNetConfig};
 use resnet_web::training::transfer::{HeadOptions, train_head, weights_with_head, with_head};
 use resnet_web::weights;
+
+use common::largest;
 
 const SIDE: usize = 64;
 
@@ -73,11 +77,12 @@ fn a_head_on_kept_embeddings_separates_three_classes_and_becomes_the_models_clas
     }
     // Both engines embed alike.
     let by_burn = block_on(burn.embed_image(&pictures[0], SIDE, SIDE)).unwrap();
-    let gap = by_burn
-        .iter()
-        .zip(&embeddings[..512])
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let gap = largest(
+        by_burn
+            .iter()
+            .zip(&embeddings[..512])
+            .map(|(a, b)| (a - b).abs()),
+    );
     assert!(gap < 1e-4, "engines differ by {gap}");
 
     let report = train_head(&embeddings, &labels, 3, &HeadOptions::DEFAULT).unwrap();
@@ -116,11 +121,7 @@ fn a_head_on_kept_embeddings_separates_three_classes_and_becomes_the_models_clas
                 .logits(&embeddings[index * 512..(index + 1) * 512]),
         );
         let got = block_on(whole.classify_image(rgba, SIDE, SIDE)).unwrap();
-        let gap = got
-            .iter()
-            .zip(&expected)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let gap = largest(got.iter().zip(&expected).map(|(a, b)| (a - b).abs()));
         assert!(gap < 1e-3, "picture {index}: {got:?} against {expected:?}");
     }
     let backbone = |model: &ResNet| {

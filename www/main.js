@@ -1,6 +1,6 @@
 // The page: draws inputs, hands them to the library, shows what comes back. It uses only
 // resnet-web's public API (js/resnet-web.js), as any other page would.
-import { cpuThreads, describeWeights, loadModel, setCpuThreads, shippedModels } from '../js/resnet-web.js';
+import { ErrorCode, cpuThreads, describeWeights, loadModel, setCpuThreads, shippedModels } from '../js/resnet-web.js';
 import { describeTimings } from './format.js';
 import { savedModel, saveModel } from './saved-model.js';
 import { initComparePanel } from './compare.js';
@@ -33,11 +33,28 @@ function useModel(next) {
   modelChanged();
 }
 
-async function showLoaded(source, options, message) {
+// The last load asked for wins: each takes a ticket when it is asked for (a choice in the
+// list, a file, a backend), and one whose ticket is no longer the latest is dropped.
+let latestLoad = 0;
+class SupersededLoad extends Error {}
+function checkTicket(ticket) {
+  if (ticket !== latestLoad) throw new SupersededLoad();
+}
+
+async function showLoaded(source, options, message, ticket = ++latestLoad) {
   showNotice('Loading the model…');
   const loaded = await loadModel(source, { backend: backendOption(), ...options });
+  if (ticket !== latestLoad) {
+    loaded.dispose();
+    throw new SupersededLoad();
+  }
   useModel(loaded);
   showNotice(loaded.notice ?? message ?? 'Ready: draw, drop an image, or start the webcam.', Boolean(loaded.notice));
+}
+
+// A load's failure, unless a later load replaced it.
+function loadFailed(error, prefix = '') {
+  if (!(error instanceof SupersededLoad)) showNotice(`${prefix}${error.message}`, true);
 }
 
 // Where the model runs, with what 'auto' measured, or why it is on (or went back to) the CPU.
@@ -130,9 +147,20 @@ async function classifyNow(source, { canvas, label }) {
     }
     return true;
   } catch (error) {
-    showNotice(error.message, true);
+    if (error.code === ErrorCode.WORKER_CRASHED || error.code === ErrorCode.WORKER_FAILED) offerReload(error);
+    else showNotice(error.message, true);
     return false;
   }
+}
+
+// The library's worker was lost, and the model with it: a button loads the same model again.
+function offerReload(error) {
+  const button = document.createElement('button');
+  button.id = 'reload-model';
+  button.textContent = 'Load the model again';
+  button.addEventListener('click', () => reloadModel().catch((e) => loadFailed(e)));
+  $('notice').replaceChildren(`${error.message} `, button);
+  $('notice').className = 'error';
 }
 
 function showPredictions(predictions) {
@@ -321,41 +349,47 @@ $('webcam-toggle').addEventListener('click', async () => {
 const TRAINED = 'trained';
 let loadedFile = null; // {source, options, message} of the weight file loaded last
 let lastTrained = null; // {input, classNames} of the model trained here
-async function loadChoice() {
+async function loadChoice(ticket = ++latestLoad) {
   const choice = $('model-choice').value;
-  if (choice !== TRAINED) return showLoaded(shippedModels[choice]);
+  if (choice !== TRAINED) return showLoaded(shippedModels[choice], {}, undefined, ticket);
   const saved = await savedModel();
+  checkTicket(ticket);
   if (!saved) throw new Error('The model trained here is no longer kept: train it again.');
-  return showLoaded(saved.weights, { input: saved.input, classNames: saved.classNames });
+  return showLoaded(saved.weights, { input: saved.input, classNames: saved.classNames }, undefined, ticket);
 }
 $('model-choice').addEventListener('change', () => {
   loadedFile = null;
-  loadChoice().catch((e) => showNotice(e.message, true));
+  loadChoice().catch((e) => loadFailed(e));
 });
+// The page's model loaded again: the weight file loaded last, or the choice in the list.
+const reloadModel = () => (loadedFile ? showLoaded(loadedFile.source, loadedFile.options, loadedFile.message) : loadChoice());
 $('backend-choice').addEventListener('change', () => {
-  const reload = loadedFile ? showLoaded(loadedFile.source, loadedFile.options, loadedFile.message) : loadChoice();
-  reload.catch((e) => showNotice(e.message, true));
+  reloadModel().catch((e) => loadFailed(e));
 });
 $('weights-input').addEventListener('change', async (event) => {
   const file = event.target.files[0];
   if (!file) return;
+  let thisFile = null; // loadedFile, until a later choice replaces it
+  const ticket = ++latestLoad;
   try {
     const weights = new Uint8Array(await file.arrayBuffer());
     const described = await describeWeights(weights);
+    checkTicket(ticket);
     // A model trained here: its classes and input as trained, when they fit the file.
     const fits = lastTrained && described.numClasses !== 1000 && lastTrained.classNames.length === described.numClasses
       && (lastTrained.input.startsWith('rgb') ? 3 : 1) === described.inChannels;
     const options = fits ? { input: lastTrained.input, classNames: lastTrained.classNames } : {};
     const imagenet = described.numClasses === 1000 && described.inChannels === 3;
-    loadedFile = { source: weights, options };
-    await showLoaded(weights, options);
-    loadedFile.message = imagenet
+    thisFile = { source: weights, options };
+    loadedFile = thisFile;
+    await showLoaded(weights, options, undefined, ticket);
+    thisFile.message = imagenet
       ? `Loaded ${file.name}: classifying into the 1,000 ImageNet classes.`
       : `Loaded ${file.name} (${described.arch}, ${described.numClasses} classes, reading '${model.input}' input).`;
-    showNotice(model.notice ?? loadedFile.message, Boolean(model.notice));
+    showNotice(model.notice ?? thisFile.message, Boolean(model.notice));
   } catch (error) {
-    loadedFile = null;
-    showNotice(`${file.name}: ${error.message}`, true);
+    if (loadedFile === thisFile) loadedFile = null;
+    if (ticket === latestLoad) loadFailed(error, `${file.name}: `);
   }
 });
 
@@ -396,4 +430,4 @@ initComparePanel({ backend: backendOption, ownClasses: trainingPanel.ownClasses,
 
 showLoaded(shippedModels.digits)
   .then(showThreads)
-  .catch((error) => showNotice(error.message, true));
+  .catch((error) => loadFailed(error));

@@ -91,7 +91,12 @@ async function warmedUp(model) {
     ? await model.classifier.onBackend('webgpu')
     : await module.Classifier.forImages(model.weights, 'webgpu', model.input, model.classNames);
   const side = 32;
-  await gpu.classifyWithHeatMap(new Uint8Array(side * side * 4), side, side);
+  try {
+    (await gpu.classifyWithHeatMap(new Uint8Array(side * side * 4), side, side)).free();
+  } catch (error) {
+    gpu.free();
+    throw error;
+  }
   return gpu;
 }
 
@@ -157,9 +162,14 @@ async function fastestThreadCount(model) {
   const { available } = threadsInfo();
   if (available === 1 || wasm.threadsChosen) return { cpu: await predictionMs(model.classifier, model.input) };
   const byCount = {};
-  for (let threads = 1; threads <= available; threads++) {
+  for (let threads = 1; threads <= available && !wasm.threadsChosen; threads++) {
     wasm.cpu.setCpuThreads(threads);
     byCount[threads] = await predictionMs(model.classifier, model.input);
+  }
+  // A count the caller chose meanwhile stands: the last call wins.
+  if (wasm.threadsChosen) {
+    wasm.cpu.setCpuThreads(wasm.chosenThreads);
+    return { cpu: await predictionMs(model.classifier, model.input) };
   }
   const fastest = Number(Object.keys(byCount).reduce((a, b) => (byCount[b] < byCount[a] ? b : a)));
   wasm.cpu.setCpuThreads(fastest);
@@ -181,7 +191,11 @@ export async function classify({ model: id, rgba: buffer, width, height, heatMap
   const run = async () => {
     if (!heatMap) return { probabilities: await model.classifier.classifyPixels(rgba, width, height) };
     const prediction = await model.classifier.classifyWithHeatMap(rgba, width, height);
-    return { probabilities: prediction.probabilities, heatMap: prediction.heatMap, heatMapSize: prediction.heatMapSize };
+    try {
+      return { probabilities: prediction.probabilities, heatMap: prediction.heatMap, heatMapSize: prediction.heatMapSize };
+    } finally {
+      prediction.free();
+    }
   };
   let output;
   try {
@@ -191,7 +205,9 @@ export async function classify({ model: id, rgba: buffer, width, height, heatMap
     if (error.code !== ErrorCode.BACKEND_FAILED || !model.classifier.backend.startsWith('WebGPU')) throw error;
     markWebgpuLost();
     model.generation++;
+    const failed = model.classifier;
     model.classifier = await wasm.cpu.Classifier.forImages(model.weights, 'cpu', model.input, model.classNames);
+    failed.free();
     post({ type: Event.BACKEND, model: id, backend: backendText(model.classifier.backend), notice: `WebGPU failed during classification (${error.message}); switched to the CPU.` });
     output = await run();
   }

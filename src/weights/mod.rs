@@ -340,16 +340,20 @@ fn safetensors_file(
     entries: &BTreeMap<String, (&str, Vec<usize>, Vec<u8>)>,
     metadata: &[(&str, &str)],
 ) -> Vec<u8> {
+    // Names come from the files users bring (a `.pth`'s keys): quoted as JSON strings, so a
+    // `"` or `\` in one can neither break the header nor add entries to it.
+    let quoted = |text: &str| serde_json::Value::String(text.to_string()).to_string();
     let mut header = String::from(r#"{"__metadata__":{"format":"pt""#);
     for (key, value) in metadata {
-        header.push_str(&format!(r#","{key}":"{value}""#));
+        header.push_str(&format!(",{}:{}", quoted(key), quoted(value)));
     }
     header.push('}');
     let mut offset = 0;
     for (key, (dtype, shape, bytes)) in entries {
         let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
         header.push_str(&format!(
-            r#","{key}":{{"dtype":"{dtype}","shape":[{}],"data_offsets":[{offset},{}]}}"#,
+            r#",{}:{{"dtype":"{dtype}","shape":[{}],"data_offsets":[{offset},{}]}}"#,
+            quoted(key),
             dims.join(","),
             offset + bytes.len()
         ));

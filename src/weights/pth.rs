@@ -30,14 +30,32 @@ fn bad(message: impl Into<String>) -> Error {
     Error::WeightFormat(format!("PyTorch file: {}", message.into()))
 }
 
+/// The tensors of a file may hold at most this much: four times a ResNet-152 in f32. A
+/// larger claim is refused before anything is read or inflated for it.
+pub const MAX_TENSOR_BYTES: usize = 1 << 30;
+
 /// The `state_dict` of a `torch.save` file: tensor names (torchvision's) to tensors.
+///
+/// What it costs is bounded by what the tensors hold: the pickle's memo by
+/// `MAX_MEMO_BYTES`, each storage read once and only as far as its tensors reach, and the
+/// tensors together no larger than the storages they were read from (views of one storage
+/// are not each a copy of it) or `MAX_TENSOR_BYTES`.
 pub fn read_state_dict(bytes: &[u8]) -> Result<BTreeMap<String, TorchTensor>> {
-    let (root, storages) = if bytes.starts_with(b"PK\x03\x04") {
+    let (dict, storages) = if bytes.starts_with(b"PK\x03\x04") {
         read_zip(bytes)?
     } else {
         read_legacy(bytes)?
     };
-    let dict = find_state_dict(root)?;
+    let stored: usize = storages.values().map(Vec::len).sum();
+    let mut held = 0usize;
+    for (_, tensor) in &dict {
+        held = held.saturating_add(tensor.byte_len()?);
+        if held > stored {
+            return Err(bad(
+                "its tensors hold more bytes than their storages: several tensors view one storage, which a state_dict does not",
+            ));
+        }
+    }
     let prefixed = !dict.is_empty() && dict.iter().all(|(name, _)| name.starts_with("module."));
     let mut tensors = BTreeMap::new();
     for (name, tensor) in dict {
@@ -54,10 +72,27 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<BTreeMap<String, TorchTensor>> {
 
 // ---- The two containers ----
 
-/// Storage key to its raw bytes (and, for the legacy format, its element type).
+/// Storage key to its raw bytes, as far as its tensors reach.
 type Storages = HashMap<String, Vec<u8>>;
 
-fn read_zip(bytes: &[u8]) -> Result<(Value, Storages)> {
+/// Storage key to the bytes its tensors reach into it, at most `MAX_TENSOR_BYTES` in all.
+fn bytes_needed(dict: &[(String, TensorRef)]) -> Result<HashMap<String, usize>> {
+    let mut needed = HashMap::new();
+    for (_, tensor) in dict {
+        let reach = tensor.reach()?;
+        let entry = needed.entry(tensor.storage.clone()).or_insert(0);
+        *entry = reach.max(*entry);
+    }
+    if needed.values().sum::<usize>() > MAX_TENSOR_BYTES {
+        return Err(bad(format!(
+            "its tensors claim more than {} MiB: not a ResNet's state_dict, or a damaged file",
+            MAX_TENSOR_BYTES >> 20
+        )));
+    }
+    Ok(needed)
+}
+
+fn read_zip(bytes: &[u8]) -> Result<(Vec<(String, TensorRef)>, Storages)> {
     let entries = zip_entries(bytes)?;
     let pickle_name = entries
         .keys()
@@ -66,21 +101,39 @@ fn read_zip(bytes: &[u8]) -> Result<(Value, Storages)> {
         .ok_or_else(|| bad("a zip archive without data.pkl: not a torch.save file"))?;
     let prefix = &pickle_name[..pickle_name.len() - "data.pkl".len()];
     if let Some(order) = entries.get(&format!("{prefix}byteorder"))
-        && zip_data(bytes, order)? != b"little"
+        && zip_data(bytes, order, 16)? != b"little"
     {
         return Err(bad(
             "the tensors are big-endian; save the file on a little-endian machine",
         ));
     }
-    let root = Unpickler::new(&zip_data(bytes, &entries[&pickle_name])?).run()?;
+    let pickle = &entries[&pickle_name];
+    let root = Unpickler::new(&zip_data(bytes, pickle, pickle.size)?).run()?;
+    let dict = find_state_dict(root)?;
+    // Only the storages the tensors use, each once, inflated only as far as they reach.
     let mut storages = Storages::new();
-    let data_prefix = format!("{prefix}data/");
-    for (name, entry) in &entries {
-        if let Some(key) = name.strip_prefix(&data_prefix) {
-            storages.insert(key.to_string(), zip_data(bytes, entry)?);
+    for (key, needed) in bytes_needed(&dict)? {
+        let entry = entries
+            .get(&format!("{prefix}data/{key}"))
+            .ok_or_else(|| bad(format!("the file is truncated: storage {key} is missing")))?;
+        // Deflate gives at most 1,032 bytes per compressed byte: a claim beyond that is
+        // refused before anything is inflated for it.
+        if entry.method == 8 && needed > entry.compressed.saturating_mul(1032).saturating_add(64) {
+            return Err(bad(format!(
+                "storage {key} is {} compressed bytes, which cannot inflate to the {needed} its tensors claim: the file is damaged",
+                entry.compressed
+            )));
         }
+        let data = zip_data(bytes, entry, needed)?;
+        if data.len() < needed {
+            return Err(bad(format!(
+                "storage {key} holds {} bytes, less than its tensors need ({needed}): the file is truncated or damaged",
+                data.len()
+            )));
+        }
+        storages.insert(key, data);
     }
-    Ok((root, storages))
+    Ok((dict, storages))
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +172,9 @@ fn zip_entries(bytes: &[u8]) -> Result<BTreeMap<String, ZipEntry>> {
         return Err(bad("a zip64 archive: files over 4 GB are not supported"));
     }
     let mut entries = BTreeMap::new();
+    // Where each entry's local header and data lie: no two may overlap (a hostile archive
+    // can point many names at one deflate stream).
+    let mut spans = Vec::with_capacity(count);
     for _ in 0..count {
         if u32_at(bytes, at)? != 0x0201_4b50 {
             return Err(bad("the zip central directory is damaged"));
@@ -135,13 +191,29 @@ fn zip_entries(bytes: &[u8]) -> Result<BTreeMap<String, ZipEntry>> {
             size: u32_at(bytes, at + 24)? as usize,
             local_header: u32_at(bytes, at + 42)? as usize,
         };
-        entries.insert(String::from_utf8_lossy(name).into_owned(), entry);
+        spans.push((
+            entry.local_header,
+            entry.local_header + 30 + entry.compressed,
+        ));
+        let name = String::from_utf8_lossy(name).into_owned();
+        if entries.insert(name.clone(), entry).is_some() {
+            return Err(bad(format!(
+                "the zip archive names {name} twice: the file is damaged"
+            )));
+        }
         at += 46 + name_len + extra_len + comment_len;
+    }
+    spans.sort_unstable();
+    if spans.windows(2).any(|pair| pair[1].0 < pair[0].1) {
+        return Err(bad(
+            "two zip entries share their bytes: the file is damaged",
+        ));
     }
     Ok(entries)
 }
 
-fn zip_data(bytes: &[u8], entry: &ZipEntry) -> Result<Vec<u8>> {
+/// At most `limit` bytes of an entry's data.
+fn zip_data(bytes: &[u8], entry: &ZipEntry, limit: usize) -> Result<Vec<u8>> {
     let at = entry.local_header;
     if u32_at(bytes, at)? != 0x0403_4b50 {
         return Err(bad("a zip entry is damaged"));
@@ -152,12 +224,13 @@ fn zip_data(bytes: &[u8], entry: &ZipEntry) -> Result<Vec<u8>> {
         .checked_add(entry.compressed)
         .and_then(|end| bytes.get(start..end))
         .ok_or_else(|| bad("the file is truncated: a tensor's data is missing"))?;
+    let limit = limit.min(entry.size);
     match entry.method {
-        0 => Ok(data.to_vec()),
+        0 => Ok(data[..limit.min(data.len())].to_vec()),
         8 => {
-            let mut out = Vec::with_capacity(entry.size.min(bytes.len().saturating_mul(4)));
+            let mut out = Vec::with_capacity(limit.min(bytes.len().saturating_mul(4)));
             flate2::read::DeflateDecoder::new(data)
-                .take(entry.size as u64)
+                .take(limit as u64)
                 .read_to_end(&mut out)
                 .map_err(|e| bad(format!("a compressed entry does not inflate: {e}")))?;
             Ok(out)
@@ -171,17 +244,19 @@ fn zip_data(bytes: &[u8], entry: &ZipEntry) -> Result<Vec<u8>> {
 /// The legacy format: pickles of the magic number, the protocol version and the system's
 /// sizes, then the object, then the list of storage keys, then each storage as its element
 /// count (u64) and its bytes.
-fn read_legacy(bytes: &[u8]) -> Result<(Value, Storages)> {
+fn read_legacy(bytes: &[u8]) -> Result<(Vec<(String, TensorRef)>, Storages)> {
     const MAGIC: i128 = 0x1950_a86a_20f9_469c_fc6c;
+    // The magic number is a long beyond i64, pickled first: its bytes are checked before
+    // any pickle of an unknown file runs.
+    if !starts_with_magic(bytes, MAGIC) {
+        return Err(bad(
+            "not a torch.save file: neither a zip archive nor the legacy format",
+        ));
+    }
     let mut at = 0;
-    // The magic number is a long beyond i64.
     match unpickle_at(bytes, &mut at) {
         Ok(Value::BigInt(bytes_le)) if big_int_equals(&bytes_le, MAGIC) => {}
-        _ => {
-            return Err(bad(
-                "not a torch.save file: neither a zip archive nor the legacy format",
-            ));
-        }
+        _ => return Err(bad("the legacy format's magic number is damaged")),
     }
     let _protocol_version = unpickle_at(bytes, &mut at)?;
     let _system_info = unpickle_at(bytes, &mut at)?;
@@ -190,7 +265,12 @@ fn read_legacy(bytes: &[u8]) -> Result<(Value, Storages)> {
     let Value::List(keys) = keys else {
         return Err(bad("the list of storages is missing"));
     };
-    let element_sizes = storage_element_sizes(&root);
+    let dict = find_state_dict(root)?;
+    let needed = bytes_needed(&dict)?;
+    let element_sizes: HashMap<&str, usize> = dict
+        .iter()
+        .map(|(_, tensor)| (tensor.storage.as_str(), tensor.dtype.size()))
+        .collect();
     let mut storages = Storages::new();
     for key in keys {
         let Value::Str(key) = key else {
@@ -201,7 +281,7 @@ fn read_legacy(bytes: &[u8]) -> Result<(Value, Storages)> {
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
             .ok_or_else(|| bad("the file is truncated: a tensor's data is missing"))?;
         let size = *element_sizes
-            .get(&key)
+            .get(key.as_str())
             .ok_or_else(|| bad(format!("storage {key} is used by no tensor")))?;
         let len = usize::try_from(count)
             .ok()
@@ -211,10 +291,35 @@ fn read_legacy(bytes: &[u8]) -> Result<(Value, Storages)> {
             .checked_add(len)
             .and_then(|end| bytes.get(at + 8..end))
             .ok_or_else(|| bad("the file is truncated: a tensor's data is missing"))?;
-        storages.insert(key, data.to_vec());
+        // As far as its tensors reach, and once: a key listed twice is a damaged file.
+        let reach = needed.get(&key).copied().unwrap_or(0).min(len);
+        if storages
+            .insert(key.clone(), data[..reach].to_vec())
+            .is_some()
+        {
+            return Err(bad(format!(
+                "storage {key} is listed twice: the file is damaged"
+            )));
+        }
         at += 8 + len;
     }
-    Ok((root, storages))
+    Ok((dict, storages))
+}
+
+/// Whether `bytes` start with a pickle of `magic`: PROTO, at protocol 4 and later a FRAME,
+/// then LONG1 of ten bytes.
+fn starts_with_magic(bytes: &[u8], magic: i128) -> bool {
+    let mut at = 0;
+    if bytes.first() == Some(&0x80) {
+        at = 2;
+        if bytes.get(at) == Some(&0x95) {
+            at += 9;
+        }
+    }
+    bytes.get(at..at + 2) == Some(&[0x8a, 10])
+        && bytes
+            .get(at + 2..at + 12)
+            .is_some_and(|long| big_int_equals(long, magic))
 }
 
 /// The pickle that starts at `at`, and `at` moved past it.
@@ -234,23 +339,6 @@ fn big_int_equals(bytes_le: &[u8], value: i128) -> bool {
     }
     padded[..bytes_le.len()].copy_from_slice(bytes_le);
     i128::from_le_bytes(padded) == value
-}
-
-/// Element size of each storage that a tensor of `value` uses.
-fn storage_element_sizes(value: &Value) -> HashMap<String, usize> {
-    let mut sizes = HashMap::new();
-    let mut stack = vec![value];
-    while let Some(value) = stack.pop() {
-        match value {
-            Value::Tensor(tensor) => {
-                sizes.insert(tensor.storage.clone(), tensor.dtype.size());
-            }
-            Value::List(items) | Value::Tuple(items) => stack.extend(items),
-            Value::Dict(pairs) => stack.extend(pairs.iter().map(|(_, v)| v)),
-            _ => {}
-        }
-    }
-    sizes
 }
 
 // ---- Finding the state_dict ----
@@ -341,17 +429,16 @@ fn materialise(tensor: &TensorRef, storages: &Storages) -> Result<TorchTensor> {
             tensor.shape
         )));
     }
-    // Element indices of the storage in row-major order of the tensor.
-    let mut indices = Vec::with_capacity(count);
+    // Element indices of the storage in row-major order of the tensor, made as they are
+    // read (a list of them would take twice the tensor's own bytes).
     let mut position = vec![0usize; tensor.shape.len()];
-    for _ in 0..count {
+    let indices = (0..count).map(move |_| {
         let index = tensor.offset
             + position
                 .iter()
                 .zip(&tensor.stride)
                 .map(|(p, s)| p * s)
                 .sum::<usize>();
-        indices.push(index);
         for axis in (0..position.len()).rev() {
             position[axis] += 1;
             if position[axis] < tensor.shape[axis] {
@@ -359,31 +446,28 @@ fn materialise(tensor: &TensorRef, storages: &Storages) -> Result<TorchTensor> {
             }
             position[axis] = 0;
         }
-    }
+        index
+    });
     let element = |index: usize| &storage[index * size..(index + 1) * size];
     let values = match tensor.dtype {
         Dtype::F32 => TensorValues::F32(
             indices
-                .iter()
-                .map(|&i| f32::from_le_bytes(element(i).try_into().expect("4 bytes")))
+                .map(|i| f32::from_le_bytes(element(i).try_into().expect("4 bytes")))
                 .collect(),
         ),
         Dtype::F64 => TensorValues::F32(
             indices
-                .iter()
-                .map(|&i| f64::from_le_bytes(element(i).try_into().expect("8 bytes")) as f32)
+                .map(|i| f64::from_le_bytes(element(i).try_into().expect("8 bytes")) as f32)
                 .collect(),
         ),
         Dtype::F16 => TensorValues::F32(
             indices
-                .iter()
-                .map(|&i| f16_to_f32(u16::from_le_bytes(element(i).try_into().expect("2 bytes"))))
+                .map(|i| f16_to_f32(u16::from_le_bytes(element(i).try_into().expect("2 bytes"))))
                 .collect(),
         ),
         Dtype::BF16 => TensorValues::F32(
             indices
-                .iter()
-                .map(|&i| {
+                .map(|i| {
                     let bits = u16::from_le_bytes(element(i).try_into().expect("2 bytes"));
                     f32::from_bits(u32::from(bits) << 16)
                 })
@@ -391,23 +475,16 @@ fn materialise(tensor: &TensorRef, storages: &Storages) -> Result<TorchTensor> {
         ),
         Dtype::I64 => TensorValues::I64(
             indices
-                .iter()
-                .map(|&i| i64::from_le_bytes(element(i).try_into().expect("8 bytes")))
+                .map(|i| i64::from_le_bytes(element(i).try_into().expect("8 bytes")))
                 .collect(),
         ),
         Dtype::I32 => TensorValues::I64(
             indices
-                .iter()
-                .map(|&i| i64::from(i32::from_le_bytes(element(i).try_into().expect("4 bytes"))))
+                .map(|i| i64::from(i32::from_le_bytes(element(i).try_into().expect("4 bytes"))))
                 .collect(),
         ),
-        Dtype::U8 => TensorValues::I64(indices.iter().map(|&i| i64::from(element(i)[0])).collect()),
-        Dtype::Bool => TensorValues::I64(
-            indices
-                .iter()
-                .map(|&i| i64::from(element(i)[0] != 0))
-                .collect(),
-        ),
+        Dtype::U8 => TensorValues::I64(indices.map(|i| i64::from(element(i)[0])).collect()),
+        Dtype::Bool => TensorValues::I64(indices.map(|i| i64::from(element(i)[0] != 0)).collect()),
     };
     Ok(TorchTensor {
         shape: tensor.shape.clone(),
@@ -474,6 +551,37 @@ struct TensorRef {
     offset: usize,
     shape: Vec<usize>,
     stride: Vec<usize>,
+}
+
+impl TensorRef {
+    fn count(&self) -> Result<usize> {
+        self.shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| bad("a tensor is too large"))
+    }
+
+    /// The bytes the tensor's values take.
+    fn byte_len(&self) -> Result<usize> {
+        self.count()?
+            .checked_mul(self.dtype.size())
+            .ok_or_else(|| bad("a tensor is too large"))
+    }
+
+    /// The bytes of its storage it reaches into: up to its last element's end.
+    fn reach(&self) -> Result<usize> {
+        if self.count()? == 0 {
+            return Ok(0);
+        }
+        self.shape
+            .iter()
+            .zip(&self.stride)
+            .try_fold(self.offset, |acc, (&dim, &stride)| {
+                acc.checked_add(dim.saturating_sub(1).checked_mul(stride)?)
+            })
+            .and_then(|last| last.checked_add(1)?.checked_mul(self.dtype.size()))
+            .ok_or_else(|| bad("a tensor's strides overflow"))
+    }
 }
 
 /// The globals a state_dict's pickle names; any other is refused.
@@ -575,24 +683,26 @@ struct Unpickler<'a> {
     position: usize,
     stack: Vec<Item>,
     memo: HashMap<u32, Value>,
-    /// Values copied out of the memo so far (a pickle can ask for a big one many times).
-    recalled: usize,
+    /// Bytes copied into and out of the memo so far: MEMOIZE stores a copy of the top of the
+    /// stack under a new index each time, and a recall copies it out again, so a small
+    /// pickle can ask for one big value many times.
+    copied: usize,
 }
 
 /// More than a state_dict of any ResNet holds: bounds on the work a hostile file can ask.
 const MAX_ITEMS: usize = 1 << 24;
-/// Values a pickle may copy out of its memo: a state_dict recalls one storage per tensor.
-const MAX_RECALLED: usize = 1 << 20;
+/// Bytes a pickle may copy into and out of its memo: a state_dict memoizes and recalls small
+/// values (names, storage types, shapes), under a megabyte for any ResNet.
+pub const MAX_MEMO_BYTES: usize = 16 << 20;
 /// Containers nested deeper than this are refused (a checkpoint nests a few levels), so
 /// that no value is too deep to drop.
 const MAX_DEPTH: usize = 64;
 
-/// How deep `value` nests and how many values it holds, without recursion.
-fn measure(value: &Value) -> (usize, usize) {
-    let (mut deepest, mut nodes) = (0, 0);
+/// How deep `value` nests, without recursion.
+fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
     let mut stack = vec![(value, 1)];
     while let Some((value, depth)) = stack.pop() {
-        nodes += 1;
         deepest = deepest.max(depth);
         match value {
             Value::Tuple(items) | Value::List(items) => {
@@ -607,15 +717,34 @@ fn measure(value: &Value) -> (usize, usize) {
             _ => {}
         }
     }
-    (deepest, nodes)
+    deepest
+}
+
+/// About the bytes a copy of `value` takes: its nodes and the text and bytes they hold.
+fn footprint(value: &Value) -> usize {
+    let mut bytes = 0usize;
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        bytes = bytes.saturating_add(std::mem::size_of::<Value>());
+        match value {
+            Value::Str(text) => bytes = bytes.saturating_add(text.len()),
+            Value::Bytes(data) | Value::BigInt(data) => bytes = bytes.saturating_add(data.len()),
+            Value::Tuple(items) | Value::List(items) => stack.extend(items),
+            Value::Dict(pairs) => {
+                for (key, item) in pairs {
+                    stack.push(key);
+                    stack.push(item);
+                }
+            }
+            _ => {}
+        }
+    }
+    bytes
 }
 
 /// `values` may go into a container: refused when they would nest it too deep.
 fn check_depth<'v>(values: impl IntoIterator<Item = &'v Value>) -> Result<()> {
-    if values
-        .into_iter()
-        .any(|value| measure(value).0 >= MAX_DEPTH)
-    {
+    if values.into_iter().any(|value| depth(value) >= MAX_DEPTH) {
         return Err(bad("the pickle nests containers too deeply"));
     }
     Ok(())
@@ -628,7 +757,7 @@ impl<'a> Unpickler<'a> {
             position: 0,
             stack: Vec::new(),
             memo: HashMap::new(),
-            recalled: 0,
+            copied: 0,
         }
     }
 
@@ -719,12 +848,28 @@ impl<'a> Unpickler<'a> {
             .collect())
     }
 
+    /// Counts a copy of `bytes` into the memo or out of it, before it is made: refused past
+    /// `MAX_MEMO_BYTES`.
+    fn count_copy(&mut self, bytes: usize) -> Result<()> {
+        self.copied = self.copied.saturating_add(bytes);
+        if self.copied > MAX_MEMO_BYTES {
+            return Err(bad(format!(
+                "the pickle is too large: its memo copies more than {} MiB",
+                MAX_MEMO_BYTES >> 20
+            )));
+        }
+        Ok(())
+    }
+
     fn memoize(&mut self, index: u32) -> Result<()> {
-        let value = match self.stack.last() {
-            Some(Item::Value(value)) => value.clone(),
+        let bytes = match self.stack.last() {
+            Some(Item::Value(value)) => footprint(value),
             _ => return Err(bad("the pickle is malformed (nothing to memoize)")),
         };
-        self.memo.insert(index, value);
+        self.count_copy(bytes)?;
+        if let Some(Item::Value(value)) = self.stack.last() {
+            self.memo.insert(index, value.clone());
+        }
         Ok(())
     }
 
@@ -733,11 +878,8 @@ impl<'a> Unpickler<'a> {
             .memo
             .get(&index)
             .ok_or_else(|| bad("the pickle is malformed (unknown memo entry)"))?;
-        self.recalled += measure(value).1;
-        if self.recalled > MAX_RECALLED {
-            return Err(bad("the pickle is too large"));
-        }
-        let value = value.clone();
+        self.count_copy(footprint(value))?;
+        let value = self.memo[&index].clone();
         self.push(value)
     }
 

@@ -149,12 +149,33 @@ pub fn fixture_logits(bytes: &[u8]) -> Vec<f32> {
     npy::read_f32(bytes).expect("fixture logits").data
 }
 
+/// The largest of `differences`, NaN if any is NaN. `f32::max` drops a NaN, so a model
+/// whose outputs were all NaN (or infinite: inf - inf is NaN) would differ by 0 from
+/// anything; with this, every `error < tolerance` fails on it.
+pub fn largest(differences: impl IntoIterator<Item = f32>) -> f32 {
+    differences.into_iter().fold(0.0, |worst, difference| {
+        if worst.is_nan() || difference.is_nan() {
+            f32::NAN
+        } else {
+            worst.max(difference)
+        }
+    })
+}
+
+/// `largest` in f64.
+pub fn largest_f64(differences: impl IntoIterator<Item = f64>) -> f64 {
+    differences.into_iter().fold(0.0, |worst, difference| {
+        if worst.is_nan() || difference.is_nan() {
+            f64::NAN
+        } else {
+            worst.max(difference)
+        }
+    })
+}
+
 pub fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "logit counts differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    largest(a.iter().zip(b).map(|(x, y)| (x - y).abs()))
 }
 
 /// Replaces every float tensor of a model by `synthetic(torchvision name, shape)`: the same
@@ -265,11 +286,12 @@ pub fn parse_loss_curve(text: &str) -> Vec<f32> {
 /// The largest difference between two loss curves, relative to the reference's values.
 pub fn max_relative_difference(curve: &[f32], reference: &[f32]) -> f32 {
     assert_eq!(curve.len(), reference.len(), "curve lengths");
-    curve
-        .iter()
-        .zip(reference)
-        .map(|(a, b)| (a - b).abs() / b.abs().max(1e-3))
-        .fold(0.0, f32::max)
+    largest(
+        curve
+            .iter()
+            .zip(reference)
+            .map(|(a, b)| (a - b).abs() / b.abs().max(1e-3)),
+    )
 }
 
 /// Logits of the model from `file` (a weight file) on `device`, its BatchNorms folded or not.
