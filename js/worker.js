@@ -77,7 +77,15 @@ self.onmessage = async ({ data: message }) => {
     const value = await handle(message);
     post({ type: Reply.DONE, id: message.id, value }, value instanceof Uint8Array ? [value.buffer] : []);
   } catch (error) {
-    post(failure(message.id, error));
+    // A trap (a Rust panic, an allocation that failed) leaves the wasm module in no state to
+    // trust: the call says so, and the worker ends itself with an uncaught error, which the
+    // library answers by ending it and failing every other call and model (worker-crashed).
+    if (error instanceof WebAssembly.RuntimeError) {
+      post(failure(message.id, new ResNetError(ErrorCode.WORKER_CRASHED, `the wasm module aborted (${error.message}); the models are gone: load them again`)));
+      setTimeout(() => { throw error; });
+    } else {
+      post(failure(message.id, error));
+    }
   } finally {
     inFlight.delete(message.id);
   }

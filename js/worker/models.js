@@ -150,6 +150,11 @@ async function chooseDevice(id, model, generation) {
     }
     post({ type: Event.BACKEND, model: id, backend: backendText(model.classifier.backend), timings });
   } catch (error) {
+    // The module aborted: nothing in it can be trusted, and no call is waiting to say so.
+    if (error instanceof WebAssembly.RuntimeError) {
+      setTimeout(() => { throw error; });
+      return;
+    }
     if (gpu && model.classifier !== gpu) gpu.free();
     if (current()) post({ type: Event.BACKEND, model: id, backend: backendText(model.classifier.backend), notice: `WebGPU failed (${error.message}); running on the CPU.` });
   }

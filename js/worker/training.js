@@ -218,6 +218,7 @@ async function runSession(id, runId, session, control, test, input, notice, { wa
     try {
       report = await session.step();
     } catch (error) {
+      if (error instanceof WebAssembly.RuntimeError) throw error; // the module aborted (worker.js)
       if (await resumeOnCpu(session, error, notice).catch(() => false)) continue;
       failed = error.message;
       break;
