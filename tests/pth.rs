@@ -334,3 +334,66 @@ fn the_hostile_files_are_the_fuzzers_committed_regressions() {
         );
     }
 }
+
+#[test]
+fn a_legacy_checkpoint_with_optimizer_state_reads_its_model() {
+    // {'model': the fixture's float tensors, 'optimizer': {'momentum': a tensor}}, in the
+    // legacy format: every storage is listed and stored, the optimizer's too.
+    let tensors = pth::read_state_dict(LEGACY).unwrap();
+    let floats_of = |tensor: &pth::TorchTensor| match &tensor.values {
+        pth::TensorValues::F32(values) => Some(values.clone()),
+        pth::TensorValues::I64(_) => None,
+    };
+    let model: Vec<(&String, Vec<f32>, Vec<u64>)> = tensors
+        .iter()
+        .filter_map(|(name, tensor)| {
+            let shape = tensor.shape.iter().map(|&d| d as u64).collect();
+            Some((name, floats_of(tensor)?, shape))
+        })
+        .collect();
+    let keys: Vec<String> = (0..model.len()).map(|i| i.to_string()).collect();
+    let specs: Vec<TensorSpec> = model
+        .iter()
+        .zip(&keys)
+        .map(|((name, values, shape), key)| TensorSpec {
+            name,
+            storage: key,
+            storage_numel: values.len() as u64,
+            offset: 0,
+            shape,
+        })
+        .collect();
+    let optimizer = state_dict_pickle(&[TensorSpec {
+        name: "momentum",
+        storage: "optimizer",
+        storage_numel: 4,
+        offset: 0,
+        shape: &[4],
+    }]);
+    let model_pickle = state_dict_pickle(&specs);
+    // The two state_dicts' pickles without their PROTO and STOP, as values of one dict.
+    let mut root = b"\x80\x02}(".to_vec();
+    hostile::text(&mut root, "model");
+    root.extend_from_slice(&model_pickle[2..model_pickle.len() - 1]);
+    hostile::text(&mut root, "optimizer");
+    root.extend_from_slice(&optimizer[2..optimizer.len() - 1]);
+    root.extend_from_slice(b"u.");
+    let mut listed = b"\x80\x02](".to_vec();
+    for key in keys.iter().map(String::as_str).chain(["optimizer"]) {
+        hostile::text(&mut listed, key);
+    }
+    listed.extend_from_slice(b"e.");
+    let mut file = hostile::legacy(&root);
+    file.extend_from_slice(&listed);
+    for (_, values, _) in &model {
+        file.extend_from_slice(&(values.len() as u64).to_le_bytes());
+        file.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    file.extend_from_slice(&4u64.to_le_bytes());
+    file.extend_from_slice(&floats(4, 0.5));
+    let read = pth::read_state_dict(&file).unwrap();
+    assert_eq!(read.len(), model.len());
+    for (name, values, _) in &model {
+        assert_eq!(floats_of(&read[*name]).as_ref(), Some(values), "{name}");
+    }
+}

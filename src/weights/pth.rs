@@ -265,12 +265,11 @@ fn read_legacy(bytes: &[u8]) -> Result<(Vec<(String, TensorRef)>, Storages)> {
     let Value::List(keys) = keys else {
         return Err(bad("the list of storages is missing"));
     };
+    // Every storage is listed, a checkpoint's optimizer state's too: each one's element size
+    // says how far to skip past it, though only the state_dict's are read.
+    let element_sizes = storage_element_sizes(&root);
     let dict = find_state_dict(root)?;
     let needed = bytes_needed(&dict)?;
-    let element_sizes: HashMap<&str, usize> = dict
-        .iter()
-        .map(|(_, tensor)| (tensor.storage.as_str(), tensor.dtype.size()))
-        .collect();
     let mut storages = Storages::new();
     for key in keys {
         let Value::Str(key) = key else {
@@ -281,7 +280,7 @@ fn read_legacy(bytes: &[u8]) -> Result<(Vec<(String, TensorRef)>, Storages)> {
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
             .ok_or_else(|| bad("the file is truncated: a tensor's data is missing"))?;
         let size = *element_sizes
-            .get(key.as_str())
+            .get(&key)
             .ok_or_else(|| bad(format!("storage {key} is used by no tensor")))?;
         let len = usize::try_from(count)
             .ok()
@@ -339,6 +338,23 @@ fn big_int_equals(bytes_le: &[u8], value: i128) -> bool {
     }
     padded[..bytes_le.len()].copy_from_slice(bytes_le);
     i128::from_le_bytes(padded) == value
+}
+
+/// Element size of each storage that a tensor of `value` uses.
+fn storage_element_sizes(value: &Value) -> HashMap<String, usize> {
+    let mut sizes = HashMap::new();
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Tensor(tensor) => {
+                sizes.insert(tensor.storage.clone(), tensor.dtype.size());
+            }
+            Value::List(items) | Value::Tuple(items) => stack.extend(items),
+            Value::Dict(pairs) => stack.extend(pairs.iter().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
+    sizes
 }
 
 // ---- Finding the state_dict ----

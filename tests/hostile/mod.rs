@@ -25,7 +25,7 @@ pub struct TensorSpec<'a> {
     pub shape: &'a [u64],
 }
 
-fn text(pickle: &mut Vec<u8>, value: &str) {
+pub fn text(pickle: &mut Vec<u8>, value: &str) {
     pickle.push(b'X');
     pickle.extend_from_slice(&(value.len() as u32).to_le_bytes());
     pickle.extend_from_slice(value.as_bytes());
@@ -178,7 +178,7 @@ pub fn floats(count: usize, value: f32) -> Vec<u8> {
 }
 
 /// The legacy format's magic number, protocol version and system info pickles, then `root`.
-fn legacy(root: &[u8]) -> Vec<u8> {
+pub fn legacy(root: &[u8]) -> Vec<u8> {
     // LONG1 of ten bytes: 0x1950a86a20f9469cfc6c, little-endian.
     let mut file = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.".to_vec();
     file.extend_from_slice(b"\x80\x02M\xe9\x03.");
