@@ -73,38 +73,9 @@ fn a_pickled_whole_model_is_refused_by_name() {
     assert!(error.contains("model.state_dict()"), "{error}");
 }
 
-/// A zip-format file whose pickle is `replacement` instead.
+/// A zip-format file whose pickle is `pickle`, and no storages.
 fn with_pickle(pickle: &[u8]) -> Vec<u8> {
-    // A stored (uncompressed) zip of one entry, as torch.save writes them.
-    let name = b"archive/data.pkl";
-    let mut file = Vec::new();
-    let crc = 0u32; // not checked by readers of torch files
-    file.extend_from_slice(b"PK\x03\x04");
-    file.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    file.extend_from_slice(&crc.to_le_bytes());
-    file.extend_from_slice(&(pickle.len() as u32).to_le_bytes());
-    file.extend_from_slice(&(pickle.len() as u32).to_le_bytes());
-    file.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    file.extend_from_slice(&0u16.to_le_bytes());
-    file.extend_from_slice(name);
-    file.extend_from_slice(pickle);
-    let directory = file.len();
-    file.extend_from_slice(b"PK\x01\x02");
-    file.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    file.extend_from_slice(&crc.to_le_bytes());
-    file.extend_from_slice(&(pickle.len() as u32).to_le_bytes());
-    file.extend_from_slice(&(pickle.len() as u32).to_le_bytes());
-    file.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    file.extend_from_slice(&[0; 12]);
-    file.extend_from_slice(&0u32.to_le_bytes());
-    file.extend_from_slice(name);
-    let directory_len = file.len() - directory;
-    file.extend_from_slice(b"PK\x05\x06");
-    file.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
-    file.extend_from_slice(&(directory_len as u32).to_le_bytes());
-    file.extend_from_slice(&(directory as u32).to_le_bytes());
-    file.extend_from_slice(&[0, 0]);
-    file
+    hostile::torch_zip(pickle.to_vec(), vec![])
 }
 
 #[test]

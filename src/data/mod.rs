@@ -51,11 +51,10 @@ fn idx_bytes(bytes: &[u8], rank: usize) -> Result<Vec<u8>> {
     let mut decoder = flate2::read::GzDecoder::new(bytes);
     let mut out = vec![0u8; 4 + 4 * rank];
     decoder.read_exact(&mut out).map_err(gzip)?;
-    let count = (0..rank)
-        .map(|i| {
-            u32::from_be_bytes(out[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
-        })
-        .try_fold(1usize, |acc, d| acc.checked_mul(d))
+    let (dims, _) = idx_dims(&out, rank)?;
+    let count = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .filter(|&count| count <= MAX_IDX_BYTES)
         .ok_or_else(|| {
             bad_data(format!(
@@ -70,8 +69,8 @@ fn idx_bytes(bytes: &[u8], rank: usize) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The big-endian dimensions of an IDX file and where its data starts.
-fn idx_header(bytes: &[u8], rank: usize) -> Result<(Vec<usize>, usize)> {
+/// The big-endian dimensions of an IDX file's header and where its data starts.
+fn idx_dims(bytes: &[u8], rank: usize) -> Result<(Vec<usize>, usize)> {
     let start = 4 + 4 * rank;
     if bytes.len() < start || bytes[..3] != [0, 0, 0x08] || usize::from(bytes[3]) != rank {
         return Err(bad_data(format!(
@@ -83,6 +82,12 @@ fn idx_header(bytes: &[u8], rank: usize) -> Result<(Vec<usize>, usize)> {
             u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
         })
         .collect();
+    Ok((dims, start))
+}
+
+/// The dimensions of an IDX file, which its size must match, and where its data starts.
+fn idx_header(bytes: &[u8], rank: usize) -> Result<(Vec<usize>, usize)> {
+    let (dims, start) = idx_dims(bytes, rank)?;
     let count = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
     if count != Some(bytes.len() - start) {
         return Err(bad_data(format!(

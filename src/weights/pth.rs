@@ -416,29 +416,11 @@ fn materialise(tensor: &TensorRef, storages: &Storages) -> Result<TorchTensor> {
         ))
     })?;
     let size = tensor.dtype.size();
-    let count = tensor
-        .shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| bad("a tensor is too large"))?;
-    // The last element's index, which must lie inside the storage.
-    let last = tensor
-        .shape
-        .iter()
-        .zip(&tensor.stride)
-        .try_fold(tensor.offset, |acc, (&dim, &stride)| {
-            acc.checked_add(dim.saturating_sub(1).checked_mul(stride)?)
-        })
-        .ok_or_else(|| bad("a tensor's strides overflow"))?;
+    let count = tensor.count()?;
     // A state_dict's tensor never holds more elements than its storage (a hostile shape
-    // with zero strides could otherwise ask for any amount of memory).
-    let fits = last
-        .checked_add(1)
-        .and_then(|end| end.checked_mul(size))
-        .is_some_and(|end| end <= storage.len())
-        && count
-            .checked_mul(size)
-            .is_some_and(|bytes| bytes <= storage.len());
+    // with zero strides could otherwise ask for any amount of memory), and its last element
+    // lies inside it.
+    let fits = tensor.reach()? <= storage.len() && tensor.byte_len()? <= storage.len();
     if count > 0 && !fits {
         return Err(bad(format!(
             "a tensor of shape {:?} does not fit its storage: the file is truncated or damaged",
