@@ -1,19 +1,21 @@
 // Every export of resnet-web, typed: `npx tsc -p examples` checks this file against the
 // package's declarations (js/resnet-web.d.ts).
 import {
-  ErrorCode, Model, ResNetError, Run, TransferLearner, cpuThreads, describeWeights, loadModel, setCpuThreads, shippedModels, train,
-  type CpuThreads, type ErrorCodeValue, type Predictions, type TrainingSummary, type WeightsDescription,
+  ErrorCode, Model, ResNetError, Run, TransferLearner, cpuThreads, describeWeights, loadModel, memory, setCpuThreads, shippedModels, train,
+  type CpuThreads, type ErrorCodeValue, type MemoryUse, type Predictions, type TrainingSummary, type WeightsDescription,
 } from 'resnet-web';
 
 export async function classifyAnImage(image: HTMLImageElement): Promise<string> {
   const model: Model = await loadModel(shippedModels.digits, { backend: 'auto' });
-  model.on('backend', ({ backend, notice, timings }) => console.log(backend, notice ?? '', timings?.cpu, timings?.webgpu, timings?.cpuThreads?.[2]));
+  model.on('backend', ({ backend, notice, timings }) => console.log(backend, notice ?? '', timings?.cpu, timings?.webgpu, timings?.cpuThreads?.[2], timings?.webgpuDifference));
   console.log(model.measuring, model.timings?.cpu);
   const predictions: Predictions = await model.classify(image, { topK: 3, heatMap: true });
   const heat = predictions.heatMap?.values.length ?? 0;
   console.log(predictions.milliseconds, predictions.probabilities.length, heat, model.input, model.numClasses);
   const [best] = predictions;
   model.dispose();
+  const held: MemoryUse = await memory();
+  console.log(Object.values(held.heapBytes).reduce((sum, bytes) => sum + bytes, 0), held.wasmBytes, held.models, held.learners, held.runs);
   return `${best.label} (${(100 * best.probability).toFixed(1)}%)`;
 }
 

@@ -75,8 +75,12 @@ export interface Predictions extends Array<Prediction> {
   modelInput?: { values: Float32Array; channels: number; size: number };
 }
 
-/** Milliseconds on each device; cpuThreads: a prediction's at each thread count, where 'auto' measured them. */
-export interface DeviceTimings { cpu: number; webgpu?: number; cpuThreads?: Record<number, number> }
+/**
+ * Milliseconds on each device; cpuThreads: a prediction's at each thread count, where 'auto'
+ * measured them. webgpuDifference (a model) and webgpuLossDifference (a run, relative): how
+ * far WebGPU's answer was from the CPU's; over 1e-3, WebGPU is not used, and webgpu is absent.
+ */
+export interface DeviceTimings { cpu: number; webgpu?: number; cpuThreads?: Record<number, number>; webgpuDifference?: number; webgpuLossDifference?: number }
 export interface BackendEvent { backend: string; notice?: string; timings?: DeviceTimings }
 
 export interface Evaluation {
@@ -220,3 +224,11 @@ export interface CpuThreads {
 }
 export declare function cpuThreads(): Promise<CpuThreads>;
 export declare function setCpuThreads(threads: number): Promise<CpuThreads>;
+
+/**
+ * What the library's worker holds, for each wasm module it loaded: heapBytes, what its code
+ * holds now (flat over a session that disposes what it makes), and wasmBytes, its memory's
+ * size (it only grows; freed bytes are reused); and the models, learners and runs alive.
+ */
+export interface MemoryUse { heapBytes: Record<string, number>; wasmBytes: Record<string, number>; models: number; learners: number; runs: number }
+export declare function memory(): Promise<MemoryUse>;

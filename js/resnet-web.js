@@ -60,6 +60,9 @@ const START_SILENT_MS = 10_000;
 const STALLS_BEFORE_ONE_THREAD = 2;
 let stalledStarts = 0;
 let started = false;
+// Messages without a reply (a run's pause, resume and stop) posted while the worker starts,
+// in order: a worker started in its place gets them again after the calls.
+let controlsBeforeStart = [];
 
 // Each worker ended by a failure counts here. A model (or learner) remembers the count it
 // was made under, so that after a crash its calls say it was lost rather than reach a new
@@ -73,6 +76,7 @@ function failWorker(reason, code = ErrorCode.WORKER_FAILED) {
   lastLoss = error;
   worker?.terminate();
   worker = null;
+  controlsBeforeStart = [];
   clearInterval(watchdog);
   watchdog = null;
   statusAsked = false;
@@ -120,7 +124,7 @@ function watchStart(starting) {
   }, START_PING_MS);
 }
 
-// The calls made so far go to a new worker; status requests are dropped.
+// The calls made so far go to a new worker, then the controls; status requests are dropped.
 function replaceStalledWorker() {
   stalledStarts += 1;
   worker.terminate();
@@ -129,6 +133,13 @@ function replaceStalledWorker() {
   for (const [id, call] of pending) if (!call.message) pending.delete(id);
   const next = connection();
   for (const [, call] of calls) next.postMessage(call.message);
+  for (const message of controlsBeforeStart) next.postMessage(message);
+}
+
+// A message without a reply; kept while the worker starts (above).
+function postControl(message) {
+  connection().postMessage(message);
+  if (!started) controlsBeforeStart.push(message);
 }
 
 function connection() {
@@ -147,6 +158,7 @@ function connection() {
     } else if (data.type === Event.STARTED) {
       started = true;
       for (const call of pending.values()) delete call.message;
+      controlsBeforeStart = [];
     } else {
       listeners.get(data.model ?? data.run)?.(data);
     }
@@ -249,6 +261,17 @@ export async function setCpuThreads(threads) {
   return send({ type: Request.THREADS, threads });
 }
 
+/**
+ * What the library's worker holds now: for each wasm module it loaded, {module: bytes},
+ * heapBytes (what its code holds: over a session that disposes what it makes, this stays
+ * flat) and wasmBytes (its memory's size, which only grows; freed bytes are reused); and how
+ * many models, learners and runs are alive.
+ */
+export async function memory() {
+  const { heapBytes, wasmBytes, models, learners, runs } = await send({ type: Request.STATUS });
+  return { heapBytes, wasmBytes, models, learners, runs };
+}
+
 // ---- Pictures ----
 
 // RGBA pixels of anything a canvas can draw, or of ImageData-like {data, width, height}.
@@ -332,8 +355,10 @@ export class Model {
 
   /**
    * on('backend', ({backend, notice, timings}) => ...): 'auto' measured both devices
-   * (timings: milliseconds a prediction takes, {cpu, webgpu}) and the model runs on the
-   * faster, or WebGPU failed and it runs on the CPU (notice says why).
+   * (timings: milliseconds a prediction takes, {cpu, webgpu}, and webgpuDifference, how far
+   * WebGPU's probabilities were from the CPU's) and the model runs on the faster, or WebGPU
+   * failed or answered otherwise than the CPU (by over 1e-3) and it runs on the CPU (notice
+   * says why).
    */
   on(name, handler) {
     if (name !== 'backend') throw badOption(`a model has only 'backend' events, not '${name}'`);
@@ -512,7 +537,7 @@ export class Run {
   /** Ends the run after the current step; `result` is the model as trained so far. */
   stop() { this._control('stop'); }
   _control(action) {
-    this._sent.then(() => connection().postMessage({ type: Request.CONTROL, run: this._id, action }));
+    this._sent.then(() => postControl({ type: Request.CONTROL, run: this._id, action }));
   }
 }
 

@@ -3,11 +3,11 @@
 // the wasm modules and threads (modules.js), models and classifying (models.js), training
 // (training.js) and transfer learning (transfer.js).
 import { ErrorCode, Event, Reply, Request, ResNetError, failure } from './protocol.js';
-import { fetchBytes, post } from './worker/io.js';
+import { endWorkerAfterTrap, fetchBytes, post } from './worker/io.js';
 import { classify, dispose, inOrder, load, modelFor, models, setThreads } from './worker/models.js';
-import { startModules, threadsInfo, wasm } from './worker/modules.js';
+import { memoryUse, startModules, threadsInfo, wasm } from './worker/modules.js';
 import { controlRun, runs, train } from './worker/training.js';
-import { embed, forget, trainHeadModel } from './worker/transfer.js';
+import { embed, forget, learners, trainHeadModel } from './worker/transfer.js';
 
 // The library watches a worker until it says this (resnet-web.js, watchStart).
 const announce = () => post({ type: Event.STARTED, cpuModule: wasm.cpu ? wasm.cpuModuleName : null, reason: wasm.oneThreadReason });
@@ -48,7 +48,7 @@ async function handle(message) {
 const inFlight = new Map();
 
 // Where this worker stands, answered at once, whatever else waits: the library asks when its
-// calls go unanswered, and a test that fails prints it.
+// calls go unanswered and for `memory()`, and a test that fails prints it.
 function status() {
   const now = performance.now();
   const { cpu } = wasm;
@@ -58,7 +58,9 @@ function status() {
     cpuThreads: cpu ? cpu.cpuThreads() : null,
     oneThreadReason: wasm.oneThreadReason,
     models: models.size,
+    learners: learners.size,
     runs: runs.size,
+    ...memoryUse(),
     inFlight: [...inFlight].map(([id, { type, since }]) => ({ id, type, ms: Math.round(now - since) })),
   };
 }
@@ -77,12 +79,10 @@ self.onmessage = async ({ data: message }) => {
     const value = await handle(message);
     post({ type: Reply.DONE, id: message.id, value }, value instanceof Uint8Array ? [value.buffer] : []);
   } catch (error) {
-    // A trap (a Rust panic, an allocation that failed) leaves the wasm module in no state to
-    // trust: the call says so, and the worker ends itself with an uncaught error, which the
-    // library answers by ending it and failing every other call and model (worker-crashed).
+    // A trap: this call says so first, then the worker ends.
     if (error instanceof WebAssembly.RuntimeError) {
       post(failure(message.id, new ResNetError(ErrorCode.WORKER_CRASHED, `the wasm module aborted (${error.message}); the models are gone: load them again`)));
-      setTimeout(() => { throw error; });
+      endWorkerAfterTrap(error);
     } else {
       post(failure(message.id, error));
     }

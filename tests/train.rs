@@ -12,6 +12,7 @@ use resnet_web::data::shipped::digit_classes;
 use resnet_web::data::{Augment, Dataset, batch_tensors};
 use resnet_web::ops::readback::{block_on, read_floats};
 use resnet_web::resnet::{Arch, BlockKind, ResNet, ResNetConfig, ResidualBlock, Shortcut};
+use resnet_web::training::session::{Session, SessionOptions};
 use resnet_web::training::train::{
     OptimizerKind, Schedule, TrainConfig, Trainer, TrainingRun, evaluate,
 };
@@ -496,6 +497,83 @@ fn untrainable_data_is_an_error_that_names_the_problem() {
         error.to_string().contains("3 classes but the model has 4"),
         "{error}"
     );
+}
+
+/// Data the model cannot take is an error that says so, from every way into training: a
+/// session whose pictures are narrower than its input, a run whose images have more channels
+/// than the model (before, the convolution panicked), and a batch with fewer labels than
+/// images.
+#[test]
+fn data_that_does_not_fit_the_model_is_an_error_not_a_panic() {
+    let three = three_pattern_dataset(9, 1);
+    let mut narrow = three.clone();
+    narrow.width = 8;
+    narrow.images = narrow
+        .images
+        .chunks(12)
+        .flat_map(|row| &row[..8])
+        .copied()
+        .collect();
+    let options = SessionOptions {
+        input: InputKind::Plain {
+            channels: 1,
+            size: 12,
+        },
+        ..SessionOptions::DEFAULT
+    };
+    let error = Session::new(&narrow, &options, None, &Device::flex())
+        .err()
+        .expect("12x8 pictures for a 12x12 input are refused");
+    assert!(
+        error.to_string().contains("are 1x12x8 but input"),
+        "{error}"
+    );
+    assert!(Session::new(&three, &options, None, &Device::flex()).is_ok());
+
+    let device = Device::flex().autodiff();
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 4,
+        learning_rate: 0.01,
+        weight_decay: 0.0,
+        optimizer: OptimizerKind::Adam,
+        schedule: Schedule::Constant,
+        augment: Augment::NONE,
+        seed: 0,
+    };
+    let mut colour = three.clone();
+    colour.channels = 3;
+    colour.images = three.images.iter().flat_map(|&value| [value; 3]).collect();
+    let model = ResNet::new(&ResNetConfig::new(Arch::ResNet8, 3, 1), &device).unwrap();
+    let mut run = TrainingRun::new(model, colour, config.clone()).unwrap();
+    let error = block_on(run.step(&device)).unwrap_err();
+    assert_eq!(error.code(), "bad-input", "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("1 input channel(s) but the input has 3"),
+        "{error}"
+    );
+    assert_eq!(run.steps_done(), 0);
+
+    let model = ResNet::new(&ResNetConfig::new(Arch::ResNet8, 3, 1), &device).unwrap();
+    let mut trainer = Trainer::new(model, config, 1).unwrap();
+    let (images, labels) = batch_tensors(
+        &three,
+        &[0, 1, 2, 3],
+        Augment::NONE,
+        &mut SplitMix::new(0),
+        &device,
+    );
+    let error = trainer
+        .step(images.clone(), labels.clone().slice(0..3), false)
+        .err()
+        .expect("four images with three labels are refused");
+    assert!(
+        error.to_string().contains("4 images but 3 labels"),
+        "{error}"
+    );
+    assert!(trainer.step(images, labels, false).is_ok());
 }
 
 #[test]

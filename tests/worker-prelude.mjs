@@ -9,6 +9,8 @@
 //   self.testWasmMemory  - the wasm module's memory (its buffer's byteLength is its size)
 //   self.testResults     - how many classification results the worker has posted
 //   self.testEmbeddings  - how many pictures the worker's backbones have embedded
+//   self.testBreakGpuConvolutions(broken) - makes every WebGPU convolution wrong on purpose,
+//                          or right again (the WebGPU module's testOnlyBreakGpuConvolutions)
 // gpu: 'webgpu' as the browser has it, 'none' (no WebGPU at all) or 'refused' (no adapter);
 // relaxedSimd: false makes WebAssembly.validate refuse any module with a relaxed SIMD
 // instruction (0xfd, then an opcode from 0x100 to 0x113 as LEB128), as a browser without
@@ -16,8 +18,9 @@
 // poolStarts: false gives the thread pool's workers (wasm-bindgen-rayon's, which it starts
 // from a blob: URL of its workerHelpers script) a script that does nothing, so that none of
 // them ever says it is ready: a pool that cannot start. stall: true blocks the worker for good as it makes the pool's first worker,
-// as Firefox sometimes does (docs/design.md, "Threads").
-export function workerPrelude({ gpu = 'webgpu', relaxedSimd = true, poolStarts = true, stall = false } = {}) {
+// as Firefox sometimes does (docs/design.md, "Threads"). brokenGpu: true makes WebGPU's
+// convolutions wrong from the start, as a GPU with a bad driver would compute them.
+export function workerPrelude({ gpu = 'webgpu', relaxedSimd = true, poolStarts = true, stall = false, brokenGpu = false } = {}) {
   const withoutGpu = {
     webgpu: '',
     none: "Object.defineProperty(WorkerNavigator.prototype, 'gpu', { get: () => undefined });",
@@ -88,7 +91,12 @@ for (const name of ['instantiate', 'instantiateStreaming']) {
   const original = WebAssembly[name];
   WebAssembly[name] = async function (...args) {
     const result = await original.apply(this, args);
-    self.testWasmMemory = (result.instance ?? result).exports?.memory ?? self.testWasmMemory;
+    const exports = (result.instance ?? result).exports;
+    self.testWasmMemory = exports?.memory ?? self.testWasmMemory;
+    if (exports?.testOnlyBreakGpuConvolutions) {
+      self.testBreakGpuConvolutions = (broken) => exports.testOnlyBreakGpuConvolutions(broken ? 1 : 0);
+      self.testBreakGpuConvolutions(${brokenGpu});
+    }
     return result;
   };
 }

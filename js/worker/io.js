@@ -1,7 +1,12 @@
-// The worker's two ways out: messages to the library (resnet-web.js), and files fetched.
+// The worker's ways out: messages to the library (resnet-web.js), files fetched, and its end.
 import { ErrorCode, ResNetError } from '../protocol.js';
 
 export const post = (message, transfer = []) => self.postMessage(message, transfer);
+
+// After a trap (a Rust panic, an allocation that failed) nothing in the wasm module can be
+// trusted: an uncaught error ends the worker, and the library answers it by failing every
+// other call and model with worker-crashed.
+export const endWorkerAfterTrap = (trap) => setTimeout(() => { throw trap; });
 
 export async function fetchBytes(url) {
   let response;

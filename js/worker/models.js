@@ -2,7 +2,7 @@
 // setting the CPU's threads under them. Training (training.js) and transfer learning
 // (transfer.js) add models here.
 import { ErrorCode, Event, ResNetError } from '../protocol.js';
-import { fetchBytes, post } from './io.js';
+import { endWorkerAfterTrap, fetchBytes, post } from './io.js';
 import {
   WEBGPU_LOST, backendText, chooseThreads, markWebgpuLost, threadsInfo, wasm, webgpu,
 } from './modules.js';
@@ -59,8 +59,8 @@ export async function load({ id, source, backend = 'auto', input, classNames }) 
 
 // A model on the CPU at once; with 'auto' it then times a prediction on WebGPU against one
 // on the CPU (once WebGPU has compiled its kernels: seconds on a slow GPU, and the first
-// prediction should not wait) and moves only if WebGPU is faster. With 'webgpu' the load
-// waits for WebGPU.
+// prediction should not wait) and moves only if WebGPU answers as the CPU does and faster.
+// With 'webgpu' the load waits for WebGPU, and fails if its answer is not the CPU's.
 export async function addModel(id, weights, backend, input, classNames, described) {
   const onCpu = await wasm.cpu.Classifier.forImages(weights, 'cpu', input, classNames);
   const model = { classifier: onCpu, weights, input, classNames: onCpu.classNames, generation: 0, lastClassified: performance.now(), queue: Promise.resolve() };
@@ -69,7 +69,13 @@ export async function addModel(id, weights, backend, input, classNames, describe
   if (backend === 'webgpu') {
     try {
       if (wasm.webgpuLost) throw new ResNetError(ErrorCode.UNSUPPORTED, WEBGPU_LOST);
-      model.classifier = await warmedUp(model);
+      const gpu = await warmedUp(model);
+      const difference = await answerDifference(gpu, onCpu, input);
+      if (!agrees(difference)) {
+        gpu.free();
+        throw new ResNetError(ErrorCode.BACKEND_FAILED, `${disagreement(difference)}. Load the model with backend 'cpu' or 'auto'.`);
+      }
+      model.classifier = gpu;
     } catch (error) {
       models.delete(id);
       throw error;
@@ -102,11 +108,45 @@ async function warmedUp(model) {
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const INPUT_SIDES = { digit: 28, fashion: 28, imagenet: 224 };
+const inputSide = (input) => INPUT_SIDES[input] ?? Number(input.split('-')[1]);
+
+// WebGPU is used only where it answers as the CPU does: a GPU kernel wrong on some GPU (a
+// missing barrier, a race in workgroup memory) shows on none of the CPU adapters the tests
+// run on. The largest difference allowed between their probabilities for one picture, and
+// (training.js) between their first training step's losses, relative.
+export const AGREEMENT = 1e-3;
+export const agrees = (difference) => difference <= AGREEMENT; // NaN does not
+export const disagreement = (difference, what = 'answer') =>
+  `WebGPU's ${what} differs from the CPU's by ${difference.toPrecision(2)} (more than ${AGREEMENT}): this GPU or its driver computes this model wrong`;
+
+// A picture whose pixels all differ, of the model's input size: a blank one would leave
+// much of the network at its biases.
+function checkPicture(side) {
+  const rgba = new Uint8Array(side * side * 4);
+  for (let i = 0; i < rgba.length; i++) rgba[i] = i % 4 === 3 ? 255 : (i * 37 + (i >> 9) * 101) & 255;
+  return rgba;
+}
+
+// The largest difference between two classifiers' probabilities for the check picture; NaN
+// where either gives NaN.
+async function answerDifference(gpu, cpu, input) {
+  const side = inputSide(input);
+  const picture = checkPicture(side);
+  const onGpu = await gpu.classifyPixels(picture, side, side);
+  const onCpu = await cpu.classifyPixels(picture, side, side);
+  let largest = 0;
+  for (let i = 0; i < onCpu.length; i++) {
+    const difference = Math.abs(onGpu[i] - onCpu[i]);
+    if (Number.isNaN(difference)) return NaN;
+    largest = Math.max(largest, difference);
+  }
+  return largest;
+}
 
 // Milliseconds a warm prediction takes, the median of three, on a picture of the model's
 // own input size.
 async function predictionMs(classifier, input) {
-  const side = INPUT_SIDES[input] ?? Number(input.split('-')[1]);
+  const side = inputSide(input);
   const rgba = new Uint8Array(side * side * 4);
   await classifier.classifyPixels(rgba, side, side);
   const times = [];
@@ -138,7 +178,14 @@ async function chooseDevice(id, model, generation) {
     const cpuTimings = await fastestThreadCount(model);
     gpu = await warmedUp(model);
     if (!current()) return gpu.free();
-    const timings = { ...cpuTimings, webgpu: await predictionMs(gpu, model.input) };
+    const webgpuDifference = await answerDifference(gpu, model.classifier, model.input);
+    if (!current()) return gpu.free();
+    if (!agrees(webgpuDifference)) {
+      gpu.free();
+      post({ type: Event.BACKEND, model: id, backend: backendText(model.classifier.backend), timings: { ...cpuTimings, webgpuDifference }, notice: `${disagreement(webgpuDifference)}; running on the CPU.` });
+      return;
+    }
+    const timings = { ...cpuTimings, webgpu: await predictionMs(gpu, model.input), webgpuDifference };
     if (!current()) return gpu.free();
     if (timings.webgpu < timings.cpu) {
       // Safe to free while a prediction runs on it: the Rust side holds its own reference.
@@ -150,9 +197,9 @@ async function chooseDevice(id, model, generation) {
     }
     post({ type: Event.BACKEND, model: id, backend: backendText(model.classifier.backend), timings });
   } catch (error) {
-    // The module aborted: nothing in it can be trusted, and no call is waiting to say so.
+    // The module aborted, and no call is waiting to say so.
     if (error instanceof WebAssembly.RuntimeError) {
-      setTimeout(() => { throw error; });
+      endWorkerAfterTrap(error);
       return;
     }
     if (gpu && model.classifier !== gpu) gpu.free();

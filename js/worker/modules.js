@@ -36,6 +36,7 @@ export const wasm = {
   threadsChosen: false, // by the caller (setCpuThreads), so no measurement overrides it
   chosenThreads: null, // that count, as far as the pool has threads
   webgpuLost: false,
+  loaded: {}, // each loaded module's directory -> {module, memory (its WebAssembly.Memory)}
   // How far the pool's start got, for a status request: the workers wasm-bindgen-rayon made
   // and those that said they were ready.
   pool: { size: POOL_SIZE, made: 0, ready: 0, state: 'not started', ms: null },
@@ -50,9 +51,20 @@ export function markWebgpuLost() {
 
 let webgpuLoading = null;
 export const webgpu = () => (webgpuLoading ??= import(moduleUrl(wasm.modules.main)).then(async (module) => {
-  await module.default();
+  wasm.loaded[wasm.modules.main] = { module, memory: (await module.default()).memory };
   return module;
 }));
+
+// Each loaded module's memory in bytes: `wasmBytes`, its size, which only grows (what a
+// disposed model freed is reused, not given back), and `heapBytes`, what its Rust code holds
+// now (src/web/heap.rs), which a leak makes grow.
+export function memoryUse() {
+  const each = (bytesOf) => Object.fromEntries(Object.entries(wasm.loaded).map(([dir, loaded]) => [dir, bytesOf(loaded)]));
+  return {
+    wasmBytes: each(({ memory }) => memory?.buffer.byteLength ?? 0),
+    heapBytes: each(({ module }) => module.heapBytes()),
+  };
+}
 export const moduleFor = async (backend) => (backend === 'webgpu' ? webgpu() : wasm.cpuLoading);
 
 // A pool that has not started in this time will not: its workers are ended and the CPU runs
@@ -106,7 +118,7 @@ async function loadCpuModule() {
   }
   try {
     const threaded = await import(moduleUrl(wasm.modules.threads));
-    await threaded.default();
+    wasm.loaded[wasm.modules.threads] = { module: threaded, memory: (await threaded.default()).memory };
     await startPool(threaded);
     wasm.cpuModuleName = wasm.modules.threads;
     return threaded;

@@ -1,13 +1,19 @@
 // Training runs: the data made into sets in the module that trains, the device chosen
-// ('auto' times a step on each), the run stepped batch by batch with its events (steps,
-// estimate, epochs, gradients), paused, resumed and stopped between batches, moved to the
-// CPU if WebGPU fails under it; the trained model joins the models (models.js).
+// ('auto' times a step on each; WebGPU's first loss is checked against the CPU's), the run
+// stepped batch by batch with its events (steps, estimate, epochs, gradients), paused,
+// resumed and stopped between batches, moved to the CPU if WebGPU fails under it; the
+// trained model joins the models (models.js).
 import { ErrorCode, Event, ResNetError } from '../protocol.js';
 import { fetchBytes, post } from './io.js';
-import { modelFor, modelInfo, models } from './models.js';
+import { agrees, disagreement, modelFor, modelInfo, models } from './models.js';
 import { WEBGPU_LOST, backendText, markWebgpuLost, moduleFor, wasm } from './modules.js';
 
 export const runs = new Map(); // run id -> {paused, stopped, wake}
+// Controls for a run not started yet (its request waits for the module to load, and a
+// worker that replaced a stalled one gets both at once): applied as it starts. Run ids are
+// never reused; a control for a run that has ended is dropped.
+const earlyControls = new Map(); // run id -> [action]
+let lastRunStarted = 0;
 
 const asBytes = async (source) => (source instanceof Uint8Array ? source : fetchBytes(source));
 
@@ -84,10 +90,14 @@ async function onWorkingDevice(session, work, notice) {
 
 export async function train({ id, run: runId, data, options: asked, base: baseId }) {
   await wasm.ready;
+  const early = earlyControls.get(runId) ?? [];
+  earlyControls.delete(runId);
+  lastRunStarted = Math.max(lastRunStarted, runId);
   if (runs.size > 0) throw new ResNetError(ErrorCode.BUSY, 'a training run is already going: stop it, or wait for its result');
   const notice = (message, extra) => post({ type: Event.RUN_NOTICE, run: runId, message, ...extra });
   const control = { paused: false, stopped: false, wake: null };
   runs.set(runId, control);
+  for (const action of early) controlRun({ run: runId, action });
   // The wasm objects the run makes (its data sets and session), freed when it ends: a worker
   // whose memory is mostly wasm seldom runs the garbage collection that would.
   const owned = new Set();
@@ -128,7 +138,7 @@ export async function train({ id, run: runId, data, options: asked, base: baseId
       notice(WEBGPU_LOST);
     }
     let timings;
-    if (options.backend === 'auto') ({ backend: options.backend, timings } = await fasterTrainingDevice(options, dataIn, base?.weights, notice));
+    if (options.backend !== 'cpu') ({ backend: options.backend, timings } = await checkedTrainingDevice(options, dataIn, base?.weights, notice));
     const sessionOn = async (backend) => {
       const module = await moduleFor(backend);
       const { train: trainSet, test } = dataIn(module);
@@ -154,43 +164,81 @@ export async function train({ id, run: runId, data, options: asked, base: baseId
 // one (a 224 px ResNet-18 on a software WebGPU) costs seconds, not minutes of full batches.
 const TIMED_BATCH = 8;
 
-// Milliseconds one training step takes on `backend`: a session of its own, timed over its
-// second step (WebGPU compiles its kernels during the first), then freed.
-async function stepMs(options, backend, dataIn, baseWeights) {
+// The CPU and WebGPU each train from the same model on the same batches, in sessions of
+// their own (freed after): each one's first loss, and the milliseconds of its second step
+// (WebGPU compiles its kernels during the first). WebGPU starts from the CPU session's model,
+// since the two backends draw different random weights for a fresh one. A failure on the
+// CPU is the caller's; one on WebGPU is returned as `webgpu.error`.
+async function probeDevices(options, dataIn, baseWeights) {
   const batchSize = Math.min(options.batchSize ?? TIMED_BATCH, TIMED_BATCH);
-  const module = await moduleFor(backend);
-  const session = await module.TrainingSession.create({ ...options, backend, batchSize, epochs: 1, validationFraction: 0 }, dataIn(module).train, baseWeights);
+  const create = async (backend, weights, fineTune) => {
+    const module = await moduleFor(backend);
+    return module.TrainingSession.create({ ...options, fineTune, backend, batchSize, epochs: 1, validationFraction: 0 }, dataIn(module).train, weights);
+  };
+  const stepped = async (session) => {
+    try {
+      let started = performance.now();
+      const { loss } = await session.step();
+      if (session.totalSteps > 1) {
+        started = performance.now();
+        await session.step();
+      }
+      return { loss, ms: performance.now() - started };
+    } finally {
+      session.free();
+    }
+  };
+  const onCpu = await create('cpu', baseWeights, options.fineTune);
+  let weights;
   try {
-    if (session.totalSteps > 1) await session.step();
-    const started = performance.now();
-    await session.step();
-    return performance.now() - started;
-  } finally {
-    session.free();
+    weights = await onCpu.burnpack();
+  } catch (error) {
+    onCpu.free();
+    throw error;
+  }
+  const cpu = await stepped(onCpu);
+  try {
+    return { cpu, webgpu: await stepped(await create('webgpu', weights, options.fineTune ?? 'all')) };
+  } catch (error) {
+    return { cpu, webgpu: { error } };
   }
 }
 
-// 'auto' for a run: the device whose step is faster, and both timings. The run itself then
-// starts afresh there, so its curves and seed are those of any other run.
-// A step that fails for the run's own reasons (a loss that blows up) is left to the run,
-// which reports it at its step and keeps the model as trained so far.
-async function fasterTrainingDevice(options, dataIn, baseWeights, notice) {
-  let onCpu;
+const lossDifference = (cpu, webgpu) => Math.abs(webgpu - cpu) / Math.max(1, Math.abs(cpu));
+
+// The device a run trains on: 'auto' takes the faster, 'webgpu' WebGPU; either only where
+// WebGPU's first loss is the CPU's (a run on a GPU that computes wrong would learn nothing,
+// or worse, seem to). With both timings for 'auto'. The run itself then starts afresh
+// there, so its curves and seed are those of any other run. A step that fails for the run's
+// own reasons (a loss that blows up) is left to the run, which reports it at its step and
+// keeps the model as trained so far.
+async function checkedTrainingDevice(options, dataIn, baseWeights, notice) {
+  const asked = options.backend;
+  let probed;
   try {
-    onCpu = await stepMs(options, 'cpu', dataIn, baseWeights);
-  } catch {
-    return { backend: 'cpu' };
-  }
-  let onWebGpu;
-  try {
-    onWebGpu = await stepMs(options, 'webgpu', dataIn, baseWeights);
+    probed = await probeDevices(options, dataIn, baseWeights);
   } catch (error) {
-    if (error.code === ErrorCode.BACKEND_FAILED || error.code === ErrorCode.UNSUPPORTED) {
-      notice(`WebGPU failed (${error.message}); training on the CPU.`);
-    }
-    return { backend: 'cpu', timings: { cpu: onCpu } };
+    if (error instanceof WebAssembly.RuntimeError) throw error; // the module aborted (worker.js)
+    return { backend: asked === 'auto' ? 'cpu' : asked };
   }
-  return { backend: onWebGpu < onCpu ? 'webgpu' : 'cpu', timings: { cpu: onCpu, webgpu: onWebGpu } };
+  const { cpu, webgpu } = probed;
+  const timed = (timings) => (asked === 'auto' ? { timings } : {});
+  if (webgpu.error) {
+    const { error } = webgpu;
+    if (error instanceof WebAssembly.RuntimeError) throw error;
+    const webgpuFailed = error.code === ErrorCode.BACKEND_FAILED || error.code === ErrorCode.UNSUPPORTED;
+    // Any other error is the run's own, which its session on WebGPU then reports.
+    if (asked === 'webgpu' && !webgpuFailed) return { backend: 'webgpu' };
+    if (webgpuFailed) notice(`WebGPU failed (${error.message}); training on the CPU.`);
+    return { backend: 'cpu', ...timed({ cpu: cpu.ms }) };
+  }
+  const webgpuLossDifference = lossDifference(cpu.loss, webgpu.loss);
+  if (!agrees(webgpuLossDifference)) {
+    notice(`${disagreement(webgpuLossDifference, 'first training loss')} (${webgpu.loss} against ${cpu.loss}); training on the CPU.`);
+    return { backend: 'cpu', ...timed({ cpu: cpu.ms, webgpuLossDifference }) };
+  }
+  const backend = asked === 'webgpu' || webgpu.ms < cpu.ms ? 'webgpu' : 'cpu';
+  return { backend, ...timed({ cpu: cpu.ms, webgpu: webgpu.ms, webgpuLossDifference }) };
 }
 
 async function runSession(id, runId, session, control, test, input, notice, { waitAfterEstimate, timings }) {
@@ -267,7 +315,10 @@ async function runSession(id, runId, session, control, test, input, notice, { wa
 
 export function controlRun({ run: runId, action }) {
   const control = runs.get(runId);
-  if (!control) return;
+  if (!control) {
+    if (runId > lastRunStarted) earlyControls.set(runId, [...(earlyControls.get(runId) ?? []), action]);
+    return;
+  }
   if (action === 'pause') control.paused = true;
   if (action === 'stop') control.stopped = true;
   if (action === 'resume' || action === 'stop') {

@@ -6,7 +6,7 @@ import { addModel, modelFor } from './models.js';
 import { wasm } from './modules.js';
 
 // learner id -> {base (a model entry), embeddings: Map(example id -> Float32Array)}
-const learners = new Map();
+export const learners = new Map();
 // Learners disposed: an embed queued behind a model's predictions can run after its
 // learner's dispose, and must not make it again (and hold its model for good).
 const forgotten = new Set();

@@ -372,6 +372,21 @@ pub fn fixed_gpu_tile() -> Option<GpuTile> {
     }
 }
 
+static BROKEN_ON_PURPOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every GPU convolution wrong on purpose (its epilogue's ReLU flipped), or right again:
+/// for the tests of the check that compares WebGPU's answers with the CPU's, which must
+/// refuse a GPU that computes wrong (a missing barrier or a race in workgroup memory shows on
+/// a real GPU, never on the CPU adapters the tests run on). Nothing but a test sets it.
+pub fn break_gpu_convolutions_for_tests(broken: bool) {
+    BROKEN_ON_PURPOSE.store(broken, std::sync::atomic::Ordering::Relaxed);
+}
+
+#[cfg(feature = "gpu")]
+pub fn gpu_convolutions_broken() -> bool {
+    BROKEN_ON_PURPOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 static PREFETCH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether the tiled kernel issues each stage's loads before the previous stage's arithmetic

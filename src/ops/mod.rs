@@ -14,9 +14,10 @@ pub mod readback;
 
 pub use batch_norm::{BatchNormOps, batch_norm_forward, use_batch_norm_kernels};
 pub use convolve::{
-    ConvolveOps, GpuConvolutionKernel, GpuTile, convolve, convolve_add_relu, convolve_relu,
-    fixed_gpu_tile, gpu_convolution_kernel, gpu_prefetch, output_shape as convolve_output_shape,
-    pack_weight, use_gpu_convolution_kernel, use_gpu_prefetch, use_gpu_tile,
+    ConvolveOps, GpuConvolutionKernel, GpuTile, break_gpu_convolutions_for_tests, convolve,
+    convolve_add_relu, convolve_relu, fixed_gpu_tile, gpu_convolution_kernel, gpu_prefetch,
+    output_shape as convolve_output_shape, pack_weight, use_gpu_convolution_kernel,
+    use_gpu_prefetch, use_gpu_tile,
 };
 #[cfg(feature = "gpu")]
 pub use gpu::rule_tile;

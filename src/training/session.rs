@@ -80,6 +80,7 @@ impl Session {
         let input = options.input;
         if data.channels != input.channels()
             || data.height != input.size()
+            || data.width != input.size()
             || data.normalize != input.normalize()
         {
             return Err(Error::Training(format!(

@@ -299,13 +299,22 @@ impl Trainer {
     }
 
     /// One optimisation step on a batch; with `gradient_norms`, it also measures each
-    /// layer's gradient (`gradient_flow`).
+    /// layer's gradient (`gradient_flow`). A batch that does not fit the model (its channels,
+    /// or a label count other than its image count) is an error before anything runs.
     pub fn step(
         &mut self,
         images: Tensor<4>,
         labels: Tensor<1, Int>,
         with_gradient_norms: bool,
-    ) -> StepOutput {
+    ) -> Result<StepOutput> {
+        self.model.check_input(&images)?;
+        let [batch, ..] = images.dims();
+        let [label_count] = labels.dims();
+        if label_count != batch {
+            return Err(Error::InvalidInput(format!(
+                "the batch has {batch} images but {label_count} labels"
+            )));
+        }
         let logits = self.model.forward(images);
         let correct = logits
             .clone()
@@ -328,11 +337,11 @@ impl Trainer {
         }
         self.model = self.optimizer.step(rate, self.model.clone(), gradients);
         self.step += 1;
-        StepOutput {
+        Ok(StepOutput {
             loss: loss.detach(),
             correct,
             gradients: norms,
-        }
+        })
     }
 
     /// After a step whose loss was not finite: goes back to the last model whose loss was
@@ -532,7 +541,7 @@ impl TrainingRun {
                 .trainer
                 .steps_done()
                 .is_multiple_of(self.gradient_interval);
-        let output = self.trainer.step(images, labels, with_norms);
+        let output = self.trainer.step(images, labels, with_norms)?;
         // One read back for all: on WebGPU every read waits for the queue.
         let mut transaction = Transaction::default()
             .register(output.loss)

@@ -5,12 +5,14 @@
 mod backend;
 mod classifier;
 mod convert;
+mod heap;
 mod threads;
 mod training;
 mod transfer;
 
 pub use backend::{Backend, BackendKind};
 pub use classifier::{Classifier, Prediction, convert_weights, describe_weights};
+pub use heap::heap_bytes;
 #[cfg(target_feature = "atomics")]
 pub use threads::init_thread_pool;
 pub use threads::{cpu_threads, has_threads, set_cpu_threads};
@@ -24,4 +26,13 @@ pub fn start() {
     backend::run_constructors_once();
     // A panic still kills the module, but the console then says where.
     console_error_panic_hook::set_once();
+}
+
+/// For tests only: `tests/worker-prelude.mjs` calls it from the module's exports (the worker
+/// never does), so that a test sees the check of WebGPU's answers against the CPU's refuse a
+/// GPU that computes wrong.
+#[cfg(webgpu)]
+#[wasm_bindgen(js_name = testOnlyBreakGpuConvolutions)]
+pub fn test_only_break_gpu_convolutions(broken: bool) {
+    crate::ops::break_gpu_convolutions_for_tests(broken);
 }

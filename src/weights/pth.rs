@@ -34,12 +34,16 @@ fn bad(message: impl Into<String>) -> Error {
 /// larger claim is refused before anything is read or inflated for it.
 pub const MAX_TENSOR_BYTES: usize = 1 << 30;
 
+/// The most a zip's `data.pkl` may inflate to. It holds names, shapes and storage keys, never
+/// tensor data: well under a MiB for the largest torchvision model with its optimizer state.
+pub const MAX_PICKLE_BYTES: usize = 16 << 20;
+
 /// The `state_dict` of a `torch.save` file: tensor names (torchvision's) to tensors.
 ///
-/// What it costs is bounded by what the tensors hold: the pickle's memo by
-/// `MAX_MEMO_BYTES`, each storage read once and only as far as its tensors reach, and the
-/// tensors together no larger than the storages they were read from (views of one storage
-/// are not each a copy of it) or `MAX_TENSOR_BYTES`.
+/// What it costs is bounded by what the tensors hold: the pickle by `MAX_PICKLE_BYTES` and
+/// its memo by `MAX_MEMO_BYTES`, each storage read once and only as far as its tensors
+/// reach, and the tensors together no larger than the storages they were read from (views
+/// of one storage are not each a copy of it) or `MAX_TENSOR_BYTES`.
 pub fn read_state_dict(bytes: &[u8]) -> Result<BTreeMap<String, TorchTensor>> {
     let (dict, storages) = if bytes.starts_with(b"PK\x03\x04") {
         read_zip(bytes)?
@@ -108,6 +112,13 @@ fn read_zip(bytes: &[u8]) -> Result<(Vec<(String, TensorRef)>, Storages)> {
         ));
     }
     let pickle = &entries[&pickle_name];
+    if pickle.size > MAX_PICKLE_BYTES {
+        return Err(bad(format!(
+            "its data.pkl declares {} MiB, more than the {} MiB the pickle of any state dict takes: the file is damaged",
+            pickle.size >> 20,
+            MAX_PICKLE_BYTES >> 20
+        )));
+    }
     let root = Unpickler::new(&zip_data(bytes, pickle, pickle.size)?).run()?;
     let dict = find_state_dict(root)?;
     // Only the storages the tensors use, each once, inflated only as far as they reach.

@@ -246,6 +246,18 @@ pub fn hostile_files() -> Vec<Hostile> {
             refusal: "cannot inflate to",
         },
         Hostile {
+            name: "pickle-bomb.pth",
+            // A data.pkl of 64 KB of deflate declared as 4 GiB.
+            bytes: zip(&[Entry {
+                name: "archive/data.pkl",
+                data: zeros.clone(),
+                deflated: true,
+                declared_size: Some(u32::MAX),
+                same_bytes_as: None,
+            }]),
+            refusal: "its data.pkl declares 4095 MiB",
+        },
+        Hostile {
             name: "huge-shape.pth",
             bytes: torch_zip(
                 one_tensor(&[1 << 20, 1 << 20], 1 << 40),

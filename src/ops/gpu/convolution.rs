@@ -30,7 +30,7 @@ use super::tiled_convolution::{
 };
 use crate::ops::convolve::{
     ConvolveOps, GpuConvolutionKernel, GpuTile, fixed_gpu_tile, gpu_convolution_kernel,
-    gpu_prefetch, output_shape as convolve_output_shape,
+    gpu_convolutions_broken, gpu_prefetch, output_shape as convolve_output_shape,
 };
 
 /// Output pixels per invocation; each computes one vector of `VECTOR` output channels.
@@ -717,7 +717,7 @@ fn convolve_fused(
     // does not read (a buffer bound twice in one dispatch, read and written, is invalid).
     let epilogue = Epilogue {
         residual: residual.is_some(),
-        relu,
+        relu: relu != gpu_convolutions_broken(),
     };
     let residual = match residual {
         Some(residual) => into_contiguous(permute_nchw_to_nhwc(residual)),
