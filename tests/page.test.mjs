@@ -454,7 +454,12 @@ pageTest('an upload during live webcam classification gets its own prediction sh
 pageTest('a file that is not an image gives a message, and the page goes on', async ({ page }) => {
   await page.setInputFiles('#image-input', { name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('not a png') });
   await page.waitForFunction(() => /not an image/.test(document.getElementById('notice').textContent), null, { timeout: 30000 });
+  const notice = await page.$eval('#notice', (n) => ({ text: n.textContent, error: n.className === 'error' }));
+  assert.deepEqual(notice, { text: 'notes.png is not an image this browser can decode.', error: true });
+  // No bars for the file that was not read; the next picture reads right.
+  assert.notEqual(await page.$eval('#predictions', (list) => list.dataset.source), 'notes.png');
   await upload(page, { name: digits[0].name, mimeType: 'image/png', buffer: digits[0].png });
+  assert.equal((await predictions(page))[0].label, digits[0].label);
 });
 
 // Pixels handed over as {data, width, height}: a side over 4096 is refused before anything
