@@ -462,6 +462,29 @@ pageTest('a file that is not an image gives a message, and the page goes on', as
   assert.equal((await predictions(page))[0].label, digits[0].label);
 });
 
+// Pictures added to a learner that is disposed before the worker gets to them (they wait
+// behind the model's predictions) are refused, and leave no learner behind holding the model
+// (before, each made the learner again, and it held its model for good).
+pageTest('pictures added to a learner disposed meanwhile are refused, and nothing is left holding the model', async ({ page }) => {
+  const outcome = await page.evaluate(async () => {
+    const { loadModel, memory, shippedModels } = await import(new URL('js/resnet-web.js', document.baseURI).href);
+    const before = await memory();
+    const model = await loadModel(shippedModels.digits, { backend: 'cpu' });
+    const picture = { data: new Uint8ClampedArray(28 * 28 * 4).fill(255), width: 28, height: 28 };
+    const busy = Array.from({ length: 5 }, () => model.classify(picture));
+    const learner = model.transferLearner();
+    const added = Array.from({ length: 3 }, () => learner.add(picture).then(() => 'added', (error) => error.code));
+    learner.dispose();
+    const outcomes = await Promise.all(added);
+    await Promise.all(busy);
+    model.dispose();
+    const after = await memory();
+    return { outcomes, learners: after.learners, models: [before.models, after.models] };
+  });
+  console.log(`  ${JSON.stringify(outcome)}`);
+  assert.deepEqual(outcome, { outcomes: ['disposed', 'disposed', 'disposed'], learners: 0, models: [outcome.models[0], outcome.models[0]] });
+});
+
 // Pixels handed over as {data, width, height}: a side over 4096 is refused before anything
 // is copied (a 1x500,000 image once asked the worker for 128M resampling taps and killed it),
 // and sides over 1024 are scaled down as a picture's are; the model answers after both.
