@@ -54,8 +54,11 @@ export async function useOnce({ backend, classifications }) {
 
 // Runs the cycles on `page` (a playwright or puppeteer page, ready), each on backendOf(cycle),
 // with `extra(cycle)` sampled after each (more figures, such as GPU buffers); prints a line
-// per cycle and asserts the bound above. Returns the samples.
-export async function longRun(page, { backendOf = () => 'cpu', extra = async () => ({}) } = {}) {
+// per cycle and asserts the bounds above. `lateCaches` allows a module more live bytes, once:
+// the WebGPU module's caches of kernels and fused streams grow by 213 KB at a WebGPU cycle
+// from the 2nd to the 6th (three runs), to the same 3,036,296 bytes each time, then stay.
+// Returns the samples.
+export async function longRun(page, { backendOf = () => 'cpu', extra = async () => ({}), lateCaches = {} } = {}) {
   const samples = [];
   for (let cycle = 0; cycle < CYCLES; cycle++) {
     const backend = backendOf(cycle);
@@ -72,7 +75,7 @@ export async function longRun(page, { backendOf = () => 'cpu', extra = async () 
   for (const [module, bytes] of Object.entries(last.heapBytes)) {
     const before = first('heapBytes', module);
     console.log(`  ${module} after the warm-up: live ${before} -> ${bytes} bytes, memory ${first('wasmBytes', module)} -> ${last.wasmBytes[module]}`);
-    assert(bytes <= before * (1 + HEAP_GROWTH), `${module}'s live bytes grew from ${before} to ${bytes} after the warm-up`);
+    assert(bytes <= before * (1 + HEAP_GROWTH) + (lateCaches[module] ?? 0), `${module}'s live bytes grew from ${before} to ${bytes} after the warm-up`);
     const size = first('wasmBytes', module);
     assert(last.wasmBytes[module] - size <= FRAGMENTATION * WEIGHTS_BYTES, `${module}'s memory grew from ${size} to ${last.wasmBytes[module]} bytes after the warm-up: more than ${FRAGMENTATION} copies of the weights`);
   }

@@ -881,6 +881,7 @@ pageTest(`long use: ${CYCLES * PER_CYCLE} classifications, ${CYCLES} trainings a
   const worker = modelWorker(page);
   const samples = await longRun(page, {
     backendOf: (cycle) => (cycle % 4 === 3 ? 'webgpu' : 'cpu'),
+    lateCaches: { 'pkg-fma': 256 * 1024 },
     extra: () => worker.evaluate(async () => {
       self.gc();
       await new Promise((resolve) => setTimeout(resolve, 100)); // finalisers run as tasks
@@ -896,6 +897,21 @@ pageTest(`long use: ${CYCLES * PER_CYCLE} classifications, ${CYCLES} trainings a
   for (const key of ['gpuBytes', 'gpuBuffers']) {
     assert(most(after, key) <= most(warm, key) * 1.01, `${key}: at most ${most(warm, key)} in the warm-up, ${most(after, key)} after`);
   }
+});
+
+// WebGPU's device is opened once, whoever asks first: two loads on WebGPU at once, while the
+// page's own model waits to measure, both get it (before, the second opening failed with
+// "a server is still registered for device").
+pageTest('two models loaded on WebGPU at once both run there', async ({ page }) => {
+  const backends = await page.evaluate(async () => {
+    const { loadModel, shippedModels } = await import(new URL('js/resnet-web.js', document.baseURI).href);
+    const models = await Promise.all([shippedModels.digits, shippedModels.fashion].map((source) => loadModel(source, { backend: 'webgpu' })));
+    const backends = models.map((model) => model.backend);
+    for (const model of models) model.dispose();
+    return backends;
+  });
+  console.log(`  ${backends.join(', ')}`);
+  assert.deepEqual(backends, ['WebGPU (software adapter on the CPU)', 'WebGPU (software adapter on the CPU)']);
 });
 
 // A GPU that computes wrong (its convolutions made wrong on purpose, tests/worker-prelude.mjs)

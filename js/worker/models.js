@@ -4,7 +4,7 @@
 import { ErrorCode, Event, ResNetError } from '../protocol.js';
 import { endWorkerAfterTrap, fetchBytes, post } from './io.js';
 import {
-  WEBGPU_LOST, backendText, chooseThreads, markWebgpuLost, threadsInfo, wasm, webgpu,
+  WEBGPU_LOST, backendText, chooseThreads, markWebgpuLost, threadsInfo, wasm, webgpuDevice,
 } from './modules.js';
 
 // model id -> {classifier, weights, input, classNames, generation, lastClassified, queue,
@@ -92,7 +92,7 @@ export async function addModel(id, weights, backend, input, classNames, describe
 async function warmedUp(model) {
   // The folded model as loaded, not the weight file parsed a second time, where the CPU's
   // module is WebGPU's too.
-  const module = await webgpu();
+  const module = await webgpuDevice();
   const gpu = wasm.cpu === module
     ? await model.classifier.onBackend('webgpu')
     : await module.Classifier.forImages(model.weights, 'webgpu', model.input, model.classNames);

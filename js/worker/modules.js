@@ -65,7 +65,15 @@ export function memoryUse() {
     heapBytes: each(({ module }) => module.heapBytes()),
   };
 }
-export const moduleFor = async (backend) => (backend === 'webgpu' ? webgpu() : wasm.cpuLoading);
+// The WebGPU module with its device open, for every use of WebGPU: opened once, before any
+// of them (two openings at the same time fail; the page's 'auto' model and a caller's
+// 'webgpu' load would otherwise race).
+let webgpuOpening = null;
+export const webgpuDevice = () => (webgpuOpening ??= webgpu().then(async (module) => {
+  await module.openWebgpu();
+  return module;
+}));
+export const moduleFor = async (backend) => (backend === 'webgpu' ? webgpuDevice() : wasm.cpuLoading);
 
 // A pool that has not started in this time will not: its workers are ended and the CPU runs
 // on one thread, saying why (a start takes well under a second, or seconds on a loaded machine).

@@ -36,3 +36,17 @@ pub fn start() {
 pub fn test_only_break_gpu_convolutions(broken: bool) {
     crate::ops::break_gpu_convolutions_for_tests(broken);
 }
+
+/// Opens the WebGPU device, once per module (later calls share it), and resolves to what it
+/// runs on. The worker opens it before anything else uses WebGPU: two openings at the same
+/// time fail in burn's wgpu runtime ("a server is still registered for device").
+#[cfg(webgpu)]
+#[wasm_bindgen(js_name = openWebgpu)]
+pub fn open_webgpu() -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async {
+        let backend = Backend::init(BackendKind::WebGpu)
+            .await
+            .map_err(convert::js_error)?;
+        Ok(JsValue::from(backend.description))
+    })
+}
