@@ -35,16 +35,8 @@ export async function useOnce({ backend, classifications }) {
     await model.classify(picture);
   }
   // Rows against columns, 16 pictures in batches of 4.
-  const examples = Array.from({ length: 16 }, (_, i) => {
-    const canvas = document.createElement('canvas');
-    canvas.width = canvas.height = side;
-    const pen = canvas.getContext('2d');
-    pen.fillStyle = '#000';
-    pen.fillRect(0, 0, side, side);
-    pen.fillStyle = '#fff';
-    for (let at = 2 + (i % 3); at < side; at += 6) (i % 2 ? pen.fillRect(at, 0, 3, side) : pen.fillRect(0, at, side, 3));
-    return { image: canvas, label: i % 2 };
-  });
+  const { rowsAndColumns } = await import(new URL('tests/pictures-in-page.mjs', document.baseURI).href);
+  const examples = rowsAndColumns(16);
   const run = train({ classNames: ['rows', 'columns'], examples }, { arch: 'resnet8', input: 'gray-28', epochs: 1, batchSize: 4, backend });
   const trained = await run.result;
   trained.dispose();

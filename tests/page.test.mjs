@@ -236,15 +236,8 @@ test('a run paused while a stalled worker start is replaced stays paused until r
     await page.goto(url);
     const outcome = await page.evaluate(async () => {
       const { train } = await import(new URL('js/resnet-web.js', document.baseURI).href);
-      const examples = Array.from({ length: 16 }, (_, i) => {
-        const canvas = document.createElement('canvas');
-        canvas.width = canvas.height = 28;
-        const pen = canvas.getContext('2d');
-        pen.fillStyle = i % 2 ? '#fff' : '#000';
-        pen.fillRect(0, 0, 28, 28);
-        return { image: canvas, label: i % 2 };
-      });
-      const run = train({ classNames: ['black', 'white'], examples }, { arch: 'resnet8', input: 'gray-28', epochs: 1, batchSize: 4, backend: 'cpu' });
+      const { rowsAndColumns } = await import(new URL('tests/pictures-in-page.mjs', document.baseURI).href);
+      const run = train({ classNames: ['rows', 'columns'], examples: rowsAndColumns(16) }, { arch: 'resnet8', input: 'gray-28', epochs: 1, batchSize: 4, backend: 'cpu' });
       let steps = 0;
       run.on('step', () => { steps += 1; });
       const started = new Promise((resolve) => run.on('start', resolve));
@@ -939,16 +932,8 @@ pageTest('a WebGPU that answers otherwise than the CPU is not used, to classify 
       onWebgpu = { code: error.code, message: error.message };
     }
     // Rows against columns, 16 pictures in batches of 4.
-    const examples = Array.from({ length: 16 }, (_, i) => {
-      const picture = document.createElement('canvas');
-      picture.width = picture.height = 28;
-      const pen = picture.getContext('2d');
-      pen.fillStyle = '#000';
-      pen.fillRect(0, 0, 28, 28);
-      pen.fillStyle = '#fff';
-      for (let at = 2 + (i % 3); at < 28; at += 6) (i % 2 ? pen.fillRect(at, 0, 3, 28) : pen.fillRect(0, at, 28, 3));
-      return { image: picture, label: i % 2 };
-    });
+    const { rowsAndColumns } = await import(new URL('tests/pictures-in-page.mjs', document.baseURI).href);
+    const examples = rowsAndColumns(16);
     const run = train({ classNames: ['rows', 'columns'], examples }, { arch: 'resnet8', input: 'gray-28', epochs: 1, batchSize: 4, backend: 'webgpu' });
     const notices = [];
     let runBackend;

@@ -184,6 +184,21 @@ fn schedules_warm_up_and_decay() {
     assert!(one_cycle[total] < 1e-12);
 }
 
+/// One epoch of Adam at a constant rate in batches of `batch_size`, nothing augmented: the
+/// settings of the tests that check what a run accepts.
+fn one_epoch_of_adam(batch_size: usize) -> TrainConfig {
+    TrainConfig {
+        epochs: 1,
+        batch_size,
+        learning_rate: 0.01,
+        weight_decay: 0.0,
+        optimizer: OptimizerKind::Adam,
+        schedule: Schedule::Constant,
+        augment: Augment::NONE,
+        seed: 0,
+    }
+}
+
 fn tiny_dataset(images: Vec<u8>, labels: Vec<u8>, size: usize) -> Dataset {
     Dataset {
         images,
@@ -463,16 +478,7 @@ fn untrainable_data_is_an_error_that_names_the_problem() {
     let device = Device::flex().autodiff();
     let model =
         |classes| ResNet::new(&ResNetConfig::new(Arch::ResNet8, classes, 1), &device).unwrap();
-    let config = TrainConfig {
-        epochs: 1,
-        batch_size: 4,
-        learning_rate: 0.01,
-        weight_decay: 0.0,
-        optimizer: OptimizerKind::Adam,
-        schedule: Schedule::Constant,
-        augment: Augment::NONE,
-        seed: 0,
-    };
+    let config = one_epoch_of_adam(4);
     let three = three_pattern_dataset(9, 1);
     // A class without examples.
     let mut empty_class = three.select(&[0, 1, 3, 4]);
@@ -531,16 +537,7 @@ fn data_that_does_not_fit_the_model_is_an_error_not_a_panic() {
     assert!(Session::new(&three, &options, None, &Device::flex()).is_ok());
 
     let device = Device::flex().autodiff();
-    let config = TrainConfig {
-        epochs: 1,
-        batch_size: 4,
-        learning_rate: 0.01,
-        weight_decay: 0.0,
-        optimizer: OptimizerKind::Adam,
-        schedule: Schedule::Constant,
-        augment: Augment::NONE,
-        seed: 0,
-    };
+    let config = one_epoch_of_adam(4);
     let mut colour = three.clone();
     colour.channels = 3;
     colour.images = three.images.iter().flat_map(|&value| [value; 3]).collect();
@@ -598,16 +595,7 @@ fn bad_training_settings_are_errors() {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let model = ResNet::new(&ResNetConfig::new(Arch::ResNet8, 3, 1), &device).unwrap();
-    let config = TrainConfig {
-        epochs: 1,
-        batch_size: 0,
-        learning_rate: 0.01,
-        weight_decay: 0.0,
-        optimizer: OptimizerKind::Adam,
-        schedule: Schedule::Constant,
-        augment: Augment::NONE,
-        seed: 0,
-    };
+    let config = one_epoch_of_adam(0);
     let error = Trainer::new(model, config, 1)
         .err()
         .expect("batch size 0 is refused");

@@ -1,0 +1,19 @@
+// Pictures made in the page, for tests that train in it: the page imports this module from
+// the server (page.evaluate's functions cannot take a closure from the test).
+//   const { rowsAndColumns } = await import(new URL('tests/pictures-in-page.mjs', document.baseURI).href);
+
+// `count` 28 px canvases of white stripes on black, rows (label 0) and columns (label 1) by
+// turns, each shifted a little: {image, label} examples of two classes.
+export function rowsAndColumns(count) {
+  const side = 28;
+  return Array.from({ length: count }, (_, i) => {
+    const canvas = document.createElement('canvas');
+    canvas.width = canvas.height = side;
+    const pen = canvas.getContext('2d');
+    pen.fillStyle = '#000';
+    pen.fillRect(0, 0, side, side);
+    pen.fillStyle = '#fff';
+    for (let at = 2 + (i % 3); at < side; at += 6) (i % 2 ? pen.fillRect(at, 0, 3, side) : pen.fillRect(0, at, side, 3));
+    return { image: canvas, label: i % 2 };
+  });
+}
