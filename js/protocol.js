@@ -29,7 +29,7 @@ export const Reply = Object.freeze({ DONE: 'done', FAILED: 'failed' });
 
 export const Event = Object.freeze({
   STARTED: 'started', //       {cpuModule, reason}: the worker's CPU module is ready (its pool started, or given up; reason: why one thread)
-  BACKEND: 'backend', //       {model, backend, notice?, timings?}: 'auto' measured ({cpu, webgpu, cpuThreads?: {count: ms}} ms a prediction), or WebGPU failed
+  BACKEND: 'backend', //       {model, backend, notice?, timings?}: 'auto' measured ({cpu, webgpu, cpuThreads?: {count: ms}} ms a prediction; webgpuMissing where the browser has none), or WebGPU failed
   RUN_START: 'run-start', //   {run, backend, trainCount, validationCount, totalSteps, classNames, timings?}
   RUN_STEP: 'run-step', //     {run, step, totalSteps, epoch, loss, accuracy, imagesPerSecond, secondsLeft}
   RUN_ESTIMATE: 'run-estimate', // {run, secondsPerStep, totalSteps, seconds, backend, waiting}: after the first step

@@ -79,8 +79,9 @@ export interface Predictions extends Array<Prediction> {
  * Milliseconds on each device; cpuThreads: a prediction's at each thread count, where 'auto'
  * measured them. webgpuDifference (a model) and webgpuLossDifference (a run, relative): how
  * far WebGPU's answer was from the CPU's; over 1e-3, WebGPU is not used, and webgpu is absent.
+ * webgpuMissing: true where the browser has no WebGPU at all (nothing was tried).
  */
-export interface DeviceTimings { cpu: number; webgpu?: number; cpuThreads?: Record<number, number>; webgpuDifference?: number; webgpuLossDifference?: number }
+export interface DeviceTimings { cpu: number; webgpu?: number; cpuThreads?: Record<number, number>; webgpuDifference?: number; webgpuLossDifference?: number; webgpuMissing?: boolean }
 export interface BackendEvent { backend: string; notice?: string; timings?: DeviceTimings }
 
 export interface Evaluation {

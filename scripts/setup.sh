@@ -30,11 +30,12 @@ apt_install() {
 
 have_debian_packages() { command -v apt-get >/dev/null; }
 
-# Browsers (Chromium, and Firefox for tests/firefox.test.mjs), the data sets `resnet train`
+# Browsers (Chromium, Firefox for tests/firefox.test.mjs, and WebKitGTK's MiniBrowser with its
+# WebDriver and an X server without a screen for tests/webkit.test.mjs), the data sets `resnet train`
 # and `resnet eval` read, and Vulkan on the CPU (the loader and Mesa's lavapipe) for the
 # native GPU tests (tests/gpu.rs) on a machine without a GPU.
 if have_debian_packages; then
-  apt_install chromium chromium-driver firefox-esr dataset-fashion-mnist libvulkan1 mesa-vulkan-drivers
+  apt_install chromium chromium-driver firefox-esr webkit2gtk-driver xvfb dataset-fashion-mnist libvulkan1 mesa-vulkan-drivers
 fi
 if ! cmp -s "$ROOT/package-lock.json" "$TOOLS/npm-installed.lock"; then
   log "installing npm packages (package-lock.json)"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # README command 2, and CI's only step: the single gate.
 # fmt, clippy -D warnings, native tests, a bounded fuzzing run of the weight readers, the
-# wasm32 builds, the in-browser tests (WebGPU and CPU, and the FMA build's CPU) in headless
-# Chromium, the examples' types, the page itself end to end, the npm package installed into a
-# fresh project, and the page and the package in headless Firefox. Exits non-zero at the
+# wasm32 builds and each module's wasm features, the in-browser tests (WebGPU and CPU, and the
+# FMA build's CPU) in headless Chromium, the examples' types, the page itself end to end, the
+# npm package installed into a fresh project, and the page and the package in headless Firefox
+# and in WebKit (WebKitGTK under Xvfb). Exits non-zero at the
 # first failure; artefacts (logs, a screenshot) go to artifacts/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,6 +43,9 @@ if grep '^warning: ' "$ARTIFACTS/wasm-build.log" | grep -v -e 'unstable feature 
   exit 1
 fi
 
+step "the wasm modules against what each engine validates (wasmparser): no relaxed SIMD outside the FMA twins"
+native cargo run -q --release -p wasm-feature-check -- "$ROOT" 2>&1 | tee "$ARTIFACTS/wasm-features.log"
+
 step "in-browser tests: wasm-pack test --headless --chrome (WebGPU and CPU)"
 # After the crate path, one `--`: what follows reaches the test runner (--nocapture shows the
 # BENCH lines). A second `--` would make "--nocapture" a test filter that matches nothing.
@@ -69,6 +73,9 @@ node --test-reporter=spec tests/package.test.mjs 2>&1 | tee "$ARTIFACTS/package-
 step "Firefox tests: the page and the package in headless firefox-esr (puppeteer-core, WebDriver BiDi)"
 node --test-reporter=spec tests/firefox.test.mjs 2>&1 | tee "$ARTIFACTS/firefox-tests.log"
 
+step "WebKit tests: the page and the package in WebKitGTK's MiniBrowser under Xvfb (WebDriver)"
+node --test-reporter=spec tests/webkit.test.mjs 2>&1 | tee "$ARTIFACTS/webkit-tests.log"
+
 count() { # sums "N passed" / "N ignored" of every "test result:" line of a log
   grep -h 'test result:' "$1" | sed -n "s/.* \([0-9]\+\) $2.*/\1/p" | awk '{ sum += $1 } END { print sum + 0 }'
 }
@@ -86,13 +93,14 @@ echo "native tests:     $native_passed passed, $native_ignored ignored"
 echo "in-browser tests: $browser_passed passed, $browser_ignored ignored"
 echo "in-browser tests of the FMA build: $fma_passed passed, $fma_ignored ignored"
 grep -h '^\[fuzz\] .*no finding' "$ARTIFACTS/fuzz.log"
-for suite in page package firefox; do
+grep -h '^\[wasm features\]' "$ARTIFACTS/wasm-features.log"
+for suite in page package firefox webkit; do
   echo "$suite tests: $(node_count "$ARTIFACTS/$suite-tests.log" pass) passed, $(node_count "$ARTIFACTS/$suite-tests.log" fail) failed"
 done
 grep -h 'time to first prediction' "$ARTIFACTS/page-tests.log" || true
 grep -h 'BENCH' "$ARTIFACTS/browser-tests.log" || true
 grep -h 'max |browser - pytorch|' "$ARTIFACTS/browser-tests-fma.log" || true
-for suite in page package firefox; do
+for suite in page package firefox webkit; do
   if [ "$(node_count "$ARTIFACTS/$suite-tests.log" skipped)" != 0 ] || [ "$(node_count "$ARTIFACTS/$suite-tests.log" todo)" != 0 ] \
     || [ "$(node_count "$ARTIFACTS/$suite-tests.log" pass)" = 0 ]; then
     echo "the $suite tests skipped some, or none ran" >&2

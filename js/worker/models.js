@@ -4,7 +4,7 @@
 import { ErrorCode, Event, ResNetError } from '../protocol.js';
 import { endWorkerAfterTrap, fetchBytes, post } from './io.js';
 import {
-  WEBGPU_LOST, backendText, chooseThreads, markWebgpuLost, threadsInfo, wasm, webgpuDevice,
+  WEBGPU_LOST, backendText, browserHasWebgpu, chooseThreads, markWebgpuLost, threadsInfo, wasm, webgpuDevice,
 } from './modules.js';
 
 // model id -> {classifier, weights, input, classNames, generation, lastClassified, queue,
@@ -176,6 +176,11 @@ async function chooseDevice(id, model, generation) {
   let gpu;
   try {
     const cpuTimings = await fastestThreadCount(model);
+    if (!browserHasWebgpu()) {
+      // Nothing failed: there is nothing to try. The CPU's time, and why WebGPU was not.
+      post({ type: Event.BACKEND, model: id, backend: backendText(model.classifier.backend), timings: { ...cpuTimings, webgpuMissing: true } });
+      return;
+    }
     gpu = await warmedUp(model);
     if (!current()) return gpu.free();
     const webgpuDifference = await answerDifference(gpu, model.classifier, model.input);

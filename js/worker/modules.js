@@ -113,9 +113,19 @@ async function startPool(threaded) {
   }
 }
 
+// Whether this browser has WebGPU at all (Firefox on Linux, WebKitGTK and Safari before 26
+// have none): where it has not, 'auto' stays on the CPU without trying, and says so plainly.
+export const browserHasWebgpu = () => Boolean(self.navigator?.gpu);
+
 async function loadCpuModule() {
   if (!self.crossOriginIsolated) {
     wasm.oneThreadReason = 'the page is not cross-origin isolated, served without COOP/COEP headers';
+    return webgpu();
+  }
+  // WebKitGTK is cross-origin isolated with COOP/COEP, yet has no SharedArrayBuffer: the
+  // threaded module's shared memory cannot be made there, nor sent to the pool's workers.
+  if (typeof SharedArrayBuffer === 'undefined') {
+    wasm.oneThreadReason = 'this browser has no SharedArrayBuffer, which the threads share their memory through';
     return webgpu();
   }
   // The library starts a worker this way after starting the pool stopped two workers for

@@ -6,7 +6,7 @@
 import { ErrorCode, Event, ResNetError } from '../protocol.js';
 import { fetchBytes, post } from './io.js';
 import { agrees, disagreement, modelFor, modelInfo, models } from './models.js';
-import { WEBGPU_LOST, backendText, markWebgpuLost, moduleFor, wasm } from './modules.js';
+import { WEBGPU_LOST, backendText, browserHasWebgpu, markWebgpuLost, moduleFor, wasm } from './modules.js';
 
 export const runs = new Map(); // run id -> {paused, stopped, wake}
 // Controls for a run not started yet (its request waits for the module to load, and a
@@ -214,6 +214,8 @@ const lossDifference = (cpu, webgpu) => Math.abs(webgpu - cpu) / Math.max(1, Mat
 // keeps the model as trained so far.
 async function checkedTrainingDevice(options, dataIn, baseWeights, notice) {
   const asked = options.backend;
+  // A browser without WebGPU: nothing to probe, and nothing failed.
+  if (asked === 'auto' && !browserHasWebgpu()) return { backend: 'cpu' };
   let probed;
   try {
     probed = await probeDevices(options, dataIn, baseWeights);
