@@ -52,8 +52,10 @@ after(async () => {
 // poolStarts: false gives the thread pool workers that never start; the first
 // stalledStarts workers block for good as they start the pool. brokenGpu: true makes
 // WebGPU's convolutions wrong on purpose.
-async function openPage({ gpu = 'webgpu', isolated = true, relaxedSimd = true, poolStarts = true, stalledStarts = 0, brokenGpu = false } = {}) {
-  const context = await browser.newContext(); // its own storage: no test sees another's
+// phone: true opens it as a phone's browser: 390x844 CSS pixels, touch, twice the pixels.
+async function openPage({ gpu = 'webgpu', isolated = true, relaxedSimd = true, poolStarts = true, stalledStarts = 0, brokenGpu = false, phone = false } = {}) {
+  // Its own storage: no test sees another's.
+  const context = await browser.newContext(phone ? { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 } : {});
   const page = await context.newPage();
   await page.addInitScript(workerLog); // the workers' last messages, for a failure's report
   const problems = [];
@@ -985,6 +987,99 @@ pageTest('with the WebGPU adapter refused, the page runs on the CPU and says why
   const top = (await predictions(page))[0];
   assert(top.label === digits[1].label, `read as ${top.label}`);
 }, { gpu: 'refused' });
+
+// Strokes of unit-box points drawn with one finger (Chromium's touch events, through the
+// DevTools protocol) in the drawing canvas, which fills `size` of its width from its corner.
+async function drawWithFinger(page, strokes, size = 0.7) {
+  await page.locator('#drawing').scrollIntoViewIfNeeded();
+  const box = await page.locator('#drawing').boundingBox();
+  const at = ([x, y]) => ({ x: box.x + box.width * (0.15 + x * size), y: box.y + box.height * (0.15 + y * size) });
+  const touch = await page.context().newCDPSession(page);
+  for (const stroke of strokes) {
+    await touch.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: [at(stroke[0])] });
+    for (let i = 1; i < stroke.length; i++) {
+      // The finger's path in short moves, as a real one reports it.
+      for (let t = 1; t <= 4; t++) {
+        const [x0, y0] = stroke[i - 1];
+        const [x1, y1] = stroke[i];
+        await touch.send('Input.dispatchTouchEvent', { type: 'touchMove', touchPoints: [at([x0 + ((x1 - x0) * t) / 4, y0 + ((y1 - y0) * t) / 4])] });
+      }
+    }
+    await touch.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+  }
+  await touch.detach();
+}
+
+pageTest('on a phone (390x844, touch), every control fits, can be hit and read, a finger draws a digit, and the back camera can be chosen', async ({ page }) => {
+  // Nothing wider than the screen: no sideways scrolling.
+  const widths = await page.evaluate(() => ({ page: document.documentElement.scrollWidth, screen: document.documentElement.clientWidth }));
+  assert(widths.page <= widths.screen, JSON.stringify(widths));
+  // Every visible control: inside the screen, at least 24x24 CSS pixels (WCAG 2.2's minimum
+  // target size), on top where it is (a finger hits it, not something over it), in type of at
+  // least 12 pixels; and every visible text at least 12 pixels too.
+  const faults = await page.evaluate(() => {
+    const found = [];
+    const name = (e) => `${e.tagName.toLowerCase()}${e.id ? `#${e.id}` : ''}${e.className ? `.${e.className}` : ''} "${(e.textContent || e.value || '').trim().slice(0, 30)}"`;
+    const screen = document.documentElement.clientWidth;
+    for (const control of document.querySelectorAll('button, select, input, a[href], #drawing')) {
+      const style = getComputedStyle(control);
+      if (control.closest('[hidden]') || style.display === 'none' || style.visibility === 'hidden' || control.getClientRects().length === 0) continue;
+      control.scrollIntoView({ block: 'center' });
+      const box = control.getBoundingClientRect();
+      if (box.left < 0 || box.right > screen) found.push(`${name(control)} is outside the screen (${Math.round(box.left)}..${Math.round(box.right)})`);
+      // A link in a sentence is exempt (WCAG's own exception), as its line sets its size.
+      const inSentence = control.tagName === 'A' && style.display === 'inline';
+      if (!inSentence && (box.width < 24 || box.height < 24)) found.push(`${name(control)} is ${Math.round(box.width)}x${Math.round(box.height)}`);
+      const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+      if (hit !== control && !control.contains(hit)) found.push(`${name(control)} is under ${hit && name(hit)}`);
+      if (parseFloat(style.fontSize) < 12) found.push(`${name(control)} has ${style.fontSize} type`);
+    }
+    for (const text of document.querySelectorAll('p, li, label, small, figcaption, h1, h2, h3, td, th, span')) {
+      if (text.getClientRects().length === 0 || !text.textContent.trim()) continue;
+      if (parseFloat(getComputedStyle(text).fontSize) < 12) found.push(`${name(text)} has ${getComputedStyle(text).fontSize} type`);
+    }
+    window.scrollTo(0, 0);
+    return found;
+  });
+  assert.deepEqual(faults, []);
+  // A finger's 1 and 7 read right.
+  for (const label of ['1', '7']) {
+    await page.click('#clear-drawing');
+    await drawWithFinger(page, label === '1' ? [[[0.5, 0.05], [0.5, 0.95]]] : DRAWN_DIGITS[label]);
+    await page.waitForFunction(() => {
+      const list = document.getElementById('predictions');
+      return list.dataset.source === 'Drawing' && list.getAttribute('aria-busy') === 'false' && list.children.length > 0;
+    }, null, { timeout: 60000 });
+    assert.equal((await predictions(page))[0].label, label, `a ${label} drawn with a finger`);
+  }
+  await page.screenshot({ path: join(artifacts, 'phone-page.png'), fullPage: true });
+  // The camera asked for is the one chosen: the back one, then the front one while it runs.
+  await page.evaluate(() => {
+    window.cameraRequests = [];
+    const getUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+    navigator.mediaDevices.getUserMedia = (constraints) => { window.cameraRequests.push(constraints.video.facingMode); return getUserMedia(constraints); };
+  });
+  await page.selectOption('#webcam-facing', 'environment');
+  await page.click('#webcam-toggle');
+  const webcamBars = () => page.waitForFunction(() => document.getElementById('predictions').dataset.source === 'Webcam', null, { timeout: 60000 });
+  await webcamBars();
+  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
+  await page.selectOption('#webcam-facing', 'user');
+  await page.waitForFunction(() => document.getElementById('predictions').children.length > 0, null, { timeout: 60000 });
+  await webcamBars();
+  assert.deepEqual(await page.evaluate(() => window.cameraRequests), ['environment', 'user']);
+  await page.click('#webcam-toggle');
+  assert.match(await page.textContent('#webcam-toggle'), /Start/);
+}, { phone: true });
+
+pageTest('a WebGPU from before GPUAdapter.info (Safari before 26, Chrome before 127) still opens, and is told a software adapter', async ({ page }) => {
+  await useBackend(page, 'webgpu');
+  const backend = await page.textContent('#backend');
+  console.log(`  ${backend}`);
+  assert.match(backend, /^WebGPU \(software adapter on the CPU\)/);
+  await upload(page, { name: digits[4].name, mimeType: 'image/png', buffer: digits[4].png });
+  assert.equal((await predictions(page))[0].label, digits[4].label);
+}, { gpu: 'without-info' });
 
 async function loseGpuDevices(page) {
   const lost = await modelWorker(page).evaluate(() => {

@@ -11,7 +11,8 @@
 //   self.testEmbeddings  - how many pictures the worker's backbones have embedded
 //   self.testBreakGpuConvolutions(broken) - makes every WebGPU convolution wrong on purpose,
 //                          or right again (the WebGPU module's testOnlyBreakGpuConvolutions)
-// gpu: 'webgpu' as the browser has it, 'none' (no WebGPU at all) or 'refused' (no adapter);
+// gpu: 'webgpu' as the browser has it, 'none' (no WebGPU at all), 'refused' (no adapter) or
+// 'without-info' (no GPUAdapter.info);
 // relaxedSimd: false makes WebAssembly.validate refuse any module with a relaxed SIMD
 // instruction (0xfd, then an opcode from 0x100 to 0x113 as LEB128), as a browser without
 // relaxed SIMD does: the worker's probe then fails.
@@ -25,6 +26,10 @@ export function workerPrelude({ gpu = 'webgpu', relaxedSimd = true, poolStarts =
     webgpu: '',
     none: "Object.defineProperty(WorkerNavigator.prototype, 'gpu', { get: () => undefined });",
     refused: 'GPU.prototype.requestAdapter = async () => null;',
+    // A WebGPU from before GPUAdapter.info (Chrome before 127, Safari before 26), with the
+    // adapter's own isFallbackAdapter of that time (SwiftShader's is one).
+    'without-info': `delete GPUAdapter.prototype.info; delete GPUAdapter.prototype.requestAdapterInfo;
+Object.defineProperty(GPUAdapter.prototype, 'isFallbackAdapter', { configurable: true, get: () => true });`,
   }[gpu];
   const withoutRelaxedSimd = relaxedSimd ? '' : `{
   const validate = WebAssembly.validate;

@@ -228,20 +228,23 @@ function clearDrawing() {
 }
 clearDrawing();
 let lastPoint = null;
+// In the canvas's own pixels: on a narrow screen it is shown smaller than it is.
+const canvasPoint = (event) => [event.offsetX * (drawing.width / drawing.clientWidth), event.offsetY * (drawing.height / drawing.clientHeight)];
 drawing.addEventListener('pointerdown', (event) => {
   drawing.setPointerCapture(event.pointerId);
-  lastPoint = [event.offsetX, event.offsetY];
+  lastPoint = canvasPoint(event);
 });
 drawing.addEventListener('pointermove', (event) => {
   if (!lastPoint) return;
+  const point = canvasPoint(event);
   pen.strokeStyle = '#000';
   pen.lineWidth = 18;
   pen.lineCap = 'round';
   pen.beginPath();
   pen.moveTo(...lastPoint);
-  pen.lineTo(event.offsetX, event.offsetY);
+  pen.lineTo(...point);
   pen.stroke();
-  lastPoint = [event.offsetX, event.offsetY];
+  lastPoint = point;
   classifyCanvas('drawing', drawing, 'Drawing');
 });
 const endStroke = () => {
@@ -312,7 +315,8 @@ let stream = null;
 async function webcamLoop() {
   const started = performance.now();
   let frames = 0;
-  while (stream) {
+  const own = stream; // a restart with another camera starts a loop of its own
+  while (stream === own) {
     if (video.readyState >= 2 && video.videoWidth > 0) {
       frame.width = video.videoWidth;
       frame.height = video.videoHeight;
@@ -326,15 +330,15 @@ async function webcamLoop() {
     await new Promise((resolve) => requestAnimationFrame(resolve));
   }
 }
-$('webcam-toggle').addEventListener('click', async () => {
-  if (stream) {
-    stream.getTracks().forEach((track) => track.stop());
-    stream = null;
-    $('webcam-toggle').textContent = 'Start the webcam';
-    return;
-  }
+function stopWebcam() {
+  stream?.getTracks().forEach((track) => track.stop());
+  stream = null;
+  $('webcam-toggle').textContent = 'Start the webcam';
+}
+// The camera chosen (a phone's front or back one); a laptop's only camera serves either.
+async function startWebcam() {
   try {
-    stream = await navigator.mediaDevices.getUserMedia({ video: true });
+    stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: $('webcam-facing').value } });
   } catch (error) {
     showNotice(`No webcam: ${error.message}`, true);
     return;
@@ -343,6 +347,12 @@ $('webcam-toggle').addEventListener('click', async () => {
   await video.play();
   $('webcam-toggle').textContent = 'Stop the webcam';
   webcamLoop();
+}
+$('webcam-toggle').addEventListener('click', () => (stream ? stopWebcam() : startWebcam()));
+$('webcam-facing').addEventListener('change', () => {
+  if (!stream) return;
+  stopWebcam();
+  startWebcam();
 });
 
 // Models: the shipped ones, the one trained last (kept in IndexedDB), or weights from a file.

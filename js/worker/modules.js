@@ -65,11 +65,27 @@ export function memoryUse() {
     heapBytes: each(({ module }) => module.heapBytes()),
   };
 }
+// wgpu reads `GPUAdapter.info` (its description, isFallbackAdapter and subgroup sizes) as it
+// opens the device; a WebGPU from before that attribute (Chrome before 127, Safari's before
+// 26: only `requestAdapterInfo()`, or nothing) would throw from inside the wasm. There, an
+// `info` with what the adapter itself says: its older `isFallbackAdapter` (a software
+// adapter), and nothing of subgroups (wgpu then assumes none).
+function giveAdaptersInfo() {
+  if (!self.GPUAdapter || 'info' in GPUAdapter.prototype) return;
+  Object.defineProperty(GPUAdapter.prototype, 'info', {
+    configurable: true,
+    get() {
+      return { vendor: '', architecture: '', device: '', description: '', isFallbackAdapter: Boolean(this.isFallbackAdapter), subgroupMinSize: 0, subgroupMaxSize: 0 };
+    },
+  });
+}
+
 // The WebGPU module with its device open, for every use of WebGPU: opened once, before any
 // of them (two openings at the same time fail; the page's 'auto' model and a caller's
 // 'webgpu' load would otherwise race).
 let webgpuOpening = null;
 export const webgpuDevice = () => (webgpuOpening ??= webgpu().then(async (module) => {
+  giveAdaptersInfo();
   await module.openWebgpu();
   return module;
 }));
