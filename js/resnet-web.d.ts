@@ -178,10 +178,18 @@ export interface TrainOptions {
   /** Every how many steps 'gradients' comes (the first step included); 0: never. Default: 10
    * when a 'gradients' handler is added as the run starts, else 0. */
   gradientEvery?: number;
+  /**
+   * The most bytes a run on the CPU may need (its model, optimizer state and a step's
+   * activations): measured from a step of one picture and one of two before the run starts,
+   * and past it the run is refused with 'bad-options' and the largest batch that fits.
+   * Default: 1 GiB on a phone or tablet (a touch screen with no fine pointer), else 3.5 GiB.
+   */
+  memoryLimit?: number;
 }
 
 /** timings: with backend 'auto', the milliseconds a step took on each device. */
-export interface RunStart { backend: string; trainCount: number; validationCount: number; totalSteps: number; classNames: string[]; timings?: DeviceTimings }
+/** memory: on the CPU, the bytes the run was measured to need (see memoryLimit). */
+export interface RunStart { backend: string; trainCount: number; validationCount: number; totalSteps: number; classNames: string[]; timings?: DeviceTimings; memory?: { needed: number; fixed: number; perPicture: number; batch: number } }
 export interface RunStep { step: number; totalSteps: number; epoch: number; loss: number; accuracy: number; imagesPerSecond: number; secondsLeft: number }
 /** After the first step: how long the run's steps take, by the first one. */
 export interface RunEstimate { secondsPerStep: number; totalSteps: number; seconds: number; backend: string; waiting: boolean }
@@ -228,8 +236,9 @@ export declare function setCpuThreads(threads: number): Promise<CpuThreads>;
 
 /**
  * What the library's worker holds, for each wasm module it loaded: heapBytes, what its code
- * holds now (flat over a session that disposes what it makes), and wasmBytes, its memory's
- * size (it only grows; freed bytes are reused); and the models, learners and runs alive.
+ * holds now (flat over a session that disposes what it makes), heapPeakBytes, the most it
+ * held at once since the last CPU run was measured (or the module loaded), and wasmBytes, its
+ * memory's size (it only grows; freed bytes are reused); and the models, learners and runs alive.
  */
-export interface MemoryUse { heapBytes: Record<string, number>; wasmBytes: Record<string, number>; models: number; learners: number; runs: number }
+export interface MemoryUse { heapBytes: Record<string, number>; heapPeakBytes: Record<string, number>; wasmBytes: Record<string, number>; models: number; learners: number; runs: number }
 export declare function memory(): Promise<MemoryUse>;

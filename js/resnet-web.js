@@ -268,8 +268,8 @@ export async function setCpuThreads(threads) {
  * many models, learners and runs are alive.
  */
 export async function memory() {
-  const { heapBytes, wasmBytes, models, learners, runs } = await send({ type: Request.STATUS });
-  return { heapBytes, wasmBytes, models, learners, runs };
+  const { heapBytes, heapPeakBytes, wasmBytes, models, learners, runs } = await send({ type: Request.STATUS });
+  return { heapBytes, heapPeakBytes, wasmBytes, models, learners, runs };
 }
 
 // ---- Pictures ----
@@ -499,7 +499,8 @@ export class TransferLearner {
  * heldOutPerClass?}. Options: arch ('resnet8', 'resnet20', ... or a plain twin without
  * shortcuts: 'plain8', 'plain20', ...), input (for pictures), epochs, batchSize, learningRate,
  * weightDecay, optimizer, schedule, augment, validationFraction, seed, backend, subset,
- * testSubset, gradientEvery. Returns a Run at once.
+ * testSubset, gradientEvery, memoryLimit (bytes a run on the CPU may need: it is measured
+ * before the run starts, which is refused past it). Returns a Run at once.
  */
 export function train(data, options = {}) {
   return startRun(data, options, undefined);
@@ -548,8 +549,18 @@ const RUN_EVENTS = {
 const RUN_EVENT_NAMES = Object.values(RUN_EVENTS);
 const DEFAULT_GRADIENT_EVERY = 10;
 
+// The most memory a run may need on the CPU, by default: 1 GiB on a phone or tablet (iOS
+// ends a tab at about 1.5 GB), else 3.5 GiB (wasm32's memory ends at 4 GiB, and a run that
+// reaches it aborts the module, losing what it trained).
+const GIB = 1024 ** 3;
+function defaultMemoryLimit() {
+  const touchOnly = (globalThis.navigator?.maxTouchPoints ?? 0) > 0 && globalThis.matchMedia?.('(pointer: coarse)').matches;
+  return touchOnly ? GIB : 3.5 * GIB;
+}
+
 function startRun(data, options, base) {
   if (options.backend !== undefined) oneOf('backend', options.backend, BACKENDS);
+  if (options.memoryLimit !== undefined && !(options.memoryLimit > 0)) throw badOption(`memoryLimit is a number of bytes, not ${JSON.stringify(options.memoryLimit)}`);
   if (options.input !== undefined) oneOf('input', options.input, INPUTS);
   const run = new Run(nextId++);
   listeners.set(run._id, (event) => {
@@ -565,7 +576,8 @@ function startRun(data, options, base) {
       // Gradient norms cost a little: measured only for a run someone listens to (handlers
       // added right after train() returns are in by now).
       const gradientEvery = options.gradientEvery ?? (run._handlers.get('gradients')?.size ? DEFAULT_GRADIENT_EVERY : 0);
-      const trained = send({ type: Request.TRAIN, id, run: run._id, data: message, options: { backend: 'auto', ...options, gradientEvery }, base }, transfer);
+      const memoryLimit = options.memoryLimit ?? defaultMemoryLimit();
+      const trained = send({ type: Request.TRAIN, id, run: run._id, data: message, options: { backend: 'auto', ...options, gradientEvery, memoryLimit }, base }, transfer);
       run._markSent();
       model._loaded(await trained);
     } catch (error) {

@@ -99,8 +99,11 @@ export function syntheticClasses(perClass) {
 
 // A randomly initialised torchvision ResNet-18 as a .safetensors file (47 MB): He-uniform
 // convolutions, BatchNorm as at initialisation, from the key list of tests/fixtures.
-export function randomResnet18Safetensors(seed = 1) {
-  const manifest = readFileSync(new URL('./fixtures/resnet18.keys', import.meta.url), 'utf8');
+export const randomResnet18Safetensors = (seed = 1) => randomTorchvisionSafetensors(18, seed);
+
+// The same for the ResNet of `depth` whose key list tests/fixtures has (18 or 50).
+export function randomTorchvisionSafetensors(depth, seed = 1) {
+  const manifest = readFileSync(new URL(`./fixtures/resnet${depth}.keys`, import.meta.url), 'utf8');
   const tensors = manifest.split('\n').filter((line) => line && !line.startsWith('#')).map((line) => {
     const [name, dtype, dims = ''] = line.trim().split(/\s+/);
     return { name, dtype, shape: dims ? dims.split(',').map(Number) : [] };

@@ -2,7 +2,8 @@
 // routing its request): they see what the worker does with WebGPU and WebAssembly without
 // a line of test code in the product.
 //   self.testGpuDevices  - the GPU devices the worker got (a test destroys them: a lost GPU)
-//   self.testGpuBuffers  - {count, bytes}: GPU buffers alive: created, and neither destroyed
+//   self.testGpuBuffers  - {count, bytes, peakBytes}: GPU buffers alive (and the most bytes
+//                          alive at once): created, and neither destroyed
 //                          nor garbage-collected (wgpu drops buffers without destroying
 //                          them on the web; collection frees them; expose gc to count
 //                          exactly: Chromium's --js-flags=--expose-gc, then self.gc())
@@ -57,7 +58,7 @@ ${withoutRelaxedSimd}
 ${withoutPool}
 ${stalled}
 self.testGpuDevices = [];
-self.testGpuBuffers = { count: 0, bytes: 0 };
+self.testGpuBuffers = { count: 0, bytes: 0, peakBytes: 0 };
 self.testWasmMemory = null;
 self.testResults = 0;
 self.testEmbeddings = 0;
@@ -81,6 +82,7 @@ if (self.GPUAdapter) {
     collected.register(buffer, buffer.size, buffer);
     self.testGpuBuffers.count += 1;
     self.testGpuBuffers.bytes += buffer.size;
+    self.testGpuBuffers.peakBytes = Math.max(self.testGpuBuffers.peakBytes, self.testGpuBuffers.bytes);
     return buffer;
   };
   const destroy = GPUBuffer.prototype.destroy;

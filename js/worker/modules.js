@@ -57,12 +57,14 @@ export const webgpu = () => (webgpuLoading ??= import(moduleUrl(wasm.modules.mai
 
 // Each loaded module's memory in bytes: `wasmBytes`, its size, which only grows (what a
 // disposed model freed is reused, not given back), and `heapBytes`, what its Rust code holds
-// now (src/web/heap.rs), which a leak makes grow.
+// now (src/web/heap.rs), which a leak makes grow; `heapPeakBytes`, the most it held at once
+// since the last run on the CPU was measured (training.js, checkMemory) or the module loaded.
 export function memoryUse() {
   const each = (bytesOf) => Object.fromEntries(Object.entries(wasm.loaded).map(([dir, loaded]) => [dir, bytesOf(loaded)]));
   return {
     wasmBytes: each(({ memory }) => memory?.buffer.byteLength ?? 0),
     heapBytes: each(({ module }) => module.heapBytes()),
+    heapPeakBytes: each(({ module }) => module.heapPeakBytes()),
   };
 }
 // wgpu reads `GPUAdapter.info` (its description, isFallbackAdapter and subgroup sizes) as it

@@ -137,8 +137,11 @@ export async function train({ id, run: runId, data, options: asked, base: baseId
       options.backend = 'cpu';
       notice(WEBGPU_LOST);
     }
+    const { memoryLimit } = options;
+    delete options.memoryLimit;
     let timings;
     if (options.backend !== 'cpu') ({ backend: options.backend, timings } = await checkedTrainingDevice(options, dataIn, base?.weights, notice));
+    const memory = options.backend === 'cpu' ? await checkMemory(options, memoryLimit, dataIn, base?.weights) : undefined;
     const sessionOn = async (backend) => {
       const module = await moduleFor(backend);
       const { train: trainSet, test } = dataIn(module);
@@ -153,11 +156,62 @@ export async function train({ id, run: runId, data, options: asked, base: baseId
       notice(`WebGPU failed (${error.message}); training on the CPU.`);
     }
     const waitAfterEstimate = Boolean(asked.estimateFirst);
-    return await runSession(id, runId, session, control, test, input, notice, { waitAfterEstimate, timings });
+    return await runSession(id, runId, session, control, test, input, notice, { waitAfterEstimate, timings, memory });
   } finally {
     runs.delete(runId);
     for (const object of owned) object.free();
   }
+}
+
+// The batch a run takes when its options name none (src/training/train.rs).
+const DEFAULT_BATCH = 64;
+const MIB = 1024 * 1024;
+const mib = (bytes) => `${Math.ceil(bytes / MIB).toLocaleString('en')} MB`;
+const PROBE_BATCH = 16;
+
+// A run on the CPU is measured before it starts: the most its Rust code holds during a step
+// of 16 pictures and during one of 8 (a fresh session each, freed after; the run's own batch
+// where it is smaller) tell what the model and its optimizer need, and what each picture's
+// activations add. At the run's batch,
+// with what the module holds already, that must fit in `limit` bytes: past it a run would
+// end the tab (iOS, at about 1.5 GB) or abort the module as wasm32's 4 GiB run out, losing
+// what it trained. Returns {needed, fixed, perPicture, batch} in bytes; throws past the limit.
+async function checkMemory(options, limit, dataIn, baseWeights) {
+  const module = await moduleFor('cpu');
+  const held = module.heapBytes();
+  let trainCount = 0;
+  const stepPeak = async (batchSize) => {
+    module.markHeapPeak();
+    const session = await module.TrainingSession.create({ ...options, backend: 'cpu', batchSize, epochs: 1, validationFraction: 0, gradientEvery: 0 }, dataIn(module).train, baseWeights);
+    try {
+      trainCount = session.trainCount;
+      await session.step();
+      return module.heapPeakBytes() - held;
+    } finally {
+      session.free();
+    }
+  };
+  // Batches where the pictures' activations, not the optimizer's pass over the weights, make
+  // the peak: at 2 and 4 pictures a 224-pixel ResNet-18's peak is its optimizer's, and the
+  // difference said 10 MB a picture where 29 MB is true (its batch of 64 held 2.1 GB).
+  const asked = options.batchSize ?? DEFAULT_BATCH;
+  const large = Math.min(asked, PROBE_BATCH);
+  const small = Math.max(1, Math.floor(large / 2));
+  const atSmall = large > small ? await stepPeak(small) : 0;
+  const atLarge = await stepPeak(large);
+  const perPicture = large > small ? Math.max(0, (atLarge - atSmall) / (large - small)) : atLarge;
+  const fixed = Math.max(0, atLarge - perPicture * large);
+  // The run's own split keeps validation pictures out: its batch is at most what is left.
+  const trainingPictures = Math.max(1, Math.floor(trainCount * (1 - (options.validationFraction ?? 0))));
+  const batch = Math.min(asked, trainingPictures);
+  const needed = held + fixed + perPicture * batch;
+  if (limit !== undefined && needed > limit) {
+    const largest = perPicture > 0 ? Math.floor((limit - held - fixed) / perPicture) : 0;
+    const instead = largest >= 1 ? `use a batch of at most ${largest}` : 'even a batch of one does not fit: use a smaller model or input';
+    const orHead = options.fineTune === 'all' ? ", fine-tune the classifier only ('head')" : '';
+    throw new ResNetError(ErrorCode.BAD_OPTIONS, `This run needs about ${mib(needed)} of memory at ${batch} pictures a batch (${mib(held + fixed)} for the models and optimizer, ${mib(perPicture)} more a picture), more than the ${mib(limit)} allowed here: ${instead}${orHead}, or raise memoryLimit.`);
+  }
+  return { needed, fixed, perPicture, batch };
 }
 
 // Batches of at most this many pictures are timed: enough to compare the devices, and a slow
@@ -243,10 +297,10 @@ async function checkedTrainingDevice(options, dataIn, baseWeights, notice) {
   return { backend, ...timed({ cpu: cpu.ms, webgpu: webgpu.ms, webgpuLossDifference }) };
 }
 
-async function runSession(id, runId, session, control, test, input, notice, { waitAfterEstimate, timings }) {
+async function runSession(id, runId, session, control, test, input, notice, { waitAfterEstimate, timings, memory }) {
   post({
     type: Event.RUN_START, run: runId, backend: backendText(session.backend), trainCount: session.trainCount,
-    validationCount: session.validationCount, totalSteps: session.totalSteps, classNames: session.classNames, timings,
+    validationCount: session.validationCount, totalSteps: session.totalSteps, classNames: session.classNames, timings, memory,
   });
   let failed = null;
   const started = performance.now();

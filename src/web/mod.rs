@@ -12,7 +12,7 @@ mod transfer;
 
 pub use backend::{Backend, BackendKind};
 pub use classifier::{Classifier, Prediction, convert_weights, describe_weights};
-pub use heap::heap_bytes;
+pub use heap::{heap_bytes, heap_peak_bytes, mark_heap_peak};
 #[cfg(target_feature = "atomics")]
 pub use threads::init_thread_pool;
 pub use threads::{cpu_threads, has_threads, set_cpu_threads};
