@@ -179,17 +179,18 @@ export interface TrainOptions {
    * when a 'gradients' handler is added as the run starts, else 0. */
   gradientEvery?: number;
   /**
-   * The most bytes a run on the CPU may need (its model, optimizer state and a step's
-   * activations): measured from a step of one picture and one of two before the run starts,
-   * and past it the run is refused with 'bad-options' and the largest batch that fits.
-   * Default: 1 GiB on a phone or tablet (a touch screen with no fine pointer), else 3.5 GiB.
+   * The most bytes a run may need (its model, optimizer state and a step's activations):
+   * measured on the CPU from a step of 8 pictures and one of 16 before the run starts, and
+   * past it the run is refused with 'bad-options' and the largest batch that fits. On WebGPU
+   * the GPU's memory pool takes more than this measure. Default: 1 GiB on a phone or tablet
+   * (a touch screen with no fine pointer), else 3.5 GiB.
    */
   memoryLimit?: number;
 }
 
 /** timings: with backend 'auto', the milliseconds a step took on each device. */
-/** memory: on the CPU, the bytes the run was measured to need (see memoryLimit). */
-export interface RunStart { backend: string; trainCount: number; validationCount: number; totalSteps: number; classNames: string[]; timings?: DeviceTimings; memory?: { needed: number; fixed: number; perPicture: number; batch: number } }
+/** memory: the bytes the run was measured to need on the CPU (see memoryLimit). */
+export interface RunStart { backend: string; trainCount: number; validationCount: number; totalSteps: number; classNames: string[]; timings?: DeviceTimings; memory: { needed: number; fixed: number; perPicture: number; batch: number } }
 export interface RunStep { step: number; totalSteps: number; epoch: number; loss: number; accuracy: number; imagesPerSecond: number; secondsLeft: number }
 /** After the first step: how long the run's steps take, by the first one. */
 export interface RunEstimate { secondsPerStep: number; totalSteps: number; seconds: number; backend: string; waiting: boolean }

@@ -499,8 +499,8 @@ export class TransferLearner {
  * heldOutPerClass?}. Options: arch ('resnet8', 'resnet20', ... or a plain twin without
  * shortcuts: 'plain8', 'plain20', ...), input (for pictures), epochs, batchSize, learningRate,
  * weightDecay, optimizer, schedule, augment, validationFraction, seed, backend, subset,
- * testSubset, gradientEvery, memoryLimit (bytes a run on the CPU may need: it is measured
- * before the run starts, which is refused past it). Returns a Run at once.
+ * testSubset, gradientEvery, memoryLimit (bytes a run may need: it is measured before the
+ * run starts, which is refused past it). Returns a Run at once.
  */
 export function train(data, options = {}) {
   return startRun(data, options, undefined);
@@ -549,7 +549,7 @@ const RUN_EVENTS = {
 const RUN_EVENT_NAMES = Object.values(RUN_EVENTS);
 const DEFAULT_GRADIENT_EVERY = 10;
 
-// The most memory a run may need on the CPU, by default: 1 GiB on a phone or tablet (iOS
+// The most memory a run may need (measured on the CPU), by default: 1 GiB on a phone or tablet (iOS
 // ends a tab at about 1.5 GB), else 3.5 GiB (wasm32's memory ends at 4 GiB, and a run that
 // reaches it aborts the module, losing what it trained).
 const GIB = 1024 ** 3;

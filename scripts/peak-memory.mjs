@@ -4,7 +4,7 @@
 // alive at once, counted by tests/worker-prelude.mjs). Each case in a page and a worker of its
 // own, through the library's API (js/resnet-web.js), on the CPU and on WebGPU (Chromium's
 // SwiftShader: the buffers a real GPU would be given are the same). One JSON line a case.
-//   node scripts/peak-memory.mjs [case-name-pattern]      (pkg*/ built: scripts/build-wasm.sh)
+//   node scripts/peak-memory.mjs [case-name-pattern] [backends: cpu,webgpu]   (pkg*/ built)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { launchChromium } from '../tests/chromium.mjs';
@@ -15,6 +15,7 @@ import { modelWorker, routeWorker } from '../tests/worker-prelude.mjs';
 const ROOT = new URL('..', import.meta.url).pathname;
 const MB = 1024 * 1024;
 const only = new RegExp(process.argv[2] ?? '.');
+const backends = (process.argv[3] ?? 'cpu,webgpu').split(',');
 
 // In the page: `weights` (a URL, or null) and `backend`, then the case's code. `pictures(n, side, classes)`
 // makes labelled RGBA pictures of random pixels.
@@ -46,6 +47,14 @@ const CASES = [
 const run = watched(m.fineTune({ classNames: ['a', 'b'], examples: pictures(${batchSize}, 224, 2) }, { fineTune: 'all', batchSize: ${batchSize}, epochs: 1, validationFraction: 0, backend }));
 (await run.result).dispose();`,
   })),
+  {
+    // As on a phone: refused before it starts, and how much the refusal's probes took.
+    name: 'fine-tune all layers, ImageNet ResNet-18 (224 px), batch 64, memoryLimit 1 GiB (a phone\'s)',
+    weights: 18,
+    code: `const m = await loadModel(weights, { backend: 'cpu' });
+const run = watched(m.fineTune({ classNames: ['a', 'b'], examples: pictures(64, 224, 2) }, { fineTune: 'all', batchSize: 64, epochs: 1, validationFraction: 0, backend, memoryLimit: 1024 ** 3 }));
+(await run.result).dispose();`,
+  },
 ];
 
 const browser = await launchChromium(['--js-flags=--expose-gc']);
@@ -57,7 +66,7 @@ for (const depth of [18, 50]) writeFileSync(join(ROOT, `target/peak-memory/resne
 const weightUrl = (depth) => `${server.url}target/peak-memory/resnet${depth}.safetensors`;
 try {
   for (const testCase of CASES.filter(({ name }) => only.test(name))) {
-    for (const backend of ['cpu', 'webgpu']) {
+    for (const backend of backends) {
       const context = await browser.newContext();
       const page = await context.newPage();
       await routeWorker(page);
@@ -75,7 +84,7 @@ try {
           const estimate = await new AsyncFunction('loadModel', 'shippedModels', 'train', 'weights', 'backend', `${helpers}\n${code}\nreturn estimate;`)(loadModel, shippedModels, train, weights, chosen);
           return { memory: await memory(), estimate };
         } catch (error) {
-          return { error: `${error.code ?? ''}: ${error.message}` };
+          return { error: `${error.code ?? ''}: ${error.message}`, memory: await memory() };
         }
       }, { helpers: PAGE_HELPERS, code: testCase.code, weights: testCase.weights ? weightUrl(testCase.weights) : null, backend });
       const gpu = await modelWorker(page).evaluate(() => self.testGpuBuffers).catch(() => null);

@@ -139,9 +139,12 @@ export async function train({ id, run: runId, data, options: asked, base: baseId
     }
     const { memoryLimit } = options;
     delete options.memoryLimit;
+    // Before the devices are timed: a run too large for this device is refused at once. On
+    // WebGPU the tensors are the same, and the GPU's memory pool holds more than the CPU
+    // measured (docs/design.md, "A run's memory is measured before it starts").
+    const memory = await checkMemory(options, memoryLimit, dataIn, base?.weights);
     let timings;
     if (options.backend !== 'cpu') ({ backend: options.backend, timings } = await checkedTrainingDevice(options, dataIn, base?.weights, notice));
-    const memory = options.backend === 'cpu' ? await checkMemory(options, memoryLimit, dataIn, base?.weights) : undefined;
     const sessionOn = async (backend) => {
       const module = await moduleFor(backend);
       const { train: trainSet, test } = dataIn(module);
@@ -167,15 +170,14 @@ export async function train({ id, run: runId, data, options: asked, base: baseId
 const DEFAULT_BATCH = 64;
 const MIB = 1024 * 1024;
 const mib = (bytes) => `${Math.ceil(bytes / MIB).toLocaleString('en')} MB`;
-const PROBE_BATCH = 16;
+const PROBE_BATCH = 16; // pictures in checkMemory's largest probe step
 
-// A run on the CPU is measured before it starts: the most its Rust code holds during a step
-// of 16 pictures and during one of 8 (a fresh session each, freed after; the run's own batch
-// where it is smaller) tell what the model and its optimizer need, and what each picture's
-// activations add. At the run's batch,
-// with what the module holds already, that must fit in `limit` bytes: past it a run would
-// end the tab (iOS, at about 1.5 GB) or abort the module as wasm32's 4 GiB run out, losing
-// what it trained. Returns {needed, fixed, perPicture, batch} in bytes; throws past the limit.
+// A run is measured on the CPU before it starts: the most its Rust code holds during steps
+// of a few pictures (a fresh session each, freed after) tells what the model and its
+// optimizer need, and what each picture's activations add. At the run's batch, with what
+// the module holds already, that must fit in `limit` bytes: past it a run would end the tab
+// (iOS, at about 1.5 GB) or abort the module as wasm32's 4 GiB run out, losing what it
+// trained. Returns {needed, fixed, perPicture, batch} in bytes; throws past the limit.
 async function checkMemory(options, limit, dataIn, baseWeights) {
   const module = await moduleFor('cpu');
   const held = module.heapBytes();
@@ -191,25 +193,33 @@ async function checkMemory(options, limit, dataIn, baseWeights) {
       session.free();
     }
   };
-  // Batches where the pictures' activations, not the optimizer's pass over the weights, make
-  // the peak: at 2 and 4 pictures a 224-pixel ResNet-18's peak is its optimizer's, and the
-  // difference said 10 MB a picture where 29 MB is true (its batch of 64 held 2.1 GB).
+  // Steps of 1, 2, 4, ... pictures, up to 16 or the run's batch: at the larger ones the
+  // pictures' activations make the peak, not the optimizer's pass over the weights (at 2 and
+  // 4 pictures a 224-pixel ResNet-18's peak is its optimizer's, and their difference said
+  // 10 MB a picture where 29 MB is true). A probe never passes the limit itself: the next,
+  // of twice the pictures, needs at most twice the last, and is not made where that would.
   const asked = options.batchSize ?? DEFAULT_BATCH;
-  const large = Math.min(asked, PROBE_BATCH);
-  const small = Math.max(1, Math.floor(large / 2));
-  const atSmall = large > small ? await stepPeak(small) : 0;
-  const atLarge = await stepPeak(large);
-  const perPicture = large > small ? Math.max(0, (atLarge - atSmall) / (large - small)) : atLarge;
-  const fixed = Math.max(0, atLarge - perPicture * large);
+  const room = (limit ?? Infinity) - held;
+  const largest = Math.min(asked, PROBE_BATCH);
+  const probes = [];
+  for (let pictures = 1; ; pictures = Math.min(2 * pictures, largest)) {
+    probes.push({ pictures, peak: await stepPeak(pictures) });
+    const next = Math.min(2 * pictures, largest);
+    if (next === pictures || (probes.at(-1).peak * next) / pictures > room) break;
+  }
+  // From the two largest probes; from one alone, all of it counted as the pictures'.
+  const [before, last] = probes.length > 1 ? probes.slice(-2) : [{ pictures: 0, peak: 0 }, probes[0]];
+  const perPicture = Math.max(0, (last.peak - before.peak) / (last.pictures - before.pictures));
+  const fixed = Math.max(0, last.peak - perPicture * last.pictures);
   // The run's own split keeps validation pictures out: its batch is at most what is left.
   const trainingPictures = Math.max(1, Math.floor(trainCount * (1 - (options.validationFraction ?? 0))));
   const batch = Math.min(asked, trainingPictures);
   const needed = held + fixed + perPicture * batch;
   if (limit !== undefined && needed > limit) {
-    const largest = perPicture > 0 ? Math.floor((limit - held - fixed) / perPicture) : 0;
-    const instead = largest >= 1 ? `use a batch of at most ${largest}` : 'even a batch of one does not fit: use a smaller model or input';
+    const fits = perPicture > 0 ? Math.floor((room - fixed) / perPicture) : 0;
+    const instead = fits >= 1 ? `use a batch of at most ${fits}` : 'even a batch of one does not fit: use a smaller model or input';
     const orHead = options.fineTune === 'all' ? ", fine-tune the classifier only ('head')" : '';
-    throw new ResNetError(ErrorCode.BAD_OPTIONS, `This run needs about ${mib(needed)} of memory at ${batch} pictures a batch (${mib(held + fixed)} for the models and optimizer, ${mib(perPicture)} more a picture), more than the ${mib(limit)} allowed here: ${instead}${orHead}, or raise memoryLimit.`);
+    throw new ResNetError(ErrorCode.BAD_OPTIONS, `This run needs about ${mib(needed)} of memory at ${batch} pictures a batch (${mib(held + fixed)} before the first picture, ${mib(perPicture)} more a picture), more than the ${mib(limit)} allowed here: ${instead}${orHead}, or raise memoryLimit.`);
   }
   return { needed, fixed, perPicture, batch };
 }
