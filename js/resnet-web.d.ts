@@ -180,7 +180,7 @@ export interface TrainOptions {
   gradientEvery?: number;
   /**
    * The most bytes a run may need (its model, optimizer state and a step's activations):
-   * measured on the CPU from a step of 8 pictures and one of 16 before the run starts, and
+   * measured on the CPU from steps of 1, 2, 4, 8 and 16 pictures before the run starts, and
    * past it the run is refused with 'bad-options' and the largest batch that fits. On WebGPU
    * the GPU's memory pool takes more than this measure. Default: 1 GiB on a phone or tablet
    * (a touch screen with no fine pointer), else 3.5 GiB.
@@ -188,8 +188,10 @@ export interface TrainOptions {
   memoryLimit?: number;
 }
 
-/** timings: with backend 'auto', the milliseconds a step took on each device. */
-/** memory: the bytes the run was measured to need on the CPU (see memoryLimit). */
+/**
+ * timings: with backend 'auto', the milliseconds a step took on each device. memory: the
+ * bytes the run was measured to need on the CPU (see memoryLimit).
+ */
 export interface RunStart { backend: string; trainCount: number; validationCount: number; totalSteps: number; classNames: string[]; timings?: DeviceTimings; memory: { needed: number; fixed: number; perPicture: number; batch: number } }
 export interface RunStep { step: number; totalSteps: number; epoch: number; loss: number; accuracy: number; imagesPerSecond: number; secondsLeft: number }
 /** After the first step: how long the run's steps take, by the first one. */

@@ -549,9 +549,9 @@ const RUN_EVENTS = {
 const RUN_EVENT_NAMES = Object.values(RUN_EVENTS);
 const DEFAULT_GRADIENT_EVERY = 10;
 
-// The most memory a run may need (measured on the CPU), by default: 1 GiB on a phone or tablet (iOS
-// ends a tab at about 1.5 GB), else 3.5 GiB (wasm32's memory ends at 4 GiB, and a run that
-// reaches it aborts the module, losing what it trained).
+// The most memory a run may need (measured on the CPU), by default: 1 GiB on a phone or
+// tablet (iOS ends a tab at about 1.5 GB), else 3.5 GiB (wasm32's memory ends at 4 GiB, and
+// a run that reaches it aborts the module, losing what it trained).
 const GIB = 1024 ** 3;
 function defaultMemoryLimit() {
   const touchOnly = (globalThis.navigator?.maxTouchPoints ?? 0) > 0 && globalThis.matchMedia?.('(pointer: coarse)').matches;

@@ -4,15 +4,14 @@
 // Firefox on Linux has no WebGPU: the page runs on the CPU and its backend line says why, on the threaded
 // module where it is served with COOP/COEP. pkg*/ must be built (scripts/build-wasm.sh).
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { launchFirefox } from './firefox.mjs';
-import { heldOutDigits, syntheticClasses } from './images.mjs';
+import { heldOutDigits } from './images.mjs';
 import { CYCLES, PER_CYCLE, longRun } from './long-run.mjs';
 import { checkOutcome, packageProject, projectOutcome } from './package-project.mjs';
+import { isReady, settledPrediction, trainOwnClassesAndReload, upload as uploadFile, uploadFolder } from './page-steps.mjs';
 import { serve } from './static-server.mjs';
 import { libraryWorkersStarted, waitUntil, withPageState, workerLog } from './waits.mjs';
 
@@ -32,24 +31,15 @@ before(async () => {
   console.log(`  ${await browser.version()}`);
   server = await serve(ROOT);
   serverWithoutIsolation = await serve(ROOT, { crossOriginIsolated: false });
-  files = mkdtempSync(join(tmpdir(), 'resnet-web-firefox-'));
+  files = uploadFolder('resnet-web-firefox-');
 });
 after(async () => {
   await browser?.close();
   await server?.close();
   await serverWithoutIsolation?.close();
-  if (files) rmSync(files, { recursive: true, force: true });
+  files?.remove();
 });
-
-// A file on disk for an upload (in `folder` of the test's files): {name, buffer} -> its path.
-function onDisk({ name, buffer }, folder = '') {
-  const dir = join(files, folder);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, name), buffer);
-  return join(dir, name);
-}
-
-const isReady = () => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent);
+const upload = (page, picture) => uploadFile(page, picture, files.onDisk);
 
 // A page of its own in a browser context of its own, with the workers' messages logged
 // (tests/waits.mjs); a failure prints the page's state.
@@ -82,21 +72,8 @@ function firefoxTest(name, body, { isolated = true } = {}) {
   }));
 }
 
-const predictions = (page) => page.$$eval('#predictions li', (items) => items.map((i) => ({ label: i.dataset.label, prob: Number(i.dataset.prob) })));
 const notice = (page) => page.$eval('#notice', (n) => n.textContent);
 const backendLine = (page) => page.$eval('#backend', (b) => b.textContent);
-
-// Uploads a picture through the page's file input and waits for the bars under its name.
-async function upload(page, picture) {
-  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
-  const input = await page.$('#image-input');
-  await input.uploadFile(onDisk(picture));
-  await waitUntil(page, (wanted) => {
-    const list = document.getElementById('predictions');
-    return list.dataset.source === wanted && list.children.length > 0;
-  }, picture.name, { timeout: 60000, what: `the bars of ${picture.name}` });
-  return (await predictions(page))[0];
-}
 
 // Strokes (unit-box points) drawn with the mouse in a `size`-pixel box at (left, top) of the
 // drawing canvas.
@@ -111,16 +88,6 @@ async function drawStrokes(page, strokes, size, left, top) {
     for (const point of stroke.slice(1)) await page.mouse.move(...at(point), { steps: 3 });
     await page.mouse.up();
   }
-}
-
-// The bars once no prediction runs or waits, for `source`.
-async function settledPrediction(page, source) {
-  await new Promise((resolve) => { setTimeout(resolve, 100); });
-  await waitUntil(page, (wanted) => {
-    const list = document.getElementById('predictions');
-    return list.getAttribute('aria-busy') === 'false' && list.children.length > 0 && list.dataset.source === wanted;
-  }, source, { timeout: 60000, what: `settled bars of ${source}` });
-  return (await predictions(page))[0];
 }
 
 firefoxTest('Firefox: the page says it has no WebGPU, runs on the CPU (the threaded module with FMA), and drawn digits read right', async ({ page, started }) => {
@@ -158,8 +125,7 @@ firefoxTest('Firefox: uploaded held-out digits are classified, and a file that i
   }
   console.log(`  ${correct}/${digits.length} held-out digits correct`);
   assert(correct / digits.length >= HELD_OUT_ACCURACY - 0.02, `${correct}/${digits.length}`);
-  const input = await page.$('#image-input');
-  await input.uploadFile(onDisk({ name: 'notes.png', buffer: Buffer.from('not a png') }));
+  await (await page.$('#image-input')).uploadFile(files.onDisk({ name: 'notes.png', buffer: Buffer.from('not a png') }));
   await waitUntil(page, () => /not an image/.test(document.getElementById('notice').textContent), undefined, { timeout: 30000, what: 'the notice "not an image"' });
   assert.equal((await upload(page, { name: digits[5].name, buffer: digits[5].png })).label, digits[5].label);
 });
@@ -184,43 +150,7 @@ firefoxTest('Firefox: the fake webcam stream updates the bars', async ({ page })
 });
 
 firefoxTest('Firefox: your own three classes train on the CPU to 90%, and the model comes back after a reload (IndexedDB)', async ({ page }) => {
-  const classes = syntheticClasses(24);
-  await page.select('#train-data', 'own');
-  await page.click('#add-class');
-  for (const [k, pictures] of classes.entries()) {
-    const folder = `class-${k}`;
-    const input = await page.$(`.class-row[data-class-index="${k}"] input.add-files`);
-    await input.uploadFile(...pictures.map((picture) => onDisk(picture, folder)));
-  }
-  await waitUntil(page, () => document.querySelectorAll('.thumbnails button').length === 72, undefined, { timeout: 60000, what: '72 thumbnails' });
-  const settings = { 'train-model': 'resnet8', 'train-input': 'gray-32', 'train-epochs': '10', 'train-batch': '16', 'train-lr': '0.01', 'train-optimizer': 'adam', 'train-validation': '0.25' };
-  for (const [id, value] of Object.entries(settings)) {
-    const isSelect = await page.$eval(`#${id}`, (e) => e.tagName === 'SELECT');
-    if (isSelect) await page.select(`#${id}`, value);
-    else await page.$eval(`#${id}`, (e, v) => { e.value = v; e.dispatchEvent(new Event('input', { bubbles: true })); e.dispatchEvent(new Event('change', { bubbles: true })); }, value);
-  }
-  await page.evaluate(() => { document.getElementById('train-result').dataset.done = ''; });
-  await page.click('#train-start');
-  await waitUntil(page, () => !document.getElementById('train-start').disabled
-    && document.getElementById('train-result').dataset.stopped !== undefined
-    && document.getElementById('train-notice').textContent.length > 0
-    && !/Preparing|Training on/.test(document.getElementById('train-notice').textContent), undefined, { timeout: 300000, what: 'the end of the training run' });
-  const result = await page.$eval('#train-result', (box) => ({ ...box.dataset, notice: document.getElementById('train-notice').textContent }));
-  console.log(`  ${result.notice}`);
-  assert(!result.failure, result.failure);
-  assert.match(result.notice, /CPU/);
-  assert(Number(result.validationAccuracy) >= 0.9, `validation accuracy ${result.validationAccuracy}`);
-  const blob = classes[2][1];
-  assert.equal((await upload(page, blob)).label, 'class 3');
-  await page.reload();
-  await waitUntil(page, isReady, undefined, { timeout: 120000, what: 'the page to be ready after the reload' });
-  await waitUntil(page, () => document.querySelector('#model-choice option[value="trained"]') !== null, undefined, { timeout: 30000, what: 'the trained model in the choice' });
-  // The notice says Ready again once the trained model has loaded (from IndexedDB first).
-  await page.evaluate(() => { document.getElementById('notice').textContent = ''; });
-  await page.select('#model-choice', 'trained');
-  await waitUntil(page, () => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent)
-    && document.getElementById('model-choice').value === 'trained', undefined, { timeout: 120000, what: 'the trained model to be ready' });
-  assert.equal((await upload(page, classes[1][2])).label, 'class 2');
+  console.log(`  ${await trainOwnClassesAndReload(page, files.onDisk)}`);
 });
 
 // Long use of one worker on the CPU (tests/long-run.mjs): after the warm-up no wasm module's

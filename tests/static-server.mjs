@@ -2,8 +2,9 @@
 // is, with the MIME types module scripts and wasm need, never cached, and COOP/COEP (the
 // threaded wasm's shared memory needs a cross-origin isolated page) unless
 // `crossOriginIsolated: false` (a static host without them). Logs nothing; `close()` stops it.
-// `requested` lists the paths asked for, in order. `htmlPrelude`: a script put first in every
-// HTML file served, for a browser whose driver cannot add one (WebKit's WebDriver).
+// `requested` lists the paths asked for, in order. `htmlPrelude`: a script put into every
+// HTML file served, before the page's own, for a browser whose driver cannot add one
+// (WebKit's WebDriver).
 // As a script: `node tests/static-server.mjs ROOT PORT` serves until stopped.
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';

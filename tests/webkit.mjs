@@ -2,7 +2,8 @@
 // Xvfb (it has no headless mode here), through WebKitWebDriver over W3C WebDriver, with a
 // client of a few calls over fetch (no npm client: each downloads or bundles a browser).
 // A page is a WebDriver session of its own (a MiniBrowser of its own, its storage included);
-// it has the calls of puppeteer's pages the tests and tests/waits.mjs use.
+// it has the calls of puppeteer's pages the tests, tests/page-steps.mjs and tests/waits.mjs
+// use. WEBDRIVER_LOG=1 prints every call.
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 
@@ -50,10 +51,21 @@ async function startDriver(display) {
 
 class WebDriverError extends Error {}
 
+// No call waits for long: a page's scripts are bounded by the session's script time-out
+// (60 s), so a call that has not answered in 90 s never will, and the error names it.
+const CALL_MS = 90_000;
+
 async function call(url, method, path, body) {
-  const response = await fetch(`${url}${path}`, {
-    method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  if (process.env.WEBDRIVER_LOG) console.error(`  webdriver ${method} ${path} ${JSON.stringify(body ?? '').slice(0, 120)}`);
+  let response;
+  try {
+    response = await fetch(`${url}${path}`, {
+      method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(CALL_MS),
+    });
+  } catch (error) {
+    throw new WebDriverError(`WebDriver ${method} ${path} (${JSON.stringify(body ?? '').slice(0, 200)}): ${error.name === 'TimeoutError' ? `no answer in ${CALL_MS / 1000} s` : error.message}`);
+  }
   const { value } = await response.json();
   if (!response.ok) throw new WebDriverError(`WebDriver ${method} ${path}: ${value?.error}: ${value?.message}`);
   return value;
@@ -113,18 +125,13 @@ class WebKitPage {
     await this.call('POST', `/element/${await this.element(selector)}/click`, {});
   }
 
-  /** A <select>'s value, as a user's choice: the change event fires. */
-  select(selector, value) {
-    return this.$eval(selector, (element, chosen) => {
-      element.value = chosen;
-      element.dispatchEvent(new Event('input', { bubbles: true }));
-      element.dispatchEvent(new Event('change', { bubbles: true }));
-    }, value);
-  }
-
-  /** Files (paths on this machine) chosen in an <input type=file>. */
-  async uploadFiles(selector, ...paths) {
-    await this.call('POST', `/element/${await this.element(selector)}/value`, { text: paths.join('\n') });
+  /** An element, as puppeteer's `page.$` gives it, for what the tests do with one: upload files. */
+  async $(selector) {
+    const element = await this.element(selector);
+    return {
+      // Files (paths on this machine) chosen in an <input type=file>.
+      uploadFile: (...paths) => this.call('POST', `/element/${element}/value`, { text: paths.join('\n') }),
+    };
   }
 
   /**

@@ -5,13 +5,13 @@
 // cross-origin isolated, and no WebGPU: the page runs pkg/ on one thread, says why, and is
 // never served a module it could not load. pkg*/ must be built (scripts/build-wasm.sh).
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { heldOutDigits, syntheticClasses } from './images.mjs';
+import { heldOutDigits } from './images.mjs';
 import { checkOutcome, packageProject, projectOutcome } from './package-project.mjs';
+import { isReady, settledPrediction, trainOwnClassesAndReload, upload as uploadFile, uploadFolder } from './page-steps.mjs';
 import { serve } from './static-server.mjs';
 import { waitUntil, withPageState, workerLog } from './waits.mjs';
 import { launchWebKit } from './webkit.mjs';
@@ -36,24 +36,17 @@ before(async () => {
   browser = await launchWebKit();
   server = await serve(ROOT, { htmlPrelude: PRELUDE });
   serverWithoutIsolation = await serve(ROOT, { crossOriginIsolated: false, htmlPrelude: PRELUDE });
-  files = mkdtempSync(join(tmpdir(), 'resnet-web-webkit-'));
+  files = uploadFolder('resnet-web-webkit-');
   mkdirSync(artifacts, { recursive: true });
 });
 after(async () => {
   await browser?.close();
   await server?.close();
   await serverWithoutIsolation?.close();
-  if (files) rmSync(files, { recursive: true, force: true });
+  files?.remove();
 });
+const upload = (page, picture) => uploadFile(page, picture, files.onDisk);
 
-function onDisk({ name, buffer }, folder = '') {
-  const dir = join(files, folder);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, name), buffer);
-  return join(dir, name);
-}
-
-const isReady = () => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent);
 const pageErrors = (page) => page.evaluate(() => window.testPageErrors);
 
 // Directories of wasm modules `requested` (a server's log) asked for.
@@ -79,28 +72,6 @@ function webkitTest(name, body, { isolated = true } = {}) {
       await page.close();
     }
   });
-}
-
-const predictions = (page) => page.$$eval('#predictions li', (items) => items.map((i) => ({ label: i.dataset.label, prob: Number(i.dataset.prob) })));
-
-async function upload(page, picture) {
-  await page.evaluate(() => document.getElementById('predictions').replaceChildren());
-  await page.uploadFiles('#image-input', onDisk(picture));
-  await waitUntil(page, (wanted) => {
-    const list = document.getElementById('predictions');
-    return list.dataset.source === wanted && list.children.length > 0;
-  }, picture.name, { timeout: 60000, what: `the bars of ${picture.name}` });
-  return (await predictions(page))[0];
-}
-
-// The bars once no prediction runs or waits, for `source`.
-async function settledPrediction(page, source) {
-  await new Promise((resolve) => { setTimeout(resolve, 100); });
-  await waitUntil(page, (wanted) => {
-    const list = document.getElementById('predictions');
-    return list.getAttribute('aria-busy') === 'false' && list.children.length > 0 && list.dataset.source === wanted;
-  }, source, { timeout: 60000, what: `settled bars of ${source}` });
-  return (await predictions(page))[0];
 }
 
 // Unit-box strokes drawn with the mouse in a 200-pixel box 40 pixels into the canvas.
@@ -146,7 +117,7 @@ webkitTest('WebKit: 20 uploaded held-out digits all read right, and a file that 
   }
   console.log(`  ${digits.length - wrong.length}/${digits.length} held-out digits correct`);
   assert.deepEqual(wrong, []);
-  await page.uploadFiles('#image-input', onDisk({ name: 'notes.png', buffer: Buffer.from('not a png') }));
+  await (await page.$('#image-input')).uploadFile(files.onDisk({ name: 'notes.png', buffer: Buffer.from('not a png') }));
   await waitUntil(page, () => /notes\.png is not an image/.test(document.getElementById('notice').textContent), undefined, { timeout: 30000, what: 'the notice "not an image"' });
   assert.equal((await upload(page, { name: digits[5].name, buffer: digits[5].png })).label, digits[5].label);
   // The page errors a bad file gives are answers, not uncaught errors (checked after each test).
@@ -161,37 +132,7 @@ webkitTest('WebKit: served without COOP/COEP, the CPU runs on one thread and say
 }, { isolated: false });
 
 webkitTest('WebKit: three classes of your own train on one thread, and the model comes back after a reload (IndexedDB)', async ({ page }) => {
-  const classes = syntheticClasses(24);
-  await page.select('#train-data', 'own');
-  await page.click('#add-class');
-  for (const [k, pictures] of classes.entries()) {
-    await page.uploadFiles(`.class-row[data-class-index="${k}"] input.add-files`, ...pictures.map((picture) => onDisk(picture, `class-${k}`)));
-  }
-  await waitUntil(page, () => document.querySelectorAll('.thumbnails button').length === 72, undefined, { timeout: 60000, what: '72 thumbnails' });
-  const settings = { 'train-model': 'resnet8', 'train-input': 'gray-32', 'train-epochs': '10', 'train-batch': '16', 'train-lr': '0.01', 'train-optimizer': 'adam', 'train-validation': '0.25' };
-  for (const [id, value] of Object.entries(settings)) await page.select(`#${id}`, value);
-  await page.evaluate(() => { document.getElementById('train-result').dataset.done = ''; });
-  const started = Date.now();
-  await page.click('#train-start');
-  await waitUntil(page, () => !document.getElementById('train-start').disabled
-    && document.getElementById('train-result').dataset.stopped !== undefined
-    && document.getElementById('train-notice').textContent.length > 0
-    && !/Preparing|Training on/.test(document.getElementById('train-notice').textContent), undefined, { timeout: 300000, what: 'the end of the training run' });
-  const result = await page.$eval('#train-result', (box) => ({ ...box.dataset, notice: document.getElementById('train-notice').textContent }));
-  console.log(`  ${result.notice} (${Math.round((Date.now() - started) / 1000)} s)`);
-  assert(!result.failure, result.failure);
-  assert.match(result.notice, /CPU/);
-  assert(Number(result.validationAccuracy) >= 0.9, `validation accuracy ${result.validationAccuracy}`);
-  assert.equal((await upload(page, classes[2][1])).label, 'class 3');
-  await page.reload();
-  await waitUntil(page, isReady, undefined, { timeout: 120000, what: 'the page to be ready after the reload' });
-  await waitUntil(page, () => document.querySelector('#model-choice option[value="trained"]') !== null, undefined, { timeout: 30000, what: 'the trained model in the choice' });
-  // The notice says Ready again once the trained model has loaded (from IndexedDB first).
-  await page.evaluate(() => { document.getElementById('notice').textContent = ''; });
-  await page.select('#model-choice', 'trained');
-  await waitUntil(page, () => /^Ready|running on the CPU/.test(document.getElementById('notice').textContent)
-    && document.getElementById('model-choice').value === 'trained', undefined, { timeout: 120000, what: 'the trained model to be ready' });
-  assert.equal((await upload(page, classes[1][2])).label, 'class 2');
+  console.log(`  ${await trainOwnClassesAndReload(page, files.onDisk)}`);
 });
 
 // The package's project page (tests/package-project.mjs), as in tests/package.test.mjs.
