@@ -53,7 +53,8 @@ const pageErrors = (page) => page.evaluate(() => window.testPageErrors);
 const modulesServed = (requested) => [...new Set(requested.filter((path) => /\.wasm$/.test(path)).map((path) => path.split('/')[1]))].sort();
 
 // A test on the page, opened and ready; no page error may happen in it, and no wasm module
-// but pkg/ may be asked for (WebKit validates none of the others).
+// but pkg/ may be asked for (the FMA twins do not validate in WebKit, and the threaded
+// modules need a SharedArrayBuffer it lacks).
 function webkitTest(name, body, { isolated = true } = {}) {
   test(name, async () => {
     const from = isolated ? server : serverWithoutIsolation;
