@@ -12,6 +12,7 @@ export const Request = Object.freeze({
   EXPORT: 'export', //     {model, format} -> Uint8Array
   DISPOSE: 'dispose', //   {model} -> null
   DESCRIBE: 'describe', // {source: {bytes} | {url}} -> {arch, numClasses, inChannels}
+  DECODE: 'decode', //     {bytes} -> {rgba, width, height}: a PNG or JPEG file's pixels, where there is no canvas (Deno, Node.js)
   TRAIN: 'train', //       {run, data, options, base?: model} -> ModelInfo & {summary}
   CONTROL: 'control', //   {run, action: 'pause' | 'resume' | 'stop'}, no reply
   // Transfer learning: a learner keeps one embedding per picture, made by its model's backbone.
@@ -30,7 +31,7 @@ export const Reply = Object.freeze({ DONE: 'done', FAILED: 'failed' });
 export const Event = Object.freeze({
   STARTED: 'started', //       {cpuModule, reason}: the worker's CPU module is ready (its pool started, or given up; reason: why one thread)
   BACKEND: 'backend', //       {model, backend, notice?, timings?}: 'auto' measured ({cpu, webgpu, cpuThreads?: {count: ms}} ms a prediction; webgpuMissing where the browser has none), or WebGPU failed
-  RUN_START: 'run-start', //   {run, backend, trainCount, validationCount, totalSteps, classNames, timings?, memory: {needed, fixed, perPicture, batch} bytes, measured on the CPU}
+  RUN_START: 'run-start', //   {run, backend, trainCount, validationCount, totalSteps, classNames, timings?, memory: {needed, fixed, perPicture, batch, webgpu?} bytes: measured on the CPU; webgpu, the GPU pool's share}
   RUN_STEP: 'run-step', //     {run, step, totalSteps, epoch, loss, accuracy, imagesPerSecond, secondsLeft}
   RUN_ESTIMATE: 'run-estimate', // {run, secondsPerStep, totalSteps, seconds, backend, waiting}: after the first step
   RUN_EPOCH: 'run-epoch', //   {run, epoch, accuracy, loss}: validation after an epoch

@@ -50,9 +50,14 @@ export interface LoadOptions {
   classNames?: string[];
 }
 
-/** Pixels in any form a canvas can draw, or RGBA bytes with their size. */
+/**
+ * Pixels in any form a canvas can draw, RGBA bytes with their size, or a PNG or JPEG file:
+ * its bytes, a Blob, or its URL or path (relative to the page; outside a page, Deno's
+ * working directory). Files are decoded by the browser, or in the wasm where there is no canvas.
+ */
 export type ImageInput = HTMLImageElement | HTMLCanvasElement | OffscreenCanvas | HTMLVideoElement
-  | ImageBitmap | ImageData | { data: Uint8Array | Uint8ClampedArray; width: number; height: number };
+  | ImageBitmap | ImageData | { data: Uint8Array | Uint8ClampedArray; width: number; height: number }
+  | Uint8Array | ArrayBuffer | Blob | URL | string;
 
 export interface ClassifyOptions {
   /** How many classes to return, best first (default 5). */
@@ -181,18 +186,22 @@ export interface TrainOptions {
   /**
    * The most bytes a run may need (its model, optimizer state and a step's activations):
    * measured on the CPU from steps of 1, 2, 4, 8 and 16 pictures before the run starts, and
-   * past it the run is refused with 'bad-options' and the largest batch that fits. On WebGPU
-   * the GPU's memory pool takes more than this measure. Default: 1 GiB on a phone or tablet
-   * (a touch screen with no fine pointer), else 3.5 GiB.
+   * past it the run is refused with 'bad-options' and the largest batch that fits. Default:
+   * 1 GiB on a phone or tablet (a touch screen with no fine pointer), else 3.5 GiB. Where the
+   * run may train on WebGPU, what the GPU's memory pool would hold (2.2 times the CPU's bytes,
+   * the most measured) is held to it too on a phone or tablet, or where it is given: past it
+   * 'auto' trains on the CPU, with a notice, and 'webgpu' is refused.
    */
   memoryLimit?: number;
 }
 
 /**
  * timings: with backend 'auto', the milliseconds a step took on each device. memory: the
- * bytes the run was measured to need on the CPU (see memoryLimit).
+ * bytes the run was measured to need on the CPU (see memoryLimit), and `webgpu`, of the GPU
+ * memory pool, where it was measured there.
  */
-export interface RunStart { backend: string; trainCount: number; validationCount: number; totalSteps: number; classNames: string[]; timings?: DeviceTimings; memory: { needed: number; fixed: number; perPicture: number; batch: number } }
+export interface RunStart { backend: string; trainCount: number; validationCount: number; totalSteps: number; classNames: string[]; timings?: DeviceTimings; memory: MemoryMeasure & { webgpu?: MemoryMeasure } }
+export interface MemoryMeasure { needed: number; fixed: number; perPicture: number; batch: number }
 export interface RunStep { step: number; totalSteps: number; epoch: number; loss: number; accuracy: number; imagesPerSecond: number; secondsLeft: number }
 /** After the first step: how long the run's steps take, by the first one. */
 export interface RunEstimate { secondsPerStep: number; totalSteps: number; seconds: number; backend: string; waiting: boolean }
@@ -241,7 +250,8 @@ export declare function setCpuThreads(threads: number): Promise<CpuThreads>;
  * What the library's worker holds, for each wasm module it loaded: heapBytes, what its code
  * holds now (flat over a session that disposes what it makes), heapPeakBytes, the most it
  * held at once since the last CPU run was measured (or the module loaded), and wasmBytes, its
- * memory's size (it only grows; freed bytes are reused); and the models, learners and runs alive.
+ * memory's size (it only grows; freed bytes are reused); gpuPoolBytes, what the GPU memory
+ * pool holds on WebGPU (null before WebGPU opens); and the models, learners and runs alive.
  */
-export interface MemoryUse { heapBytes: Record<string, number>; heapPeakBytes: Record<string, number>; wasmBytes: Record<string, number>; models: number; learners: number; runs: number }
+export interface MemoryUse { heapBytes: Record<string, number>; heapPeakBytes: Record<string, number>; wasmBytes: Record<string, number>; gpuPoolBytes: number | null; models: number; learners: number; runs: number }
 export declare function memory(): Promise<MemoryUse>;

@@ -7,6 +7,7 @@
 // The models run in a Web Worker that this module starts and owns; every failure is a
 // ResNetError with a stable `code` (protocol.js lists them).
 import { ErrorCode, Event, Reply, Request, ResNetError } from './protocol.js';
+import { fetchBytes } from './worker/io.js';
 
 export { ErrorCode, ResNetError };
 
@@ -25,8 +26,12 @@ const MAX_SIDE = 1024;
 // Pixels given as {data, width, height} with a longer side are refused, as the worker would
 // (src/data/preprocess.rs, MAX_SIDE): a side, not an area, bounds every buffer made for them.
 const MAX_DATA_SIDE = 4096;
-// Relative URLs are the page's.
-const base = () => globalThis.document?.baseURI ?? self.location.href;
+// Relative URLs are the page's; outside a page (Deno, Node.js), the working directory's.
+const base = () => globalThis.document?.baseURI ?? globalThis.location?.href ?? workingDirectory();
+function workingDirectory() {
+  const cwd = globalThis.Deno?.cwd() ?? globalThis.process?.cwd();
+  return new URL(`file://${cwd.replaceAll('\\', '/').replace(/^(?!\/)/, '/')}/`).href;
+}
 
 // ---- The worker and its answers ----
 
@@ -264,18 +269,35 @@ export async function setCpuThreads(threads) {
 /**
  * What the library's worker holds now: for each wasm module it loaded, {module: bytes},
  * heapBytes (what its code holds: over a session that disposes what it makes, this stays
- * flat) and wasmBytes (its memory's size, which only grows; freed bytes are reused); and how
- * many models, learners and runs are alive.
+ * flat) and wasmBytes (its memory's size, which only grows; freed bytes are reused);
+ * gpuPoolBytes, what the GPU memory pool holds on WebGPU; and how many models, learners and
+ * runs are alive.
  */
 export async function memory() {
-  const { heapBytes, heapPeakBytes, wasmBytes, models, learners, runs } = await send({ type: Request.STATUS });
-  return { heapBytes, heapPeakBytes, wasmBytes, models, learners, runs };
+  const { heapBytes, heapPeakBytes, wasmBytes, gpuPoolBytes, models, learners, runs } = await send({ type: Request.STATUS });
+  return { heapBytes, heapPeakBytes, wasmBytes, gpuPoolBytes, models, learners, runs };
 }
 
 // ---- Pictures ----
 
-// RGBA pixels of anything a canvas can draw, or of ImageData-like {data, width, height}.
+// RGBA pixels of anything a canvas can draw, of ImageData-like {data, width, height}, or of
+// a PNG or JPEG file (bytes, a Blob, a URL or a path): where there is no canvas (Deno,
+// Node.js) the worker decodes files.
 async function pixels(image) {
+  const file = await encodedImage(image);
+  if (file) {
+    if (hasCanvas2d()) {
+      const bitmap = await createImageBitmap(new Blob([file])).catch(() => {
+        throw new ResNetError(ErrorCode.BAD_INPUT, 'not an image this browser decodes');
+      });
+      try {
+        return await pixels(bitmap);
+      } finally {
+        bitmap.close();
+      }
+    }
+    return send({ type: Request.DECODE, bytes: file }, [file.buffer]);
+  }
   if (image && typeof image === 'object' && 'data' in image && 'width' in image && 'height' in image) {
     const { data, width, height } = image;
     if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
@@ -287,14 +309,15 @@ async function pixels(image) {
     if (Math.max(width, height) > MAX_DATA_SIDE) {
       throw new ResNetError(ErrorCode.BAD_INPUT, `the image is ${width}x${height} pixels, more than ${MAX_DATA_SIDE} on a side: scale it down first`);
     }
-    if (Math.max(width, height) <= MAX_SIDE) return { rgba: new Uint8Array(data), width, height };
-    // Larger pixels are scaled down like any picture, from a canvas that holds them.
+    // Larger pixels are scaled down like any picture, from a canvas that holds them; where
+    // none can be drawn (Deno, Node.js), the worker scales them as it prepares them.
+    if (Math.max(width, height) <= MAX_SIDE || !hasCanvas2d()) return { rgba: new Uint8Array(data), width, height };
     const held = new OffscreenCanvas(width, height);
     held.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(data.buffer, data.byteOffset, data.length), width, height), 0, 0);
     return pixels(held);
   }
   const size = drawableSize(image);
-  if (!size) throw new ResNetError(ErrorCode.BAD_INPUT, 'classify takes an <img>, <canvas>, <video>, OffscreenCanvas, ImageBitmap, ImageData or {data, width, height}');
+  if (!size) throw new ResNetError(ErrorCode.BAD_INPUT, 'classify takes an <img>, <canvas>, <video>, OffscreenCanvas, ImageBitmap, ImageData, {data, width, height}, or a PNG or JPEG file (bytes, a Blob, a URL or a path)');
   const isImage = typeof HTMLImageElement !== 'undefined' && image instanceof HTMLImageElement;
   if (isImage && !image.complete) await image.decode().catch(() => {});
   const { width, height } = drawableSize(image);
@@ -313,6 +336,23 @@ async function pixels(image) {
   context.drawImage(image, 0, 0, canvas.width, canvas.height);
   const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
   return { rgba: new Uint8Array(data.buffer), width: canvas.width, height: canvas.height };
+}
+
+// Whether pictures can be drawn here: Deno has OffscreenCanvas and createImageBitmap, but no
+// 2D context to draw with.
+let canvas2d = null;
+const hasCanvas2d = () => (canvas2d ??= typeof OffscreenCanvas !== 'undefined' && typeof createImageBitmap !== 'undefined'
+  && new OffscreenCanvas(1, 1).getContext('2d') !== null);
+
+// The bytes of an image given as a file: a Uint8Array or ArrayBuffer, a Blob, a URL, or a
+// path (relative paths are the page's, or the working directory's outside a page); null
+// for anything else.
+async function encodedImage(image) {
+  if (image instanceof Uint8Array) return image.slice();
+  if (image instanceof ArrayBuffer) return new Uint8Array(image.slice(0));
+  if (typeof Blob !== 'undefined' && image instanceof Blob) return new Uint8Array(await image.arrayBuffer());
+  if (typeof image === 'string' || image instanceof URL) return fetchBytes(new URL(image, base()).href);
+  return null;
 }
 
 function drawableSize(image) {
@@ -549,13 +589,16 @@ const RUN_EVENTS = {
 const RUN_EVENT_NAMES = Object.values(RUN_EVENTS);
 const DEFAULT_GRADIENT_EVERY = 10;
 
-// The most memory a run may need (measured on the CPU), by default: 1 GiB on a phone or
-// tablet (iOS ends a tab at about 1.5 GB), else 3.5 GiB (wasm32's memory ends at 4 GiB, and
-// a run that reaches it aborts the module, losing what it trained).
+// The most memory a run may need, by default: 1 GiB on a phone or tablet (iOS ends a tab at
+// about 1.5 GB, GPU memory included), else 3.5 GiB (wasm32's memory ends at 4 GiB, and a run
+// that reaches it aborts the module, losing what it trained). The GPU's memory is bounded by
+// it where the GPU shares the tab's memory (a phone or tablet) or the caller set a limit; a
+// computer's GPU has memory of its own, which wasm32's bound says nothing of.
 const GIB = 1024 ** 3;
-function defaultMemoryLimit() {
-  const touchOnly = (globalThis.navigator?.maxTouchPoints ?? 0) > 0 && globalThis.matchMedia?.('(pointer: coarse)').matches;
-  return touchOnly ? GIB : 3.5 * GIB;
+const touchOnly = () => (globalThis.navigator?.maxTouchPoints ?? 0) > 0 && Boolean(globalThis.matchMedia?.('(pointer: coarse)').matches);
+function memoryLimits(memoryLimit) {
+  if (memoryLimit !== undefined) return { memoryLimit, gpuMemoryLimit: memoryLimit };
+  return touchOnly() ? { memoryLimit: GIB, gpuMemoryLimit: GIB } : { memoryLimit: 3.5 * GIB };
 }
 
 function startRun(data, options, base) {
@@ -576,8 +619,7 @@ function startRun(data, options, base) {
       // Gradient norms cost a little: measured only for a run someone listens to (handlers
       // added right after train() returns are in by now).
       const gradientEvery = options.gradientEvery ?? (run._handlers.get('gradients')?.size ? DEFAULT_GRADIENT_EVERY : 0);
-      const memoryLimit = options.memoryLimit ?? defaultMemoryLimit();
-      const trained = send({ type: Request.TRAIN, id, run: run._id, data: message, options: { backend: 'auto', ...options, gradientEvery, memoryLimit }, base }, transfer);
+      const trained = send({ type: Request.TRAIN, id, run: run._id, data: message, options: { backend: 'auto', ...options, gradientEvery, ...memoryLimits(options.memoryLimit) }, base }, transfer);
       run._markSent();
       model._loaded(await trained);
     } catch (error) {

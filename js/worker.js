@@ -35,6 +35,10 @@ async function handle(message) {
       await wasm.ready;
       return message.threads === undefined ? threadsInfo() : setThreads(message);
     }
+    case Request.DECODE: {
+      await wasm.ready;
+      return wasm.cpu.decodeImage(message.bytes);
+    }
     case Request.DESCRIBE: {
       await wasm.ready;
       const bytes = message.source.bytes ?? await fetchBytes(message.source.url);
@@ -77,7 +81,8 @@ self.onmessage = async ({ data: message }) => {
   inFlight.set(message.id, { type: message.type, since: performance.now() });
   try {
     const value = await handle(message);
-    post({ type: Reply.DONE, id: message.id, value }, value instanceof Uint8Array ? [value.buffer] : []);
+    const bytes = value instanceof Uint8Array ? value : value?.rgba;
+    post({ type: Reply.DONE, id: message.id, value }, bytes instanceof Uint8Array ? [bytes.buffer] : []);
   } catch (error) {
     // A trap: this call says so first, then the worker ends.
     if (error instanceof WebAssembly.RuntimeError) {

@@ -93,9 +93,18 @@ try {
         case: testCase.name, backend, seconds: Math.round((Date.now() - started) / 1000),
         wasmMiB: wasm && Math.round(wasm / MB), modules: outcome.memory && Object.fromEntries(Object.entries(outcome.memory.wasmBytes).map(([dir, bytes]) => [dir, Math.round(bytes / MB)])),
         gpuPeakMiB: gpu && Math.round(gpu.peakBytes / MB),
+        // burn's GPU memory pool at the end: the most its pages held, as it never shrinks
+        // unless emptied (the measure before a run empties it after).
+        gpuPoolMiB: outcome.memory?.gpuPoolBytes && Math.round(outcome.memory.gpuPoolBytes / MB),
+        // That pool against the run's own bytes on the CPU (its measure, less what the module
+        // held before): what js/worker/training.js's GPU_POOL_PER_CPU_BYTE must stay above.
+        poolPerCpuByte: outcome.memory?.gpuPoolBytes && outcome.estimate
+          && Number((outcome.memory.gpuPoolBytes / (outcome.estimate.fixed + outcome.estimate.perPicture * outcome.estimate.batch)).toFixed(2)),
         // On the CPU: the run's own measure of what it needs (memoryLimit), and the most the
         // module's code then held.
         neededMiB: outcome.estimate && Math.round(outcome.estimate.needed / MB),
+        // On WebGPU: what the run measured it needs of the GPU's memory pool.
+        gpuNeededMiB: outcome.estimate?.webgpu && Math.round(outcome.estimate.webgpu.needed / MB),
         heapPeakMiB: outcome.estimate && Math.round(Math.max(...Object.values(outcome.memory.heapPeakBytes)) / MB),
         error: outcome.error,
       }));

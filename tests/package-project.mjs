@@ -44,7 +44,9 @@ const PAGE = `<!doctype html>
     const together = await Promise.all([first, second]);
     step('bad input');
     const badInput = await codeOf(model.classify({ data: new Uint8Array(3), width: 2, height: 2 }));
-    const notAnImage = await codeOf(model.classify('three.png'));
+    // A file by its URL, relative to the page, is read; a number is no picture.
+    const fromFileUrl = (await model.classify('three.png'))[0].label;
+    const notAnImage = await codeOf(model.classify(42));
     const afterBadInput = (await model.classify(image))[0].label;
     step('bad weights');
     const badWeights = await codeOf(loadModel(new Uint8Array([1, 2, 3])));
@@ -67,7 +69,7 @@ const PAGE = `<!doctype html>
     step('done');
     return {
       gradients,
-      fromImage, fromCanvas, together, order, badInput, notAnImage, afterBadInput, badWeights,
+      fromImage, fromCanvas, together, order, badInput, fromFileUrl, notAnImage, afterBadInput, badWeights,
       expected: ErrorCode.BAD_INPUT, classNames: model.classNames.length, backend: model.backend, cpu,
     };
   })().catch((error) => ({ failed: error.code + ': ' + error.message }));
@@ -108,6 +110,7 @@ export function checkOutcome(outcome) {
   assert.deepEqual(outcome.together, [three.label, seven.label]);
   assert.deepEqual(outcome.order, ['first', 'second']);
   assert.equal(outcome.badInput, outcome.expected);
+  assert.equal(outcome.fromFileUrl, three.label);
   assert.equal(outcome.notAnImage, 'bad-input');
   assert.equal(outcome.afterBadInput, three.label);
   assert.equal(outcome.badWeights, 'bad-weights');

@@ -1084,12 +1084,8 @@ pageTest('a WebGPU from before GPUAdapter.info (Safari before 26, Chrome before 
 pageTest('a run that needs more memory than its memoryLimit is refused before it starts, with the batch that fits, which then trains under it', async ({ page }) => {
   const outcome = await page.evaluate(async () => {
     const { memory, train } = await import('/js/resnet-web.js');
-    const examples = Array.from({ length: 64 }, (_, i) => {
-      const data = new Uint8Array(32 * 32 * 4);
-      for (let j = 0; j < data.length; j++) data[j] = (i * 7919 + j * 104729) % 251;
-      return { image: { data, width: 32, height: 32 }, label: i % 2 };
-    });
-    const data = { classNames: ['a', 'b'], examples };
+    const { noise } = await import(new URL('tests/pictures-in-page.mjs', document.baseURI).href);
+    const data = { classNames: ['a', 'b'], examples: noise(64) };
     const options = { arch: 'resnet20', input: 'rgb-32', batchSize: 64, epochs: 1, validationFraction: 0, backend: 'cpu' };
     const started = async (run) => {
       let start;
@@ -1117,6 +1113,73 @@ pageTest('a run that needs more memory than its memoryLimit is refused before it
   assert.equal(outcome.fits.batch, outcome.largest);
   assert(outcome.fits.needed <= outcome.memoryLimit, JSON.stringify(outcome.fits));
   assert.match(outcome.refusedAtOnce, /even a batch of one does not fit/);
+});
+
+pageTest('a run measured too large for WebGPU alone trains on the CPU under auto, and is refused under webgpu; the measure holds what WebGPU then kept', async ({ page }) => {
+  const outcome = await page.evaluate(async () => {
+    const { memory, train } = await import('/js/resnet-web.js');
+    const { noise } = await import(new URL('tests/pictures-in-page.mjs', document.baseURI).href);
+    const data = { classNames: ['a', 'b'], examples: noise(64) };
+    const options = { arch: 'resnet8', input: 'rgb-32', batchSize: 32, epochs: 1, validationFraction: 0 };
+    const ran = async (run) => {
+      let start;
+      const notices = [];
+      run.on('start', (event) => { start = event; });
+      run.on('notice', ({ message }) => notices.push(message));
+      const result = await run.result.then((model) => { model.dispose(); return 'trained'; }, (error) => ({ code: error.code, message: error.message }));
+      return { start, notices, result };
+    };
+    // On WebGPU, with room: both measures, and what the GPU's pool then held.
+    const onGpu = await ran(train(data, { ...options, backend: 'webgpu' }));
+    const pool = (await memory()).gpuPoolBytes;
+    const { needed: cpuNeeds, webgpu } = onGpu.start.memory;
+    // Room for the CPU's measure and not for WebGPU's.
+    const memoryLimit = (cpuNeeds + webgpu.needed) / 2;
+    const auto = await ran(train(data, { ...options, backend: 'auto', memoryLimit }));
+    const refused = await ran(train(data, { ...options, backend: 'webgpu', memoryLimit }));
+    return { cpuNeeds, webgpu, pool, memoryLimit, onGpu: onGpu.start.backend, auto: { backend: auto.start?.backend, notices: auto.notices, result: auto.result }, refused: refused.result };
+  });
+  console.log(`  ${JSON.stringify(outcome)}`);
+  assert.match(outcome.onGpu, /^WebGPU/);
+  // What WebGPU's memory pool held after the run is within its measure.
+  assert(outcome.pool > 0 && outcome.pool <= outcome.webgpu.needed, JSON.stringify(outcome));
+  assert(outcome.webgpu.needed > outcome.cpuNeeds, 'the GPU pool holds more than the CPU for the same run');
+  assert.match(outcome.auto.backend, /^CPU/);
+  assert.equal(outcome.auto.result, 'trained');
+  assert(outcome.auto.notices.some((message) => /^Training on the CPU: on WebGPU this run would need about [\d,]+ MB of GPU memory, more than the [\d,]+ MB allowed here\.$/.test(message)), JSON.stringify(outcome.auto.notices));
+  assert.equal(outcome.refused.code, 'bad-options');
+  assert.match(outcome.refused.message, /^This run needs about [\d,]+ MB of GPU memory on WebGPU at 32 pictures a batch \(.*\), more than the [\d,]+ MB allowed here: use a batch of at most \d+, train on the CPU \('cpu'\), or raise memoryLimit\.$/);
+});
+
+pageTest('classify takes a PNG file as bytes, as a Blob and by URL (the browser decodes it), and refuses bytes that are no image', async ({ page }) => {
+  // Served from the repository's target/, relative to the page's URL.
+  const served = join(fileURLToPath(new URL('..', import.meta.url)), 'target/page-test-files');
+  mkdirSync(served, { recursive: true });
+  const files = [digits[3], digits[PER_CLASS * 7]].map(({ label, png, name }) => {
+    writeFileSync(join(served, name), png);
+    return { label, bytes: [...png], url: `target/page-test-files/${name}` };
+  });
+  const outcome = await page.evaluate(async (files) => {
+    const { loadModel, shippedModels } = await import('/js/resnet-web.js');
+    const model = await loadModel(shippedModels.digits, { backend: 'cpu' });
+    const read = [];
+    for (const { label, bytes, url } of files) {
+      const file = new Uint8Array(bytes);
+      const blob = new Blob([file], { type: 'image/png' });
+      const [fromBytes] = await model.classify(file);
+      const [fromBlob] = await model.classify(blob);
+      const [fromUrl] = await model.classify(url);
+      read.push({ label, read: [fromBytes, fromBlob, fromUrl].map((best) => best.label), probabilities: [fromBytes, fromBlob, fromUrl].map((best) => best.probability) });
+    }
+    const refused = await model.classify(new TextEncoder().encode('these bytes are text')).then(() => null, (error) => ({ code: error.code, message: error.message }));
+    return { read, refused };
+  }, files);
+  console.log(`  ${JSON.stringify(outcome)}`);
+  for (const { label, read, probabilities } of outcome.read) {
+    assert.deepEqual(read, [label, label, label]);
+    assert(Math.max(...probabilities) - Math.min(...probabilities) < 1e-6, 'the same file reads alike each way');
+  }
+  assert.deepEqual(outcome.refused, { code: 'bad-input', message: 'not an image this browser decodes' });
 });
 
 async function loseGpuDevices(page) {

@@ -233,3 +233,65 @@ fn plain_input_squeezes_the_whole_picture() {
     );
     assert_eq!(gray[3 * 8], 0.0);
 }
+
+/// `pixels` (RGBA, `width` x `height`) as a file of `format`, made by the `image` crate.
+fn encoded(pixels: &[u8], width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
+    let image = image::RgbaImage::from_raw(width, height, pixels.to_vec()).unwrap();
+    let mut file = std::io::Cursor::new(Vec::new());
+    match format {
+        // JPEG has no alpha.
+        image::ImageFormat::Jpeg => image::DynamicImage::ImageRgba8(image)
+            .to_rgb8()
+            .write_to(&mut file, format),
+        _ => image.write_to(&mut file, format),
+    }
+    .unwrap();
+    file.into_inner()
+}
+
+#[test]
+fn png_and_jpeg_files_decode_to_their_pixels_and_others_are_refused_before_decoding() {
+    let pixels = synthetic_rgba(37, 23);
+    let png = encoded(&pixels, 37, 23, image::ImageFormat::Png);
+    assert_eq!(
+        preprocess::decode_image(&png).unwrap(),
+        (pixels.clone(), 37, 23)
+    );
+    // JPEG is lossy: near, opaque, the same size.
+    let smooth: Vec<u8> = (0..37 * 23 * 4)
+        .map(|i| {
+            if i % 4 == 3 {
+                255
+            } else {
+                (i / 4 % 37 * 6) as u8
+            }
+        })
+        .collect();
+    let jpeg = encoded(&smooth, 37, 23, image::ImageFormat::Jpeg);
+    let (decoded, width, height) = preprocess::decode_image(&jpeg).unwrap();
+    assert_eq!((width, height), (37, 23));
+    let worst = decoded
+        .iter()
+        .zip(&smooth)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    assert!(worst <= 24, "JPEG off by {worst}");
+    assert!(decoded.chunks(4).all(|pixel| pixel[3] == 255));
+    // Too long a side, by its header: refused with the message of any other image.
+    let long = encoded(&vec![255; 4097 * 4], 4097, 1, image::ImageFormat::Png);
+    let error = preprocess::decode_image(&long).unwrap_err().to_string();
+    assert!(
+        error.contains("4097x1 pixels, more than 4096 on a side"),
+        "{error}"
+    );
+    // Not an image, and an image cut short.
+    let error = preprocess::decode_image(b"these bytes are text")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not a PNG or JPEG image"), "{error}");
+    let error = preprocess::decode_image(&png[..png.len() / 2])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("the image does not decode"), "{error}");
+}

@@ -59,12 +59,15 @@ export const webgpu = () => (webgpuLoading ??= import(moduleUrl(wasm.modules.mai
 // disposed model freed is reused, not given back), and `heapBytes`, what its Rust code holds
 // now (src/web/heap.rs), which a leak makes grow; `heapPeakBytes`, the most it held at once
 // since the last run on the CPU was measured (training.js, checkMemory) or the module loaded.
+// `gpuPoolBytes`: the bytes burn's GPU memory pool keeps (what its tensors use, and pages
+// kept for reuse: it never gives them back), or null before WebGPU opens.
 export function memoryUse() {
   const each = (bytesOf) => Object.fromEntries(Object.entries(wasm.loaded).map(([dir, loaded]) => [dir, bytesOf(loaded)]));
   return {
     wasmBytes: each(({ memory }) => memory?.buffer.byteLength ?? 0),
     heapBytes: each(({ module }) => module.heapBytes()),
     heapPeakBytes: each(({ module }) => module.heapPeakBytes()),
+    gpuPoolBytes: webgpuPool()?.reserved ?? null,
   };
 }
 // wgpu reads `GPUAdapter.info` (its description, isFallbackAdapter and subgroup sizes) as it
@@ -86,11 +89,15 @@ function giveAdaptersInfo() {
 // of them (two openings at the same time fail; the page's 'auto' model and a caller's
 // 'webgpu' load would otherwise race).
 let webgpuOpening = null;
+let webgpuOpened = false;
 export const webgpuDevice = () => (webgpuOpening ??= webgpu().then(async (module) => {
   giveAdaptersInfo();
   await module.openWebgpu();
+  webgpuOpened = true;
   return module;
 }));
+// What burn's GPU memory pool holds, {reserved, inUse} bytes; undefined before WebGPU opens.
+export const webgpuPool = () => (webgpuOpened ? wasm.loaded[wasm.modules.main].module.webgpuPoolBytes() : undefined);
 export const moduleFor = async (backend) => (backend === 'webgpu' ? webgpuDevice() : wasm.cpuLoading);
 
 // A pool that has not started in this time will not: its workers are ended and the CPU runs
@@ -136,7 +143,9 @@ async function startPool(threaded) {
 export const browserHasWebgpu = () => Boolean(self.navigator?.gpu);
 
 async function loadCpuModule() {
-  if (!self.crossOriginIsolated) {
+  // A browser says whether the page may share memory with its workers; a runtime that is no
+  // browser (Deno) has no such attribute, and no headers to ask for.
+  if (self.crossOriginIsolated === false) {
     wasm.oneThreadReason = 'the page is not cross-origin isolated, served without COOP/COEP headers';
     return webgpu();
   }

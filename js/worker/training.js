@@ -6,7 +6,7 @@
 import { ErrorCode, Event, ResNetError } from '../protocol.js';
 import { fetchBytes, post } from './io.js';
 import { agrees, disagreement, modelFor, modelInfo, models } from './models.js';
-import { WEBGPU_LOST, backendText, browserHasWebgpu, markWebgpuLost, moduleFor, wasm } from './modules.js';
+import { WEBGPU_LOST, backendText, browserHasWebgpu, markWebgpuLost, moduleFor, wasm, webgpuPool } from './modules.js';
 
 export const runs = new Map(); // run id -> {paused, stopped, wake}
 // Controls for a run not started yet (its request waits for the module to load, and a
@@ -137,12 +137,13 @@ export async function train({ id, run: runId, data, options: asked, base: baseId
       options.backend = 'cpu';
       notice(WEBGPU_LOST);
     }
-    const { memoryLimit } = options;
+    const { memoryLimit, gpuMemoryLimit } = options;
     delete options.memoryLimit;
-    // Before the devices are timed: a run too large for this device is refused at once. On
-    // WebGPU the tensors are the same, and the GPU's memory pool holds more than the CPU
-    // measured (docs/design.md, "A run's memory is measured before it starts").
-    const memory = await checkMemory(options, memoryLimit, dataIn, base?.weights);
+    delete options.gpuMemoryLimit;
+    // Before the devices are timed: a run too large for a device is refused, or kept off it,
+    // at once (docs/design.md, "A run's memory is measured before it starts").
+    let memory;
+    ({ backend: options.backend, memory } = await checkMemory(options, { memoryLimit, gpuMemoryLimit }, dataIn, base?.weights, notice));
     let timings;
     if (options.backend !== 'cpu') ({ backend: options.backend, timings } = await checkedTrainingDevice(options, dataIn, base?.weights, notice));
     const sessionOn = async (backend) => {
@@ -177,8 +178,9 @@ const PROBE_BATCH = 16; // pictures in checkMemory's largest probe step
 // optimizer need, and what each picture's activations add. At the run's batch, with what
 // the module holds already, that must fit in `limit` bytes: past it a run would end the tab
 // (iOS, at about 1.5 GB) or abort the module as wasm32's 4 GiB run out, losing what it
-// trained. Returns {needed, fixed, perPicture, batch} in bytes; throws past the limit.
-async function checkMemory(options, limit, dataIn, baseWeights) {
+// trained. Returns {needed, held, fixed, perPicture, batch, fits (the largest batch that
+// fits), limit} in bytes.
+async function measureMemory(options, limit, dataIn, baseWeights) {
   const module = await moduleFor('cpu');
   const held = module.heapBytes();
   let trainCount = 0;
@@ -215,13 +217,54 @@ async function checkMemory(options, limit, dataIn, baseWeights) {
   const trainingPictures = Math.max(1, Math.floor(trainCount * (1 - (options.validationFraction ?? 0))));
   const batch = Math.min(asked, trainingPictures);
   const needed = held + fixed + perPicture * batch;
-  if (limit !== undefined && needed > limit) {
-    const fits = perPicture > 0 ? Math.floor((room - fixed) / perPicture) : 0;
-    const instead = fits >= 1 ? `use a batch of at most ${fits}` : 'even a batch of one does not fit: use a smaller model or input';
-    const orHead = options.fineTune === 'all' ? ", fine-tune the classifier only ('head')" : '';
-    throw new ResNetError(ErrorCode.BAD_OPTIONS, `This run needs about ${mib(needed)} of memory at ${batch} pictures a batch (${mib(held + fixed)} before the first picture, ${mib(perPicture)} more a picture), more than the ${mib(limit)} allowed here: ${instead}${orHead}, or raise memoryLimit.`);
-  }
-  return { needed, fixed, perPicture, batch };
+  const fits = perPicture > 0 ? Math.floor((room - fixed) / perPicture) : 0;
+  return { needed, held, fixed, perPicture, batch, fits, limit };
+}
+
+// On WebGPU the tensors are the CPU's, and burn's GPU memory pool holds more than they take
+// (its pages are larger than what they serve, and it keeps scratch of its own): measured 1.33
+// to 2.02 times the CPU's bytes at the end of a run (docs/benchmark.md, "Peak memory").
+// Probing the GPU itself did not tell it better: steps from an emptied pool said 0.75 to 1.65
+// of what a run then held, and an emptied pool's buffers stay alive until a garbage collection
+// (wgpu drops them on the web without destroying them), so emptying it takes more memory,
+// not less. What the pool's tensors use already stays; pages it keeps unused serve the run.
+const GPU_POOL_PER_CPU_BYTE = 2.2;
+function onWebgpu({ fixed, perPicture, batch }, limit) {
+  const pool = webgpuPool() ?? { reserved: 0, inUse: 0 };
+  const scaled = { held: pool.inUse, fixed: fixed * GPU_POOL_PER_CPU_BYTE, perPicture: perPicture * GPU_POOL_PER_CPU_BYTE };
+  const needed = Math.max(pool.reserved, scaled.held + scaled.fixed + scaled.perPicture * batch);
+  const fits = scaled.perPicture > 0 ? Math.floor(((limit ?? Infinity) - scaled.held - scaled.fixed) / scaled.perPicture) : 0;
+  return { ...scaled, needed, batch, fits, limit };
+}
+
+// Why a measured run does not fit on `where`, and what would.
+function tooLarge({ needed, held, fixed, perPicture, batch, fits, limit }, options, where) {
+  const instead = fits >= 1 ? `use a batch of at most ${fits}` : 'even a batch of one does not fit: use a smaller model or input';
+  const orHead = options.fineTune === 'all' ? ", fine-tune the classifier only ('head')" : '';
+  const orCpu = where === 'memory' ? '' : ", train on the CPU ('cpu')";
+  return new ResNetError(ErrorCode.BAD_OPTIONS, `This run needs about ${mib(needed)} of ${where} at ${batch} pictures a batch (${mib(held + fixed)} before the first picture, ${mib(perPicture)} more a picture), more than the ${mib(limit)} allowed here: ${instead}${orHead}${orCpu}, or raise memoryLimit.`);
+}
+
+// The CPU's measure is taken whatever the device (a run on WebGPU goes on on the CPU if
+// WebGPU fails under it), and must fit `memoryLimit`. Where the run may train on WebGPU and
+// the GPU's memory is bounded (`gpuMemoryLimit`: resnet-web.js, memoryLimits), so must what
+// the GPU's pool would hold: a run that fits only the CPU trains there under 'auto', and is
+// refused under 'webgpu'. Returns the device left to choose from ('cpu' where WebGPU does
+// not fit) and the CPU's measure, {needed, fixed, perPicture, batch}, with `webgpu`, the
+// GPU pool's, where the run may train there.
+async function checkMemory(options, { memoryLimit, gpuMemoryLimit }, dataIn, baseWeights, notice) {
+  const cpu = await measureMemory(options, memoryLimit, dataIn, baseWeights);
+  const fits = ({ needed, limit }) => limit === undefined || needed <= limit;
+  if (!fits(cpu)) throw tooLarge(cpu, options, 'memory');
+  const measured = ({ needed, fixed, perPicture, batch }) => ({ needed, fixed, perPicture, batch });
+  const memory = measured(cpu);
+  if (options.backend === 'cpu' || !browserHasWebgpu()) return { backend: options.backend, memory };
+  const gpu = onWebgpu(cpu, gpuMemoryLimit);
+  memory.webgpu = measured(gpu);
+  if (fits(gpu)) return { backend: options.backend, memory };
+  if (options.backend === 'webgpu') throw tooLarge(gpu, options, 'GPU memory on WebGPU');
+  notice(`Training on the CPU: on WebGPU this run would need about ${mib(gpu.needed)} of GPU memory, more than the ${mib(gpu.limit)} allowed here.`);
+  return { backend: 'cpu', memory };
 }
 
 // Batches of at most this many pictures are timed: enough to compare the devices, and a slow

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::Dataset;
-use crate::data::preprocess::{InputKind, MAX_SIDE, Rgba};
+use crate::data::preprocess::{InputKind, Rgba, decode_image};
 use crate::error::{Error, Result};
 
 /// A folder's pictures, prepared for one input kind.
@@ -124,25 +124,11 @@ fn read_classes(
 
 /// One file decoded and prepared, or why it was left out.
 fn picture(path: &Path, input: InputKind) -> std::result::Result<Vec<f32>, String> {
-    let reader = || {
-        image::ImageReader::open(path)
-            .map_err(|e| e.to_string())?
-            .with_guessed_format()
-            .map_err(|e| e.to_string())
-    };
-    let (width, height) = reader()?
-        .into_dimensions()
-        .map_err(|_| "not a PNG or JPEG image".to_string())?;
-    let (width, height) = (width as usize, height as usize);
-    if width.max(height) > MAX_SIDE {
-        return Err(format!(
-            "{width}x{height} pixels, more than {MAX_SIDE} on a side: scale it down first"
-        ));
-    }
-    let rgba = reader()?
-        .decode()
-        .map_err(|e| format!("does not decode ({e})"))?
-        .into_rgba8();
-    let image = Rgba::new(rgba.as_raw(), width, height).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let (rgba, width, height) = decode_image(&bytes).map_err(|e| match e {
+        Error::InvalidInput(reason) => reason,
+        other => other.to_string(),
+    })?;
+    let image = Rgba::new(&rgba, width, height).map_err(|e| e.to_string())?;
     Ok(input.pixels(&image))
 }

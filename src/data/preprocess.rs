@@ -19,6 +19,27 @@ const DIGIT_BOX: usize = 20;
 /// scales images down to 1024 pixels before sending them.)
 pub const MAX_SIDE: usize = 4096;
 
+/// A PNG or JPEG file's pixels as RGBA bytes, with its width and height: what a runtime
+/// without a canvas (Deno, Node.js) classifies, and what native image folders read. Its
+/// header's size is checked before anything is decoded, so a file that claims a huge image
+/// costs nothing.
+pub fn decode_image(bytes: &[u8]) -> Result<(Vec<u8>, usize, usize)> {
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .expect("reading from memory cannot fail")
+    };
+    let not_an_image = || Error::InvalidInput("not a PNG or JPEG image".into());
+    let (width, height) = reader().into_dimensions().map_err(|_| not_an_image())?;
+    let (width, height) = (width as usize, height as usize);
+    Rgba::check(width * height * 4, width, height)?;
+    let rgba = reader()
+        .decode()
+        .map_err(|e| Error::InvalidInput(format!("the image does not decode ({e})")))?
+        .into_rgba8();
+    Ok((rgba.into_raw(), width, height))
+}
+
 /// A borrowed RGBA image, checked on construction.
 #[derive(Debug, Clone, Copy)]
 pub struct Rgba<'a> {

@@ -136,6 +136,30 @@ impl Backend {
     }
 }
 
+/// What burn's GPU memory pool holds on the WebGPU device, `{reserved, inUse}` in bytes: the
+/// pages it keeps (it gives none back unasked), and what live tensors use of them; undefined
+/// before WebGPU is open. A run measures its own need on the CPU (js/worker/training.js).
+#[cfg(webgpu)]
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = webgpuPoolBytes)]
+pub fn webgpu_pool_bytes() -> wasm_bindgen::JsValue {
+    let usage = WEBGPU.with(|cell| {
+        cell.borrow()
+            .as_ref()
+            .and_then(|backend| backend.device.memory_pool_usage())
+    });
+    let Some(usage) = usage else {
+        return wasm_bindgen::JsValue::UNDEFINED;
+    };
+    let bytes = js_sys::Object::new();
+    for (name, value) in [
+        ("reserved", usage.bytes_reserved),
+        ("inUse", usage.bytes_in_use),
+    ] {
+        let _ = js_sys::Reflect::set(&bytes, &name.into(), &(value as f64).into());
+    }
+    bytes.into()
+}
+
 /// Whether the browser has WebGPU at all (`navigator.gpu`), in a page or a worker.
 #[cfg(webgpu)]
 fn browser_has_webgpu() -> bool {

@@ -32,6 +32,23 @@ pub fn rgba_bytes(
     Ok(pixels.to_vec())
 }
 
+/// A PNG or JPEG file decoded: `{rgba, width, height}`, for runtimes without a canvas to
+/// decode with (Deno, Node.js). The size in its header is checked before it is decoded.
+#[wasm_bindgen(js_name = decodeImage)]
+pub fn decode_image(bytes: &[u8]) -> std::result::Result<JsValue, JsValue> {
+    let (rgba, width, height) = crate::data::preprocess::decode_image(bytes).map_err(js_error)?;
+    let decoded = Object::new();
+    set(
+        &decoded,
+        "rgba",
+        &js_sys::Uint8Array::from(rgba.as_slice()).into(),
+    )
+    .map_err(js_error)?;
+    set(&decoded, "width", &JsValue::from(width)).map_err(js_error)?;
+    set(&decoded, "height", &JsValue::from(height)).map_err(js_error)?;
+    Ok(decoded.into())
+}
+
 /// A field of an options object, absent when undefined or null.
 pub fn option(options: &JsValue, name: &str) -> Option<JsValue> {
     Reflect::get(options, &JsValue::from_str(name))

@@ -10,8 +10,11 @@ mod threads;
 mod training;
 mod transfer;
 
+#[cfg(webgpu)]
+pub use backend::webgpu_pool_bytes;
 pub use backend::{Backend, BackendKind};
 pub use classifier::{Classifier, Prediction, convert_weights, describe_weights};
+pub use convert::decode_image;
 pub use heap::{heap_bytes, heap_peak_bytes, mark_heap_peak};
 #[cfg(target_feature = "atomics")]
 pub use threads::init_thread_pool;
