@@ -112,6 +112,7 @@ function watch() {
       send({ type: Request.STATUS }).catch(() => {}).finally(() => { statusAsked = false; });
     }
   }, WATCH_MS);
+  watchdog.unref?.(); // Node.js: the worker, not this, keeps the process alive while calls wait
 }
 
 function watchStart(starting) {
@@ -127,6 +128,7 @@ function watchStart(starting) {
       replaceStalledWorker();
     }
   }, START_PING_MS);
+  timer.unref?.();
 }
 
 // The calls made so far go to a new worker, then the controls; status requests are dropped.
@@ -147,11 +149,27 @@ function postControl(message) {
   if (!started) controlsBeforeStart.push(message);
 }
 
+// Node.js has no Web Workers: a worker of node:worker_threads, behind the same few members,
+// runs worker.js behind worker-node.js. It keeps the process alive only while calls wait.
+const workerThreads = !globalThis.Worker && globalThis.process?.versions?.node ? await import('node:worker_threads') : null;
+class NodeWorker {
+  constructor(url) {
+    this.thread = new workerThreads.Worker(new URL('./worker-node.js', import.meta.url), { workerData: { href: url.href } });
+    this.thread.on('message', (data) => this.onmessage?.({ data }));
+    this.thread.on('error', (error) => this.onerror?.({ message: error.message, preventDefault() {} }));
+    this.thread.unref();
+  }
+  postMessage(message, transfer) { this.thread.postMessage(message, transfer); }
+  terminate() { this.thread.terminate(); }
+  ref() { this.thread.ref(); }
+  unref() { this.thread.unref(); }
+}
+
 function connection() {
   if (worker) return worker;
   const url = new URL('./worker.js', import.meta.url);
   if (stalledStarts >= STALLS_BEFORE_ONE_THREAD) url.searchParams.set('pool', 'stalled');
-  worker = new Worker(url, { type: 'module' });
+  worker = workerThreads ? new NodeWorker(url) : new Worker(url, { type: 'module' });
   started = false;
   worker.onmessage = ({ data }) => {
     lastHeard = performance.now();
@@ -160,6 +178,7 @@ function connection() {
       pending.delete(data.id);
       if (data.type === Reply.DONE) waiting?.resolve(data.value);
       else waiting?.reject(new ResNetError(data.code, data.message));
+      if (!callsWaiting()) worker?.unref?.();
     } else if (data.type === Event.STARTED) {
       started = true;
       for (const call of pending.values()) delete call.message;
@@ -187,6 +206,7 @@ function send(message, transfer = []) {
     const call = { type: message.type, resolve, reject };
     pending.set(id, call);
     const target = connection();
+    target.ref?.();
     // While the worker starts, a call is copied rather than transferred, and kept.
     if (started || message.type === Request.STATUS) {
       target.postMessage({ ...message, id }, transfer);

@@ -16,7 +16,7 @@ done
 STAGE="$ROOT/target/package"
 rm -rf "$STAGE"
 mkdir -p "$STAGE/js" "$STAGE/models"
-cp js/resnet-web.js js/resnet-web.d.ts js/protocol.js js/worker.js js/imagenet-classes.json "$STAGE/js/"
+cp js/resnet-web.js js/resnet-web.d.ts js/protocol.js js/worker.js js/worker-node.js js/imagenet-classes.json "$STAGE/js/"
 cp -r js/worker "$STAGE/js/" # the worker's parts, one file per job
 for module in "${MODULES[@]}"; do
   mkdir -p "$STAGE/$module"

@@ -48,6 +48,14 @@ const run = watched(m.fineTune({ classNames: ['a', 'b'], examples: pictures(${ba
 (await run.result).dispose();`,
   })),
   {
+    // As on a phone: fits the CPU's limit, not WebGPU's share of it (refused on 'webgpu').
+    name: 'fine-tune all layers, ImageNet ResNet-18 (224 px), batch 16, memoryLimit 1 GiB (a phone\'s)',
+    weights: 18,
+    code: `const m = await loadModel(weights, { backend: 'cpu' });
+const run = watched(m.fineTune({ classNames: ['a', 'b'], examples: pictures(16, 224, 2) }, { fineTune: 'all', batchSize: 16, epochs: 1, validationFraction: 0, backend, memoryLimit: 1024 ** 3 }));
+(await run.result).dispose();`,
+  },
+  {
     // As on a phone: refused before it starts, and how much the refusal's probes took.
     name: 'fine-tune all layers, ImageNet ResNet-18 (224 px), batch 64, memoryLimit 1 GiB (a phone\'s)',
     weights: 18,

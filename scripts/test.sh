@@ -4,7 +4,7 @@
 # wasm32 builds and each module's wasm features, the in-browser tests (WebGPU and CPU, and the
 # FMA build's CPU) in headless Chromium, the examples' types, the page itself end to end, the
 # npm package installed into a fresh project, and the page and the package in headless Firefox
-# and in WebKit (WebKitGTK under Xvfb), and the package in Deno. Exits non-zero at the
+# and in WebKit (WebKitGTK under Xvfb), and the package in Deno and Node.js. Exits non-zero at the
 # first failure; artefacts (logs, a screenshot) go to artifacts/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -76,8 +76,8 @@ node --test-reporter=spec tests/firefox.test.mjs 2>&1 | tee "$ARTIFACTS/firefox-
 step "WebKit tests: the page and the package in WebKitGTK's MiniBrowser under Xvfb (WebDriver)"
 node --test-reporter=spec tests/webkit.test.mjs 2>&1 | tee "$ARTIFACTS/webkit-tests.log"
 
-step "Deno tests: the package in Deno (npm's deno), on the CPU and on its WebGPU (lavapipe)"
-node --test-reporter=spec tests/deno.test.mjs 2>&1 | tee "$ARTIFACTS/deno-tests.log"
+step "runtimes tests: the package in Deno (npm's deno; the CPU and its WebGPU on lavapipe) and in Node.js (the CPU)"
+node --test-reporter=spec tests/runtimes.test.mjs 2>&1 | tee "$ARTIFACTS/runtimes-tests.log"
 
 count() { # sums "N passed" / "N ignored" of every "test result:" line of a log
   grep -h 'test result:' "$1" | sed -n "s/.* \([0-9]\+\) $2.*/\1/p" | awk '{ sum += $1 } END { print sum + 0 }'
@@ -97,13 +97,13 @@ echo "in-browser tests: $browser_passed passed, $browser_ignored ignored"
 echo "in-browser tests of the FMA build: $fma_passed passed, $fma_ignored ignored"
 grep -h '^\[fuzz\] .*no finding' "$ARTIFACTS/fuzz.log"
 grep -h '^\[wasm features\]' "$ARTIFACTS/wasm-features.log"
-for suite in page package firefox webkit deno; do
+for suite in page package firefox webkit runtimes; do
   echo "$suite tests: $(node_count "$ARTIFACTS/$suite-tests.log" pass) passed, $(node_count "$ARTIFACTS/$suite-tests.log" fail) failed"
 done
 grep -h 'time to first prediction' "$ARTIFACTS/page-tests.log" || true
 grep -h 'BENCH' "$ARTIFACTS/browser-tests.log" || true
 grep -h 'max |browser - pytorch|' "$ARTIFACTS/browser-tests-fma.log" || true
-for suite in page package firefox webkit deno; do
+for suite in page package firefox webkit runtimes; do
   if [ "$(node_count "$ARTIFACTS/$suite-tests.log" skipped)" != 0 ] || [ "$(node_count "$ARTIFACTS/$suite-tests.log" todo)" != 0 ] \
     || [ "$(node_count "$ARTIFACTS/$suite-tests.log" pass)" = 0 ]; then
     echo "the $suite tests skipped some, or none ran" >&2

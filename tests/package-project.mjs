@@ -76,7 +76,7 @@ const PAGE = `<!doctype html>
   window.outcome.then((outcome) => { window.finished = outcome; });
 </script>`;
 
-/** The project, served on 127.0.0.1 with COOP/COEP: {url, close()}. */
+/** The project, served on 127.0.0.1 with COOP/COEP: {url, dir (its folder), close()}. */
 export async function packageProject() {
   const tarball = execFileSync('bash', [join(ROOT, 'scripts/pack.sh')], { encoding: 'utf8' }).trim().split('\n').at(-1);
   const project = mkdtempSync(join(tmpdir(), 'resnet-web-project-'));
@@ -89,6 +89,7 @@ export async function packageProject() {
   const server = await serve(project);
   return {
     url: server.url,
+    dir: project,
     async close() {
       await server.close();
       rmSync(project, { recursive: true, force: true });

@@ -8,10 +8,13 @@ export const post = (message, transfer = []) => self.postMessage(message, transf
 // other call and model with worker-crashed.
 export const endWorkerAfterTrap = (trap) => setTimeout(() => { throw trap; });
 
+// Node.js's fetch reads no file: URL (Deno's does); its fs does.
+const readFile = globalThis.process?.versions?.node && !globalThis.Deno ? (await import('node:fs/promises')).readFile : null;
+
 export async function fetchBytes(url) {
   let response;
   try {
-    response = await fetch(url);
+    response = readFile && String(url).startsWith('file:') ? new Response(await readFile(new URL(url))) : await fetch(url);
   } catch (error) {
     throw new ResNetError(ErrorCode.NETWORK, `cannot load ${url}: ${error.message}`);
   }

@@ -18,6 +18,9 @@ const RELAXED_SIMD_PROBE = new Uint8Array([
   0x41, 0x00, 0xfd, 0x11, 0x41, 0x00, 0xfd, 0x11, 0x41, 0x00, 0xfd, 0x11, // 3 x i32x4.splat(0)
   0xfd, 0x85, 0x02, 0x0b, // f32x4.relaxed_madd, end
 ]);
+// Node.js (Deno says it is Node too, for the packages it runs).
+const inNode = Boolean(globalThis.process?.versions?.node) && !globalThis.Deno;
+
 const moduleUrl = (dir) => new URL(`../../${dir}/resnet_web.js`, import.meta.url).href;
 
 // At most 8 threads: the kernels split each convolution evenly, and beyond that the shares
@@ -91,6 +94,13 @@ function giveAdaptersInfo() {
 let webgpuOpening = null;
 let webgpuOpened = false;
 export const webgpuDevice = () => (webgpuOpening ??= webgpu().then(async (module) => {
+  // Not asked of wgpu: outside a browser and a Web Worker (Node.js) it traps, ending the worker.
+  if (!browserHasWebgpu()) {
+    const [where, instead] = inNode
+      ? ['Node.js has no navigator.gpu', 'or Deno, whose WebGPU the package uses']
+      : ['this browser has no WebGPU: navigator.gpu is missing', 'or a browser with WebGPU enabled'];
+    throw new ResNetError(ErrorCode.UNSUPPORTED, `WebGPU is not available (${where}): use the CPU backend, ${instead}`);
+  }
   giveAdaptersInfo();
   await module.openWebgpu();
   webgpuOpened = true;
@@ -147,6 +157,12 @@ async function loadCpuModule() {
   // browser (Deno) has no such attribute, and no headers to ask for.
   if (self.crossOriginIsolated === false) {
     wasm.oneThreadReason = 'the page is not cross-origin isolated, served without COOP/COEP headers';
+    return webgpu();
+  }
+  // wasm-bindgen-rayon starts its pool with Web Workers: Node.js has worker_threads instead,
+  // and Safari before 15.5 none inside a worker.
+  if (typeof self.Worker === 'undefined') {
+    wasm.oneThreadReason = inNode ? 'Node.js has no Web Workers for the thread pool, only worker_threads' : 'this browser starts no worker from a worker, as the thread pool needs';
     return webgpu();
   }
   // WebKitGTK is cross-origin isolated with COOP/COEP, yet has no SharedArrayBuffer: the

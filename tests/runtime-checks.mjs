@@ -1,12 +1,14 @@
-// What tests/deno.test.mjs asks of the package in Deno: one check a process, named by the
-// first argument, run through the package's own entry (js/resnet-web.js) as a Deno user
-// imports it, and answered as one JSON line on stdout.
-//   deno run --allow-all tests/deno-checks.mjs CHECK BACKEND [DIR]
+// What tests/runtimes.test.mjs asks of the package outside a browser, in Deno and in
+// Node.js: one check a process, named by the first argument, run through the package's own
+// entry (js/resnet-web.js) as a user imports it, and answered as one JSON line on stdout.
+//   deno run --allow-all tests/runtime-checks.mjs CHECK BACKEND [DIR]
+//   node tests/runtime-checks.mjs CHECK BACKEND [DIR]
 // DIR holds the files the test wrote: digit-*.png (held-out MNIST digits) and not-an-image.png.
+import { readdirSync, readFileSync } from 'node:fs';
 import { cpuThreads, loadModel, shippedModels, train } from '../js/resnet-web.js';
 
-const [check, backend, dir] = Deno.args;
-const files = dir ? [...Deno.readDirSync(dir)].map((entry) => entry.name).sort() : [];
+const [check, backend, dir] = process.argv.slice(2);
+const files = dir ? readdirSync(dir).sort() : [];
 const failure = (promise) => promise.then(() => null, (error) => ({ code: error.code, message: error.message }));
 
 // Two classes of 32 px colour pictures a run can tell apart: black columns (label 0)
@@ -31,7 +33,7 @@ const checks = {
     const read = [];
     for (const name of files.filter((file) => file.startsWith('digit-'))) {
       const [fromPath] = await byPath.classify(`${dir}/${name}`);
-      const [fromBytes] = await byUrl.classify(Deno.readFileSync(`${dir}/${name}`));
+      const [fromBytes] = await byUrl.classify(readFileSync(`${dir}/${name}`));
       read.push({ name, label: fromPath.label, same: fromPath.label === fromBytes.label && Math.abs(fromPath.probability - fromBytes.probability) < 1e-6 });
     }
     return { backend: byPath.backend, read, threads: await cpuThreads() };
@@ -60,6 +62,12 @@ const checks = {
     const [after] = await again.classify(picture);
     return { backend: start.backend, losses, before, after };
   },
+  // Where the runtime has no WebGPU: asked for, a clear error; 'auto' runs on the CPU.
+  async withoutWebgpu() {
+    const refused = await failure(loadModel(shippedModels.digits, { backend: 'webgpu' }));
+    const auto = await loadModel(shippedModels.digits);
+    return { refused, auto: auto.backend, threads: await cpuThreads() };
+  },
   // A file that is no weights and a file that is no image: clear errors, and the model that
   // was loaded still reads.
   async refuses() {
@@ -74,5 +82,5 @@ const checks = {
 };
 
 console.log(JSON.stringify(await checks[check]()));
-// The package's worker would keep the process alive.
-Deno.exit(0);
+// Deno's workers would keep the process alive.
+process.exit(0);
