@@ -32,7 +32,12 @@ pub fn decode_image(bytes: &[u8]) -> Result<(Vec<u8>, usize, usize)> {
     let not_an_image = || Error::InvalidInput("not a PNG or JPEG image".into());
     let (width, height) = reader().into_dimensions().map_err(|_| not_an_image())?;
     let (width, height) = (width as usize, height as usize);
-    Rgba::check(width * height * 4, width, height)?;
+    // Saturating: a header may claim sides whose product overflows wasm32's usize.
+    Rgba::check(
+        width.saturating_mul(height).saturating_mul(4),
+        width,
+        height,
+    )?;
     let rgba = reader()
         .decode()
         .map_err(|e| Error::InvalidInput(format!("the image does not decode ({e})")))?
