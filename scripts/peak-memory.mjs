@@ -101,8 +101,8 @@ try {
         case: testCase.name, backend, seconds: Math.round((Date.now() - started) / 1000),
         wasmMiB: wasm && Math.round(wasm / MB), modules: outcome.memory && Object.fromEntries(Object.entries(outcome.memory.wasmBytes).map(([dir, bytes]) => [dir, Math.round(bytes / MB)])),
         gpuPeakMiB: gpu && Math.round(gpu.peakBytes / MB),
-        // burn's GPU memory pool at the end: the most its pages held, as it never shrinks
-        // unless emptied (the measure before a run empties it after).
+        // burn's GPU memory pool at the end: the most its pages held, as it never gives
+        // pages back unasked.
         gpuPoolMiB: outcome.memory?.gpuPoolBytes && Math.round(outcome.memory.gpuPoolBytes / MB),
         // That pool against the run's own bytes on the CPU (its measure, less what the module
         // held before): what js/worker/training.js's GPU_POOL_PER_CPU_BYTE must stay above.
